@@ -300,16 +300,26 @@ class _Handler(BaseHTTPRequestHandler):
                 err = {"error": {"message": f"injected {status}", "type": kind}}
                 self._send(status, err, headers)
                 return
-            record["status"] = 200
-            if self.path.endswith("/chat/completions"):
-                self._send(200, self._chat_completion(body, record))
-            elif self.path.endswith("/responses"):
-                self._send(200, self._response(body, record))
-            elif self.path.endswith("/embeddings"):
-                self._send(200, self._embeddings(body))
-            else:
+            routes = {
+                "/chat/completions": self._chat_completion,
+                "/responses": self._response,
+                "/embeddings": self._embeddings,
+            }
+            route = next((f for p, f in routes.items() if self.path.endswith(p)), None)
+            if route is None:
                 record["status"] = 404
                 self._send(404, {"error": {"message": f"no route {self.path}"}})
+                return
+            try:
+                payload = route(body, record)
+            except Exception as exc:  # a scripted handler may refuse on purpose
+                record["status"] = 500
+                self._send(
+                    500, {"error": {"message": repr(exc), "type": "server_error"}}
+                )
+                return
+            record["status"] = 200
+            self._send(200, payload)
         finally:
             with srv._lock:
                 srv.in_flight -= 1
@@ -375,7 +385,7 @@ class _Handler(BaseHTTPRequestHandler):
             },
         }
 
-    def _embeddings(self, body: dict) -> dict:
+    def _embeddings(self, body: dict, record: dict) -> dict:
         inputs = body.get("input", [])
         if isinstance(inputs, str) or (
             isinstance(inputs, list) and inputs and isinstance(inputs[0], int)
