@@ -1,0 +1,595 @@
+"""SparseAutoencoder: a scikit-learn transformer that learns a sparse dictionary."""
+
+from __future__ import annotations
+
+import math
+from numbers import Integral, Real
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+    _fit_context,
+)
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+_PARAMS = ("w_enc", "b_enc", "w_dec", "b_dec")
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Sparse autoencoder (TopK or BatchTopK) for dense vectors such as text embeddings.
+
+    Each input row ``x`` is encoded as ``z = sparsify(W_enc (x - b_dec) + b_enc)``
+    with at most ``k`` non-zero latents (``n_latents`` in all) and decoded as
+    ``x_hat = W_dec^T z + b_dec``. Each latent is meant to be one concept; its
+    decoder row is its direction in embedding space.
+
+    Training follows the recipe of SAELens, sparsify and dictionary_learning:
+    inputs are scaled to an average norm of ``sqrt(n_features)`` (the scale is
+    folded back into the fitted weights), the decoder bias starts at the
+    geometric median of the data, the encoder at the decoder's transpose,
+    decoder rows are kept at unit norm (the gradient along them is removed),
+    dead latents are revived with the AuxK loss, the learning rate scales with
+    width by default, with warmup, linear decay and gradient clipping. Training
+    stops early on a validation split and restores the best weights.
+
+    On CPU the k-sparse code makes training cheap: decoding gathers ``k``
+    decoder rows per example (``embedding_bag``) and the encoder's gradient is
+    computed only for the selected latents.
+
+    Parameters
+    ----------
+    n_latents : int, default=256
+        Number of latents (dictionary size, often called M).
+    k : int, default=8
+        Number of active latents per example (average, for BatchTopK).
+    activation : {"topk", "batchtopk"}, default="topk"
+        ``"topk"`` keeps the ``k`` largest pre-activations of each row.
+        ``"batchtopk"`` keeps the ``k * batch_size`` largest of each training
+        batch, and learns a threshold that :meth:`transform` uses instead, so
+        that a row's code does not depend on the rest of its batch.
+    matryoshka_prefixes : list of int, default=None
+        Nested prefix sizes, e.g. ``[32, 256]``: the loss averages the
+        reconstruction error of the first 32 latents alone and of all 256, so
+        the first latents learn coarse concepts and the rest finer ones.
+        ``n_latents`` is appended when missing.
+    batch_size : int, default=512
+        Rows per optimisation step.
+    max_epochs : int, default=100
+        Maximum number of passes over the training data.
+    learning_rate : float, default=None
+        Adam step size. ``None`` scales it with width, ``2e-4 / sqrt(n_latents / 2**14)``.
+    warmup_fraction : float, default=0.02
+        Fraction of the planned steps over which the learning rate ramps up.
+    decay_fraction : float, default=0.2
+        Fraction of the planned steps, at the end, over which it decays to 0.
+    aux_k : int, default=None
+        Dead latents used by the AuxK loss per row; ``None`` means
+        ``min(n_latents, n_features // 2)``.
+    aux_coef : float, default=1/32
+        Weight of the AuxK loss. 0 disables it.
+    dead_rows : int, default=None
+        A latent that has not fired in this many training rows counts as dead.
+        ``None`` means ``min(100_000, n_training_rows)``.
+    clip_grad : float or None, default=1.0
+        Maximum gradient norm.
+    early_stopping : bool, default=True
+        Hold out ``validation_fraction`` of the rows (or use ``X_val`` given to
+        :meth:`fit`) and stop when the validation FVU has not improved by
+        ``tol`` for ``n_iter_no_change`` epochs; the best weights are restored.
+    validation_fraction : float, default=0.1
+        Share of rows held out for early stopping.
+    n_iter_no_change : int, default=5
+        Patience, in epochs.
+    tol : float, default=1e-4
+        Minimum improvement of the validation FVU.
+    sparse_output : bool, default=False
+        Whether :meth:`transform` returns a scipy CSR matrix.
+    device : {"auto", "cpu", "cuda"} or str, default="auto"
+        Torch device; ``"auto"`` picks CUDA when available.
+    compute_dtype : {"float32", "bfloat16"}, default="float32"
+        Dtype of the encoder's dense matmul. Weights stay float32. bfloat16
+        pays off on GPUs and CPUs with bfloat16 units.
+    transform_batch_size : int, default=8192
+        Rows per batch in :meth:`transform` and scoring.
+    warm_start : bool, default=False
+        Continue training from the fitted weights on the next :meth:`fit`.
+    random_state : int, RandomState instance or None, default=None
+        Seeds initialisation, shuffling and the validation split.
+    verbose : int, default=0
+        Show a progress bar over epochs when positive.
+
+    Attributes
+    ----------
+    n_features_in_ : int
+        Width of the input vectors.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of input columns, when X has string column names.
+    encoder_weight_ : ndarray of shape (n_latents, n_features_in_)
+        Encoder weights, acting on raw (unscaled) inputs.
+    encoder_bias_ : ndarray of shape (n_latents,)
+    decoder_weight_ : ndarray of shape (n_latents, n_features_in_)
+        One row per latent, in raw input units (unit norm times ``1 / input_scale_``).
+    decoder_bias_ : ndarray of shape (n_features_in_,)
+    input_scale_ : float
+        Factor that brought the training inputs to norm ``sqrt(n_features_in_)``.
+    threshold_ : float or None
+        Learned activation threshold (BatchTopK), used by :meth:`transform`.
+    n_iter_ : int
+        Epochs run.
+    n_rows_seen_ : int
+        Training rows processed, over all epochs.
+    loss_curve_ : list of float
+        Mean training loss of each epoch.
+    validation_fvu_curve_ : list of float
+        Validation FVU after each epoch (empty without early stopping).
+    best_validation_fvu_ : float or None
+    fvu_ : float
+        Fraction of variance unexplained on the training rows (over the whole
+        data, not averaged per batch).
+    validation_fvu_ : float or None
+        The same on the validation rows.
+    l0_ : float
+        Mean active latents per row, as trained (top-k or batch top-k).
+    l0_threshold_ : float
+        Mean active latents per row as :meth:`transform` computes them.
+    dead_fraction_ : float
+        Share of latents that never fire on the training rows.
+    latent_frequency_ : ndarray of shape (n_latents,)
+        Share of training rows on which each latent fires.
+
+    See Also
+    --------
+    LatentSelector : Keep the latents that predict a target.
+    HypothesisGenerator : Describe selected latents in words.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_hypothesaes import SparseAutoencoder
+    >>> X = np.random.default_rng(0).normal(size=(500, 16)).astype(np.float32)
+    >>> sae = SparseAutoencoder(n_latents=32, k=4, max_epochs=5, random_state=0)
+    >>> Z = sae.fit_transform(X)
+    >>> Z.shape, int((Z > 0).sum(axis=1).max()) <= 4
+    ((500, 32), True)
+    """
+
+    _parameter_constraints: dict = {
+        "n_latents": [Interval(Integral, 1, None, closed="left")],
+        "k": [Interval(Integral, 1, None, closed="left")],
+        "activation": [StrOptions({"topk", "batchtopk"})],
+        "matryoshka_prefixes": ["array-like", None],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither"), None],
+        "warmup_fraction": [Interval(Real, 0, 1, closed="both")],
+        "decay_fraction": [Interval(Real, 0, 1, closed="both")],
+        "aux_k": [Interval(Integral, 1, None, closed="left"), None],
+        "aux_coef": [Interval(Real, 0, None, closed="left")],
+        "dead_rows": [Interval(Integral, 1, None, closed="left"), None],
+        "clip_grad": [Interval(Real, 0, None, closed="neither"), None],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "sparse_output": ["boolean"],
+        "device": [str],
+        "compute_dtype": [StrOptions({"float32", "bfloat16"})],
+        "transform_batch_size": [Interval(Integral, 1, None, closed="left")],
+        "warm_start": ["boolean"],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        n_latents=256,
+        k=8,
+        *,
+        activation="topk",
+        matryoshka_prefixes=None,
+        batch_size=512,
+        max_epochs=100,
+        learning_rate=None,
+        warmup_fraction=0.02,
+        decay_fraction=0.2,
+        aux_k=None,
+        aux_coef=1 / 32,
+        dead_rows=None,
+        clip_grad=1.0,
+        early_stopping=True,
+        validation_fraction=0.1,
+        n_iter_no_change=5,
+        tol=1e-4,
+        sparse_output=False,
+        device="auto",
+        compute_dtype="float32",
+        transform_batch_size=8192,
+        warm_start=False,
+        random_state=None,
+        verbose=0,
+    ):
+        self.n_latents = n_latents
+        self.k = k
+        self.activation = activation
+        self.matryoshka_prefixes = matryoshka_prefixes
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.learning_rate = learning_rate
+        self.warmup_fraction = warmup_fraction
+        self.decay_fraction = decay_fraction
+        self.aux_k = aux_k
+        self.aux_coef = aux_coef
+        self.dead_rows = dead_rows
+        self.clip_grad = clip_grad
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.sparse_output = sparse_output
+        self.device = device
+        self.compute_dtype = compute_dtype
+        self.transform_batch_size = transform_batch_size
+        self.warm_start = warm_start
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ checks
+    def _check_hyperparameters(self):
+        if self.k > self.n_latents:
+            raise ValueError(
+                "The 'k' parameter of SparseAutoencoder must be an int in the range "
+                f"[1, n_latents={self.n_latents}]. Got {self.k} instead."
+            )
+        prefixes = None
+        if self.matryoshka_prefixes is not None:
+            prefixes = [int(p) for p in np.asarray(self.matryoshka_prefixes).ravel()]
+            if prefixes and prefixes[-1] != self.n_latents:
+                prefixes.append(self.n_latents)
+            ok = all(a < b for a, b in zip(prefixes, prefixes[1:])) and all(
+                1 <= p <= self.n_latents for p in prefixes
+            )
+            if not prefixes or not ok:
+                raise ValueError(
+                    "The 'matryoshka_prefixes' parameter of SparseAutoencoder must be "
+                    "strictly increasing ints in [1, n_latents="
+                    f"{self.n_latents}]. Got {self.matryoshka_prefixes!r} instead."
+                )
+        return prefixes
+
+    def _torch_device(self):
+        torch = _torch()
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            device = torch.device(self.device)
+        except RuntimeError as exc:
+            raise ValueError(
+                "The 'device' parameter of SparseAutoencoder must be 'auto', 'cpu', "
+                f"'cuda' or a torch device string. Got {self.device!r} instead."
+            ) from exc
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(
+                "The 'device' parameter of SparseAutoencoder is 'cuda' but no CUDA "
+                "device is available; use device='auto' or 'cpu'."
+            )
+        return device
+
+    def _validate_X(self, X, reset):
+        X = validate_data(
+            self,
+            X,
+            reset=reset,
+            dtype=np.float32,
+            order="C",
+            ensure_min_samples=1,
+        )
+        return X
+
+    # --------------------------------------------------------------- fitting
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None, X_val=None):
+        """Train the autoencoder on the rows of X.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training vectors.
+        y : None
+            Ignored.
+        X_val : array-like of shape (n_val, n_features), default=None
+            Validation vectors for early stopping; by default
+            ``validation_fraction`` of X is held out.
+
+        Returns
+        -------
+        self : SparseAutoencoder
+        """
+        warm = self.warm_start and hasattr(self, "encoder_weight_")
+        X = self._validate_X(X, reset=not warm)
+        if X_val is not None:
+            X_val = self._validate_X(X_val, reset=False)
+        self._fit(X, X_val, warm=warm, epochs=self.max_epochs)
+        return self
+
+    def partial_fit(self, X, y=None):
+        """Run one epoch over X, initialising the model on the first call."""
+        first = not hasattr(self, "encoder_weight_")
+        if first:
+            self._validate_params()
+        X = self._validate_X(X, reset=first)
+        self._fit(X, None, warm=not first, epochs=1, partial=True)
+        return self
+
+    def _fit(self, X, X_val, *, warm, epochs, partial=False):
+        torch = _torch()
+        from ._sae_training import train
+
+        prefixes = self._check_hyperparameters()
+        device = self._torch_device()
+        rng = check_random_state(self.random_state)
+        n_samples = X.shape[0]
+
+        # Validation rows: given, split off, or none (partial_fit).
+        train_idx = np.arange(n_samples)
+        if not partial and self.early_stopping and X_val is None:
+            n_val = max(1, int(round(self.validation_fraction * n_samples)))
+            if n_samples - n_val < 1:
+                raise ValueError(
+                    "SparseAutoencoder needs at least 2 rows when early_stopping=True "
+                    f"(one for validation). Got n_samples={n_samples}."
+                )
+            perm = rng.permutation(n_samples)
+            val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+        else:
+            val_idx = None
+        seed = int(rng.randint(np.iinfo(np.int32).max))
+        generator = torch.Generator(device="cpu").manual_seed(seed)
+
+        if val_idx is not None:
+            X_val = X[val_idx]
+        elif partial:
+            X_val = None
+        if not partial:
+            self.loss_curve_, self.validation_fvu_curve_ = [], []
+            self.n_iter_, self.n_rows_seen_ = 0, 0
+            self.best_validation_fvu_ = None
+        result = train(
+            self,
+            X,
+            train_idx,
+            X_val if self.early_stopping else None,
+            prefixes=prefixes,
+            device=device,
+            generator=generator,
+            warm=warm,
+            epochs=epochs,
+            partial=partial,
+        )
+        self._store_weights(result["params"], result["scale"], result["threshold"])
+        self._training_state = result["state"] if partial else None
+        self.l0_ = result["l0"]
+        stats = self._data_stats(X, None if len(train_idx) == n_samples else train_idx)
+        self.fvu_ = stats["fvu"]
+        self.l0_threshold_ = stats["l0"]
+        self.latent_frequency_ = stats["frequency"]
+        self.dead_fraction_ = float(np.mean(stats["frequency"] == 0))
+        self.validation_fvu_ = (
+            self._data_stats(X_val)["fvu"] if X_val is not None else None
+        )
+        return self
+
+    def _store_weights(self, params, scale, threshold):
+        """Fold the input scale into the weights so they act on raw inputs."""
+        w_enc = params["w_enc"].detach().cpu().double().numpy()
+        b_enc = params["b_enc"].detach().cpu().double().numpy()
+        w_dec = params["w_dec"].detach().cpu().double().numpy()
+        b_dec = params["b_dec"].detach().cpu().double().numpy()
+        # pre = W (s x - b_dec) + b_enc = (s W) x + (b_enc - W b_dec)
+        self.encoder_weight_ = (w_enc * scale).astype(np.float32)
+        self.encoder_bias_ = (b_enc - w_enc @ b_dec).astype(np.float32)
+        self.decoder_weight_ = (w_dec / scale).astype(np.float32)
+        self.decoder_bias_ = (b_dec / scale).astype(np.float32)
+        self.input_scale_ = float(scale)
+        self.threshold_ = None if threshold is None else float(threshold)
+        self._device_params = None
+
+    def _scaled_params(self):
+        """Weights in the scaled training frame (to resume training)."""
+        s = self.input_scale_
+        w_enc = self.encoder_weight_.astype(np.float64) / s
+        b_dec = self.decoder_bias_.astype(np.float64) * s
+        return {
+            "w_enc": w_enc.astype(np.float32),
+            "b_enc": (self.encoder_bias_ + w_enc @ b_dec).astype(np.float32),
+            "w_dec": (self.decoder_weight_ * s).astype(np.float32),
+            "b_dec": b_dec.astype(np.float32),
+        }
+
+    # ------------------------------------------------------------- inference
+    def _params_on(self, device):
+        cached = getattr(self, "_device_params", None)
+        if cached is not None and cached[0] == device:
+            return cached[1]
+        torch = _torch()
+        params = {
+            "w_enc": torch.from_numpy(self.encoder_weight_).to(device),
+            "b_enc": torch.from_numpy(self.encoder_bias_).to(device),
+            "w_dec": torch.from_numpy(self.decoder_weight_).to(device),
+            # Raw-frame encoder already includes the centring by b_dec.
+            "b_dec": torch.zeros(self.n_features_in_, device=device),
+        }
+        self._device_params = (device, params)
+        return params
+
+    def _encode_batches(self, X, idx=None):
+        """Yield (start, block, rows, cols, vals) batch by batch, as numpy.
+
+        ``idx`` selects rows of X without copying X as a whole.
+        """
+        torch = _torch()
+        from ._sae_torch import encode
+
+        device = self._torch_device()
+        params = self._params_on(device)
+        mode = "threshold" if self.threshold_ is not None else "topk"
+        n = X.shape[0] if idx is None else len(idx)
+        with torch.no_grad():
+            for start in range(0, n, self.transform_batch_size):
+                stop = start + self.transform_batch_size
+                block = X[start:stop] if idx is None else X[idx[start:stop]]
+                rows, cols, vals = encode(
+                    torch.from_numpy(block).to(device),
+                    params,
+                    self.k,
+                    mode,
+                    self.threshold_,
+                )
+                yield (
+                    start,
+                    block,
+                    rows.cpu().numpy(),
+                    cols.cpu().numpy(),
+                    vals.cpu().numpy(),
+                )
+
+    def transform(self, X):
+        """Latent activations of X.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        Z : ndarray or scipy.sparse.csr_matrix of shape (n_samples, n_latents)
+            Non-negative, at most ``k`` non-zeros per row for TopK. CSR when
+            ``sparse_output=True``, built batch by batch without a dense copy.
+        """
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        n = X.shape[0]
+        if self.sparse_output:
+            parts = [
+                sp.csr_matrix(
+                    (vals, (rows, cols)),
+                    shape=(min(self.transform_batch_size, n - start), self.n_latents),
+                    dtype=np.float32,
+                )
+                for start, _, rows, cols, vals in self._encode_batches(X)
+            ]
+            return sp.vstack(parts, format="csr", dtype=np.float32)
+        Z = np.zeros((n, self.n_latents), dtype=np.float32)
+        for start, _, rows, cols, vals in self._encode_batches(X):
+            Z[start + rows, cols] = vals
+        return Z
+
+    def inverse_transform(self, Z):
+        """Reconstruct vectors from latent activations.
+
+        Parameters
+        ----------
+        Z : array-like or sparse matrix of shape (n_samples, n_latents)
+
+        Returns
+        -------
+        X_hat : ndarray of shape (n_samples, n_features_in_)
+        """
+        check_is_fitted(self)
+        if sp.issparse(Z):
+            Z = Z.tocsr().astype(np.float32)
+        else:
+            Z = np.asarray(Z, dtype=np.float32)
+        if Z.ndim != 2 or Z.shape[1] != self.n_latents:
+            raise ValueError(
+                "The 'Z' argument of SparseAutoencoder.inverse_transform must have "
+                f"shape (n_samples, n_latents={self.n_latents}). Got shape "
+                f"{Z.shape} instead."
+            )
+        return np.asarray(Z @ self.decoder_weight_) + self.decoder_bias_
+
+    def _data_stats(self, X, idx=None):
+        """FVU over all rows (of ``idx``), L0 and latent frequency, in batches."""
+        n = X.shape[0] if idx is None else len(idx)
+        mean = np.zeros(X.shape[1])
+        for start in range(0, n, self.transform_batch_size):
+            stop = start + self.transform_batch_size
+            block = X[start:stop] if idx is None else X[idx[start:stop]]
+            mean += block.sum(0, dtype=np.float64)
+        mean /= max(n, 1)
+        sse = sst = 0.0
+        fired = np.zeros(self.n_latents, dtype=np.int64)
+        nnz = 0
+        for _, block, rows, cols, vals in self._encode_batches(X, idx):
+            Z = sp.csr_matrix(
+                (vals, (rows, cols)), shape=(block.shape[0], self.n_latents)
+            )
+            recon = np.asarray(Z @ self.decoder_weight_) + self.decoder_bias_
+            sse += float(((recon - block) ** 2).sum(dtype=np.float64))
+            sst += float(((block - mean) ** 2).sum(dtype=np.float64))
+            fired += np.bincount(cols, minlength=self.n_latents)
+            nnz += len(vals)
+        # Identical rows have no variance to explain: report 0 unexplained.
+        fvu = sse / sst if sst > 0 else (0.0 if sse == 0 else math.inf)
+        return {"fvu": fvu, "l0": nnz / max(n, 1), "frequency": fired / max(n, 1)}
+
+    def score(self, X, y=None, sample_weight=None):
+        """Fraction of variance explained, ``1 - FVU``, on X (higher is better).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : None
+            Ignored.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Row weights.
+
+        Returns
+        -------
+        score : float
+        """
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        if sample_weight is None:
+            return 1.0 - self._data_stats(X)["fvu"]
+        w = np.asarray(sample_weight, dtype=np.float64)
+        if w.shape != (X.shape[0],):
+            raise ValueError(
+                "The 'sample_weight' argument of SparseAutoencoder.score must have "
+                f"shape ({X.shape[0]},). Got {w.shape} instead."
+            )
+        recon = self.inverse_transform(self.transform(X))
+        mean = np.average(X, axis=0, weights=w)
+        sse = (w[:, None] * (recon - X) ** 2).sum()
+        sst = (w[:, None] * (X - mean) ** 2).sum()
+        return 1.0 - (sse / sst if sst > 0 else 0.0)
+
+    # ---------------------------------------------------------------- extras
+    @property
+    def _n_features_out(self):
+        return self.n_latents
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        # Device tensors and optimiser state are rebuilt on demand.
+        state.pop("_device_params", None)
+        state.pop("_training_state", None)
+        return state
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        tags.non_deterministic = self.device not in ("cpu", "auto") or (
+            self.device == "auto" and _torch().cuda.is_available()
+        )
+        return tags

@@ -1,0 +1,277 @@
+"""The torch side of :class:`SparseAutoencoder`: sparse forward/backward kernels
+and one training step.
+
+Why sparse kernels: a k-sparse code makes the decoder a gather of k rows per
+example, and the encoder's gradient non-zero only on the k selected latents.
+Dense autograd spends ``B * M * d`` multiply-adds on each of those (five dense
+matmuls per step); the kernels here spend ``B * k * d``, leaving one dense
+matmul, the encoder's forward pass, per step.
+
+Codes are kept in COO form: ``rows`` (example), ``cols`` (latent) and
+``vals``, sorted by row so that ``embedding_bag`` can decode them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+class _GatherPreactivations(torch.autograd.Function):
+    """``vals[i] = xc[rows[i]] @ W_enc[cols[i]] + b_enc[cols[i]]``.
+
+    The forward pass reuses pre-activations computed without autograd; the
+    backward pass touches only the selected (row, latent) pairs.
+    """
+
+    @staticmethod
+    def forward(ctx, xc, w_enc, b_enc, pre_vals, rows, cols, offsets):
+        ctx.save_for_backward(xc, w_enc, rows, cols, offsets)
+        return pre_vals
+
+    @staticmethod
+    def backward(ctx, grad_vals):
+        xc, w_enc, rows, cols, offsets = ctx.saved_tensors
+        n_rows, n_latents = xc.shape[0], w_enc.shape[0]
+        grad_xc = grad_w = grad_b = None
+        if ctx.needs_input_grad[1]:
+            # (M x B) sparse with the selected entries, times (B x d).
+            coo = torch.sparse_coo_tensor(
+                torch.stack([cols, rows]), grad_vals, (n_latents, n_rows),
+                check_invariants=False,
+            )
+            grad_w = torch.sparse.mm(coo, xc)
+        if ctx.needs_input_grad[2]:
+            grad_b = torch.zeros(
+                n_latents, dtype=grad_vals.dtype, device=grad_vals.device
+            )
+            grad_b.index_add_(0, cols, grad_vals)
+        if ctx.needs_input_grad[0]:
+            grad_xc = sparse_decode(rows, cols, grad_vals, w_enc, n_rows, offsets)
+        return grad_xc, grad_w, grad_b, None, None, None, None
+
+
+def row_offsets(rows, n_rows):
+    """Start of each row's entries in a row-sorted COO code (embedding_bag offsets)."""
+    counts = torch.bincount(rows, minlength=n_rows)
+    offsets = torch.zeros(n_rows, dtype=torch.long, device=rows.device)
+    torch.cumsum(counts[:-1], 0, out=offsets[1:])
+    return offsets
+
+
+def sparse_decode(rows, cols, vals, weight, n_rows, offsets=None):
+    """``out[r] = sum_i vals[i] * weight[cols[i]]`` over entries with ``rows[i] == r``.
+
+    ``rows`` must be sorted. Rows with no entries decode to zero.
+    """
+    if offsets is None:
+        offsets = row_offsets(rows, n_rows)
+    return F.embedding_bag(
+        cols,
+        weight,
+        offsets,
+        mode="sum",
+        per_sample_weights=vals,
+        include_last_offset=False,
+    )
+
+
+def select_topk(pre, k):
+    """Per-row top-k of the pre-activations, as sorted COO (rows, cols, vals)."""
+    vals, cols = torch.topk(pre, k, dim=1, sorted=False)
+    rows = torch.arange(pre.shape[0], device=pre.device).repeat_interleave(k)
+    return rows, cols.reshape(-1), vals.reshape(-1)
+
+
+def select_batch_topk(pre, k):
+    """Top ``k * B`` pre-activations of the whole batch (BatchTopK)."""
+    n_rows, n_latents = pre.shape
+    vals, flat = torch.topk(pre.reshape(-1), k * n_rows, sorted=False)
+    flat, order = torch.sort(flat)
+    return flat // n_latents, flat % n_latents, vals[order]
+
+
+def select_threshold(pre, threshold):
+    """Every pre-activation above a fixed threshold (inference of BatchTopK)."""
+    rows, cols = torch.nonzero(pre > threshold, as_tuple=True)
+    return rows, cols, pre[rows, cols]
+
+
+def encode(x, params, k, activation, threshold=None):
+    """Sparse codes of ``x`` as (rows, cols, vals) with vals >= 0, no autograd."""
+    pre = torch.addmm(params["b_enc"], x - params["b_dec"], params["w_enc"].T)
+    if activation == "threshold":
+        rows, cols, vals = select_threshold(pre, threshold)
+    elif activation == "batchtopk":
+        rows, cols, vals = select_batch_topk(pre, k)
+    else:
+        rows, cols, vals = select_topk(pre, k)
+    keep = vals > 0
+    return rows[keep], cols[keep], vals[keep]
+
+
+class TrainState:
+    """Parameters, optimiser and bookkeeping of one training run.
+
+    Parameters live in float32 ("master weights"); with ``compute_dtype``
+    bfloat16 the encoder's dense matmul runs in bfloat16.
+    """
+
+    def __init__(self, params, *, row_var, lr, k, activation, prefixes, aux_k,
+                 aux_coef, dead_rows, clip_grad, compute_dtype, threshold_beta=0.999):
+        self.params = {
+            name: torch.nn.Parameter(value) for name, value in params.items()
+        }
+        fused = all(p.device.type in ("cpu", "cuda") for p in self.params.values())
+        self.optimizer = torch.optim.Adam(
+            self.params.values(), lr=lr, betas=(0.9, 0.999), fused=fused
+        )
+        self.base_lr = lr
+        # Sum of per-dimension variances of the data: losses are FVU estimates
+        # against one fixed baseline, not each batch's own variance.
+        self.row_var = float(row_var)
+        self._offsets = {}
+        self.k = k
+        self.activation = activation
+        self.prefixes = prefixes
+        self.aux_k = aux_k
+        self.aux_coef = aux_coef
+        self.dead_rows = dead_rows
+        self.clip_grad = clip_grad
+        self.compute_dtype = compute_dtype
+        self.threshold_beta = threshold_beta
+        device = self.params["w_enc"].device
+        n_latents = self.params["w_enc"].shape[0]
+        self.rows_since_fired = torch.zeros(n_latents, dtype=torch.long, device=device)
+        self.threshold = None
+        # Active-latent count and rows, summed as tensors to avoid a sync per step.
+        self.nnz = 0
+        self.rows = 0
+
+    def set_lr(self, lr):
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def dead_mask(self):
+        return self.rows_since_fired >= self.dead_rows
+
+    def _topk_offsets(self, n_rows, k, device):
+        key = (n_rows, k)
+        if key not in self._offsets:
+            self._offsets[key] = torch.arange(0, n_rows * k, k, device=device)
+        return self._offsets[key]
+
+    def step(self, x):
+        """One optimisation step on batch ``x``; returns the loss (a 0-d tensor)."""
+        p = self.params
+        n_rows = x.shape[0]
+        total_var = n_rows * self.row_var
+        xc = x - p["b_dec"]
+        with torch.no_grad():
+            if self.compute_dtype == torch.float32:
+                pre = torch.addmm(p["b_enc"], xc, p["w_enc"].T)
+            else:
+                pre = torch.addmm(
+                    p["b_enc"].to(self.compute_dtype),
+                    xc.to(self.compute_dtype),
+                    p["w_enc"].T.to(self.compute_dtype),
+                ).float()
+            if self.activation == "batchtopk":
+                rows, cols, pre_vals = select_batch_topk(pre, self.k)
+                offsets = row_offsets(rows, n_rows)
+            else:
+                rows, cols, pre_vals = select_topk(pre, self.k)
+                offsets = self._topk_offsets(n_rows, self.k, x.device)
+        vals = F.relu(
+            _GatherPreactivations.apply(
+                xc, p["w_enc"], p["b_enc"], pre_vals, rows, cols, offsets
+            )
+        )
+        recon = sparse_decode(rows, cols, vals, p["w_dec"], n_rows, offsets)
+        recon = recon + p["b_dec"]
+
+        if self.prefixes:
+            losses = []
+            for end in self.prefixes[:-1]:
+                part = sparse_decode(
+                    rows, cols, vals * (cols < end), p["w_dec"], n_rows, offsets
+                )
+                losses.append(F.mse_loss(part + p["b_dec"], x, reduction="sum"))
+            losses.append(F.mse_loss(recon, x, reduction="sum"))
+            loss = torch.stack(losses).mean() / total_var
+        else:
+            loss = F.mse_loss(recon, x, reduction="sum") / total_var
+        main_loss = loss.detach()
+
+        with torch.no_grad():
+            active = vals > 0
+            self.nnz += active.sum()
+            self.rows += n_rows
+            self.rows_since_fired += n_rows
+            self.rows_since_fired[cols[active]] = 0
+            if self.activation == "batchtopk":
+                positive = vals[vals > 0]
+                if positive.numel():
+                    low = positive.min()
+                    self.threshold = (
+                        low
+                        if self.threshold is None
+                        else self.threshold_beta * self.threshold
+                        + (1 - self.threshold_beta) * low
+                    )
+        dead = self.dead_mask()
+        n_dead = int(dead.sum())
+        if self.aux_coef > 0 and n_dead > 0:
+            loss = loss + self.aux_coef * self._aux_loss(
+                x, xc, recon.detach(), pre, dead, min(self.aux_k, n_dead)
+            )
+
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        w_dec = p["w_dec"]
+        with torch.no_grad():
+            # Unit-norm decoder rows: drop the gradient along each row.
+            grad = w_dec.grad
+            grad -= (grad * w_dec).sum(1, keepdim=True) * w_dec
+        if self.clip_grad:
+            torch.nn.utils.clip_grad_norm_(self.params.values(), self.clip_grad)
+        self.optimizer.step()
+        with torch.no_grad():
+            w_dec /= w_dec.norm(dim=1, keepdim=True).clamp_min(1e-8)
+        return main_loss
+
+    def _aux_loss(self, x, xc, recon, pre, dead, aux_k):
+        """AuxK: dead latents learn to reconstruct the main residual."""
+        p = self.params
+        masked = pre.masked_fill(~dead, float("-inf"))
+        rows, cols, pre_vals = select_topk(masked, aux_k)
+        offsets = self._topk_offsets(x.shape[0], aux_k, x.device)
+        vals = F.relu(
+            _GatherPreactivations.apply(
+                xc, p["w_enc"], p["b_enc"], pre_vals, rows, cols, offsets
+            )
+        )
+        resid = x - recon
+        resid_hat = sparse_decode(rows, cols, vals, p["w_dec"], x.shape[0], offsets)
+        var = (resid - resid.mean(0)).pow(2).sum().clamp_min(1e-12)
+        return F.mse_loss(resid_hat, resid, reduction="sum") / var
+
+
+def default_lr(n_latents):
+    """Learning rate scaled with width, as sparsify does: 2e-4 at 16k latents."""
+    return 2e-4 / math.sqrt(n_latents / 2**14)
+
+
+def geometric_median(x, n_iter=20, eps=1e-6):
+    """Weiszfeld's algorithm: a robust centre for the decoder bias."""
+    median = x.mean(0)
+    for _ in range(n_iter):
+        dist = (x - median).norm(dim=1).clamp_min(eps)
+        weights = 1.0 / dist
+        new = (weights[:, None] * x).sum(0) / weights.sum()
+        if (new - median).norm() < eps * median.norm().clamp_min(1.0):
+            return new
+        median = new
+    return median
