@@ -1,0 +1,321 @@
+"""Interpretation: one sparse-autoencoder latent -> one natural-language concept.
+
+For each latent, an LLM sees numbered texts where the latent fires and texts
+where it does not, and names the concept. Each candidate description is then
+scored on held-out texts that no prompt showed: an annotator LLM labels them
+with the description, and precision, recall and F1 against "the latent fires"
+(and the correlation with the activation) say how faithful it is.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+from sklearn.utils import check_random_state
+
+from ._annotate import _annotate_groups, _shorten
+from ._llm import fill_prompt, load_prompt, strip_thinking
+
+_COLUMNS = [
+    "latent",
+    "candidate",
+    "hypothesis",
+    "precision",
+    "recall",
+    "f1",
+    "correlation",
+    "best",
+]
+_LEAD = re.compile(
+    r"^(?:[-*\u2022>\s]+|\d+[.)]\s*|(?:feature|property|concept)\s*:\s*)+", re.I
+)
+
+
+def parse_hypothesis(text: str) -> str:
+    """The concept from an interpreter's answer: first line, no bullets/quotes.
+
+    Examples
+    --------
+    >>> parse_hypothesis('- "Mentions retriever dogs."')
+    'mentions retriever dogs'
+    """
+    lines = [ln.strip() for ln in (strip_thinking(text) or "").splitlines()]
+    line = next((ln for ln in lines if ln), "")
+    line = _LEAD.sub("", line).strip().strip("\"'`*").strip().rstrip(".").strip()
+    if not line or len(line.split()) > 40:
+        raise ValueError(f"Expected one short concept. Got {text!r}.")
+    return line[0].lower() + line[1:]
+
+
+def _column(activations, j: int) -> np.ndarray:
+    if sparse.issparse(activations):
+        return np.asarray(activations[:, [j]].toarray()).ravel()
+    return np.asarray(activations[:, j], dtype=float)
+
+
+def _fidelity(annotations, fires, acts) -> dict:
+    """Precision/recall/F1 of annotations vs firing; NaN answers are dropped."""
+    keep = ~np.isnan(annotations)
+    pred, true, acts = annotations[keep] > 0.5, fires[keep], acts[keep]
+    if not keep.any():
+        return dict.fromkeys(("precision", "recall", "f1", "correlation"), np.nan)
+    tp = float(np.sum(pred & true))
+    precision = tp / pred.sum() if pred.sum() else 0.0
+    recall = tp / true.sum() if true.sum() else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    # Undefined when either side is constant; 0.0, like the reference package.
+    if np.ptp(pred) == 0 or np.ptp(acts) == 0:
+        correlation = 0.0
+    else:
+        correlation = float(np.corrcoef(pred.astype(float), acts)[0, 1])
+    return {
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "correlation": correlation,
+    }
+
+
+def _sample_prompts(acts, n_candidates, n_examples, n_fidelity, sampling, rng):
+    """Held-out fidelity indices, and per candidate (positives, negatives)."""
+    fire = np.flatnonzero(acts > 0)
+    quiet = np.flatnonzero(acts <= 0)
+    fire, quiet = rng.permutation(fire), rng.permutation(quiet)
+    # Hold out at most half of each side, so prompts keep examples to show.
+    n_pos = min(n_fidelity // 2, len(fire) // 2)
+    n_neg = min(n_fidelity - n_pos, len(quiet) // 2)
+    held = np.concatenate([fire[:n_pos], quiet[:n_neg]])
+    fire, quiet = fire[n_pos:], quiet[n_neg:]
+    shown = []
+    if sampling == "top":
+        ranked = fire[np.argsort(-acts[fire], kind="stable")]
+    for c in range(n_candidates):
+        if sampling == "top":
+            # Interleaved ranks: every candidate sees equally strong examples.
+            pos = ranked[c::n_candidates][:n_examples]
+            if len(pos) == 0:
+                pos = ranked[:n_examples]
+        else:
+            # One example per percentile bin of the non-zero activations.
+            order = fire[np.argsort(acts[fire], kind="stable")]
+            bins = np.array_split(order, min(n_examples, len(order)))
+            pos = np.array([rng.choice(b) for b in bins if len(b)], dtype=int)
+            pos = pos[::-1]  # strongest first
+        start = (c * n_examples) % max(len(quiet), 1)
+        neg = np.roll(quiet, -start)[:n_examples]
+        shown.append((pos, neg))
+    return held, shown
+
+
+def _numbered(texts, indices, max_chars) -> str:
+    return "\n".join(
+        f"{i}. {_shorten(texts[j], max_chars)}" for i, j in enumerate(indices, 1)
+    )
+
+
+def interpret_latents(
+    texts,
+    activations,
+    latent_indices=None,
+    *,
+    client,
+    annotator=None,
+    n_candidates=1,
+    n_examples=10,
+    sampling="bins",
+    instructions=None,
+    n_fidelity=40,
+    prompt_template=None,
+    random_state=None,
+    max_text_chars=500,
+    annotation_mode="multi",
+) -> pd.DataFrame:
+    """Describe latents with an LLM and score each description's fidelity.
+
+    Parameters
+    ----------
+    texts : list of str
+        The texts the activations were computed on.
+    activations : {ndarray, sparse matrix} of shape (n_texts, n_latents)
+        Latent activations; a latent "fires" on a text when it is > 0.
+    latent_indices : list of int, default=None
+        Latents to interpret; None means all.
+    client : LLMClient
+        The interpreter model.
+    annotator : LLMClient, default=None
+        The model that labels held-out texts for fidelity; None uses ``client``.
+    n_candidates : int, default=1
+        Descriptions per latent, each from different examples.
+    n_examples : int, default=10
+        Firing examples shown per prompt (and as many non-firing ones).
+    sampling : {"bins", "top"}, default="bins"
+        "bins": one firing example per percentile bin of the non-zero
+        activations (less over-specific descriptions); "top": the strongest.
+    instructions : str, default=None
+        Task-specific guidance inserted in the prompt.
+    n_fidelity : int, default=40
+        Held-out texts per latent for fidelity (half firing, half not), never
+        shown in a prompt; 0 skips scoring.
+    prompt_template : str, default=None
+        Replaces the packaged prompt; must contain ``{instructions}``,
+        ``{positives}`` and ``{negatives}``.
+    random_state : int, RandomState instance or None, default=None
+        Controls example sampling.
+    max_text_chars : int or None, default=500
+        Examples are cut to this many characters in prompts and annotation.
+    annotation_mode : {"multi", "single"}, default="multi"
+        How candidates are annotated (see :func:`annotate_texts`).
+
+    Returns
+    -------
+    DataFrame
+        One row per (latent, candidate): ``latent``, ``candidate``,
+        ``hypothesis`` (None where the LLM gave none or the latent never
+        fires), ``precision``, ``recall``, ``f1``, ``correlation`` and ``best``
+        (the top-F1 candidate of its latent).
+
+    See Also
+    --------
+    annotate_texts : The annotation used for fidelity.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_hypothesaes import LLMClient, interpret_latents
+    >>> texts = ["a dog", "a cat", "dogs bark", "fish swim"]
+    >>> acts = np.array([[1.0], [0.0], [2.0], [0.0]])
+    >>> client = LLMClient(base_url="http://localhost:8000/v1")  # doctest: +SKIP
+    >>> interpret_latents(texts, acts, client=client, n_fidelity=0)  # doctest: +SKIP
+       latent  candidate     hypothesis  precision  recall  f1  correlation  best
+    0       0          0  mentions dogs        NaN     NaN NaN          NaN  True
+    """
+    texts = [str(t) for t in texts]
+    if not sparse.issparse(activations):
+        activations = np.asarray(activations, dtype=float)
+    if activations.ndim != 2 or activations.shape[0] != len(texts):
+        raise ValueError(
+            "The 'activations' parameter of interpret_latents must have shape "
+            f"(n_texts, n_latents) = ({len(texts)}, n_latents). Got "
+            f"{activations.shape} instead."
+        )
+    if sparse.issparse(activations):
+        activations = sparse.csc_matrix(activations)
+    n_latents = activations.shape[1]
+    latents = range(n_latents) if latent_indices is None else latent_indices
+    latents = [int(j) for j in latents]
+    if any(not 0 <= j < n_latents for j in latents):
+        raise ValueError(
+            "The 'latent_indices' parameter of interpret_latents must hold ints in "
+            f"[0, {n_latents}). Got {sorted(set(latents))[:10]} instead."
+        )
+    for name, value, low in (
+        ("n_candidates", n_candidates, 1),
+        ("n_examples", n_examples, 1),
+        ("n_fidelity", n_fidelity, 0),
+    ):
+        if not isinstance(value, int | np.integer) or value < low:
+            raise ValueError(
+                f"The {name!r} parameter of interpret_latents must be an int >= "
+                f"{low}. Got {value!r} instead."
+            )
+    if sampling not in ("bins", "top"):
+        raise ValueError(
+            "The 'sampling' parameter of interpret_latents must be 'bins' or "
+            f"'top'. Got {sampling!r} instead."
+        )
+    template = prompt_template or load_prompt("interpret")
+    extra = f"{instructions.strip()}\n" if instructions else ""
+    seed = check_random_state(random_state).randint(np.iinfo(np.int32).max)
+
+    prompts, owners, held_out, dead = [], [], {}, []
+    for j in latents:
+        acts = _column(activations, j)
+        if not (acts > 0).any():
+            dead.append(j)
+            continue
+        # Seeded per latent: a latent's examples do not depend on the others.
+        rng = np.random.default_rng([seed, j])
+        held, shown = _sample_prompts(
+            acts, n_candidates, n_examples, n_fidelity, sampling, rng
+        )
+        held_out[j] = (held, acts)
+        for c, (pos, neg) in enumerate(shown):
+            prompts.append(
+                fill_prompt(
+                    template,
+                    "prompt_template",
+                    instructions=extra,
+                    positives=_numbered(texts, pos, max_text_chars),
+                    negatives=_numbered(texts, neg, max_text_chars) or "(none)",
+                )
+            )
+            owners.append((j, c))
+    if dead:
+        warnings.warn(
+            f"interpret_latents: {len(dead)} latent(s) never fire and get no "
+            f"hypothesis: {dead[:10]}",
+            UserWarning,
+            stacklevel=2,
+        )
+    answers = client.complete_parsed(
+        prompts, parse_hypothesis, desc="Interpreting latents"
+    )
+    hypotheses = dict(zip(owners, answers, strict=True))
+
+    scores = {}
+    if n_fidelity > 0:
+        groups, keys = [], []
+        for j, (held, acts) in held_out.items():
+            cands = [hypotheses[(j, c)] for c in range(n_candidates)]
+            named = [c for c in range(n_candidates) if cands[c] is not None]
+            if not named or len(held) == 0:
+                continue
+            for i in held:
+                groups.append((texts[i], [cands[c] for c in named]))
+            keys.append((j, named, held, acts))
+        annotated = _annotate_groups(
+            groups,
+            client=annotator if annotator is not None else client,
+            mode=annotation_mode,
+            max_text_chars=max_text_chars,
+            desc="Scoring fidelity",
+        )
+        offset = 0
+        for j, named, held, acts in keys:
+            block = np.vstack(annotated[offset : offset + len(held)])
+            offset += len(held)
+            fires = acts[held] > 0
+            for col, c in enumerate(named):
+                scores[(j, c)] = _fidelity(block[:, col], fires, acts[held])
+
+    rows = []
+    for j in latents:
+        for c in range(n_candidates):
+            score = scores.get((j, c), dict.fromkeys(_COLUMNS[3:7], np.nan))
+            rows.append(
+                {
+                    "latent": j,
+                    "candidate": c,
+                    "hypothesis": hypotheses.get((j, c)),
+                    **score,
+                }
+            )
+    frame = pd.DataFrame(rows, columns=_COLUMNS[:-1])
+    frame["best"] = False
+    if len(frame):
+        ranked = frame.assign(
+            _named=frame["hypothesis"].notna(),
+            _f1=frame["f1"].fillna(-1.0),
+            _corr=frame["correlation"].fillna(-2.0),
+        ).sort_values(
+            ["latent", "_named", "_f1", "_corr", "candidate"],
+            ascending=[True, False, False, False, True],
+            kind="stable",
+        )
+        frame.loc[ranked.groupby("latent", sort=False).head(1).index, "best"] = True
+        frame.loc[frame["hypothesis"].isna(), "best"] = False
+    return frame
