@@ -1,0 +1,204 @@
+"""evaluate_hypotheses against statsmodels and scipy on known data."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.api as sm
+from scipy.stats import ttest_ind
+from sklearn.metrics import roc_auc_score
+from statsmodels.stats.multitest import multipletests
+
+from sklearn_hypothesaes import evaluate_hypotheses
+from sklearn_hypothesaes._stats import COLUMNS
+
+
+def _data(n=600, h=4, seed=0):
+    rng = np.random.default_rng(seed)
+    A = (rng.random((n, h)) < [0.2, 0.4, 0.5, 0.3][:h]).astype(float)
+    y = 1.0 * A[:, 0] - 0.5 * A[:, 1] + rng.normal(size=n)
+    return A, y, rng
+
+
+def test_regression_matches_statsmodels_and_scipy():
+    A, y, _ = _data()
+    result = evaluate_hypotheses(A, y, hypotheses=list("abcd"))
+    table = result.table
+    assert list(table.columns) == COLUMNS
+    ols = sm.OLS(y, sm.add_constant(A)).fit(cov_type="HC3")
+    np.testing.assert_allclose(table["coef"], ols.params[1:], rtol=1e-10)
+    np.testing.assert_allclose(table["coef_se"], ols.bse[1:], rtol=1e-10)
+    np.testing.assert_allclose(table["pvalue"], ols.pvalues[1:], rtol=1e-10)
+    ci = ols.conf_int(alpha=0.05)[1:]
+    np.testing.assert_allclose(table[["coef_ci_low", "coef_ci_high"]], ci, rtol=1e-10)
+    assert result.metrics["r2"] == pytest.approx(ols.rsquared, rel=1e-12)
+    assert result.metrics["adj_r2"] == pytest.approx(ols.rsquared_adj, rel=1e-12)
+    for j in range(4):
+        with_, without = y[A[:, j] == 1], y[A[:, j] == 0]
+        assert table["prevalence"][j] == pytest.approx(A[:, j].mean())
+        assert table["separation"][j] == pytest.approx(with_.mean() - without.mean())
+        expected = ttest_ind(with_, without, equal_var=False).pvalue
+        assert table["separation_pvalue"][j] == pytest.approx(expected, rel=1e-10)
+    bonf = np.minimum(ols.pvalues[1:] * 4, 1)
+    np.testing.assert_allclose(table["pvalue_corrected"], bonf, rtol=1e-10)
+    assert table["significant"].tolist() == [True, True, False, False]
+    assert result.metrics["n_significant"] == 2
+    assert result.metrics["warnings"] == []
+    assert result.metrics["task"] == "regression"
+
+
+def test_binary_matches_logit_and_auc():
+    rng = np.random.default_rng(1)
+    A = (rng.random((800, 3)) < 0.35).astype(float)
+    logits = -0.5 + 1.5 * A[:, 0] - 1.0 * A[:, 2]
+    y = np.where(rng.random(800) < 1 / (1 + np.exp(-logits)), "fresh", "rotten")
+    result = evaluate_hypotheses(A, y, cov_type="HC0")
+    # classes sorted: "rotten" is the positive class.
+    y01 = (y == "rotten").astype(float)
+    assert result.metrics["positive_class"] == "rotten"
+    logit = sm.Logit(y01, sm.add_constant(A)).fit(disp=0, cov_type="HC0")
+    np.testing.assert_allclose(result.table["coef"], logit.params[1:], rtol=1e-6)
+    np.testing.assert_allclose(result.table["coef_se"], logit.bse[1:], rtol=1e-6)
+    np.testing.assert_allclose(result.table["pvalue"], logit.pvalues[1:], rtol=1e-5)
+    assert result.metrics["auc"] == pytest.approx(
+        roc_auc_score(y01, logit.predict()), rel=1e-9
+    )
+    assert result.metrics["pseudo_r2"] == pytest.approx(logit.prsquared, rel=1e-6)
+    # mean_with is the share of the positive class among texts with it.
+    assert result.table["mean_with"][0] == pytest.approx(y01[A[:, 0] == 1].mean())
+    # Statsmodels computes HC0 for Logit whatever HC variant: say so.
+    assert evaluate_hypotheses(A, y).metrics["cov_type"] == "HC0"
+
+
+@pytest.mark.parametrize("correction", ["bonferroni", "holm", "fdr_bh"])
+def test_corrections_equal_multipletests(correction):
+    rng = np.random.default_rng(2)
+    A = (rng.random((300, 8)) < 0.5).astype(float)
+    y = A @ np.linspace(0.6, 0, 8) + rng.normal(size=300)
+    result = evaluate_hypotheses(A, y, correction=correction, alpha=0.1)
+    reject, corrected, _, _ = multipletests(
+        result.table["pvalue"], alpha=0.1, method=correction
+    )
+    np.testing.assert_allclose(result.table["pvalue_corrected"], corrected)
+    assert result.table["significant"].tolist() == reject.tolist()
+    none = evaluate_hypotheses(A, y, correction="none", alpha=0.1).table
+    np.testing.assert_array_equal(none["pvalue_corrected"], none["pvalue"])
+    assert none["significant"].tolist() == (none["pvalue"] <= 0.1).tolist()
+
+
+def test_hand_checkable_values_and_missing():
+    # 8 texts; hypothesis h: present in 4, one missing.
+    y = np.array([3.0, 5.0, 4.0, 1.0, 2.0, 0.0, 1.0, 9.0])
+    h = np.array([1, 1, 1, 0, 0, 0, 1, np.nan])
+    g = np.array([0, 1, 0, 1, 0, 1, 0, 1], dtype=float)
+    result = evaluate_hypotheses(
+        pd.DataFrame({"h": h, "g": g}),
+        y,
+        task="regression",  # integer-valued y would be read as classes
+        correction="none",
+        cov_type="nonrobust",
+    )
+    row = result.table.iloc[0]
+    assert row["hypothesis"] == "h"
+    assert row["n_missing"] == 1
+    assert row["prevalence"] == pytest.approx(4 / 7)
+    assert row["mean_with"] == pytest.approx((3 + 5 + 4 + 1) / 4)
+    assert row["mean_without"] == pytest.approx((1 + 2 + 0) / 3)
+    assert row["separation"] == pytest.approx(13 / 4 - 1)
+    assert result.table.iloc[1]["mean_with"] == pytest.approx((5 + 1 + 0 + 9) / 4)
+    assert result.metrics["n"] == 8 and result.metrics["n_used"] == 7
+    assert "1 of 8 texts have a missing annotation" in result.metrics["warnings"][0]
+    ols = sm.OLS(y[:7], sm.add_constant(np.column_stack([h, g])[:7])).fit()
+    np.testing.assert_allclose(result.table["coef"], ols.params[1:])
+
+
+def test_perfect_separation_is_reported_not_hidden():
+    rng = np.random.default_rng(3)
+    A = (rng.random((400, 3)) < 0.3).astype(float)
+    y = (rng.random(400) < 0.3 + 0.3 * A[:, 1]).astype(int)
+    y[A[:, 0] == 1] = 1  # every text with hypothesis 0 is positive
+    result = evaluate_hypotheses(A, y, hypotheses=["always", "b", "c"])
+    table = result.table
+    assert np.isnan(table["coef"][0]) and np.isnan(table["pvalue"][0])
+    assert "perfect separation" in table["note"][0]
+    assert not table["significant"][0]
+    assert any("'always'" in w for w in result.metrics["warnings"])
+    # Its separation statistics are still there.
+    assert table["mean_with"][0] == 1.0
+    # The others come from the Logit without it.
+    logit = sm.Logit(y, sm.add_constant(A[:, 1:])).fit(disp=0, cov_type="HC3")
+    np.testing.assert_allclose(table["coef"][1:], logit.params[1:], rtol=1e-6)
+    # Bonferroni still counts all three hypotheses.
+    np.testing.assert_allclose(
+        table["pvalue_corrected"][1:], np.minimum(logit.pvalues[1:] * 3, 1)
+    )
+
+
+def test_joint_separation_by_a_combination_is_reported():
+    rng = np.random.default_rng(4)
+    A = (rng.random((300, 3)) < 0.5).astype(float)
+    y = (A.sum(axis=1) >= 2).astype(int)  # majority vote: linearly separable
+    result = evaluate_hypotheses(A, y)
+    assert result.table["coef"].isna().all()
+    assert result.table["note"].str.contains("did not converge").all()
+    assert any("did not converge" in w for w in result.metrics["warnings"])
+    assert result.metrics["n_significant"] == 0
+
+
+def test_constant_rare_and_collinear_columns():
+    A, y, _ = _data(n=400, h=3)
+    constant = np.zeros(400)
+    single = np.zeros(400)
+    single[7] = 1.0
+    duplicate = A[:, 0].copy()
+    combo = A[:, 1] + A[:, 2]  # in the span of two others
+    X = np.column_stack([A, constant, single, duplicate, combo])
+    names = ["a", "b", "c", "constant", "single", "duplicate", "combo"]
+    result = evaluate_hypotheses(X, y, hypotheses=names)
+    notes = dict(zip(result.table["hypothesis"], result.table["note"], strict=True))
+    assert "constant" in notes["constant"]
+    assert "present in 1 of 400" in notes["single"]
+    assert notes["duplicate"] == "collinear with 'a'"
+    assert notes["combo"] == "collinear with 'b', 'c'"
+    assert len(result.metrics["warnings"]) == 4
+    ols = sm.OLS(y, sm.add_constant(A)).fit(cov_type="HC3")
+    np.testing.assert_allclose(result.table["coef"][:3], ols.params[1:], rtol=1e-10)
+    assert result.table["coef"][3:].isna().all()
+
+
+def test_sample_weight_equals_repeated_rows():
+    A, y, rng = _data(n=200, h=2)
+    w = rng.integers(1, 4, size=200)
+    weighted = evaluate_hypotheses(A, y, sample_weight=w, cov_type="nonrobust")
+    rep = np.repeat(np.arange(200), w)
+    repeated = evaluate_hypotheses(A[rep], y[rep], cov_type="nonrobust")
+    for col in ("prevalence", "mean_with", "mean_without", "coef"):
+        np.testing.assert_allclose(weighted.table[col], repeated.table[col])
+    np.testing.assert_allclose(
+        weighted.table["separation_pvalue"], repeated.table["separation_pvalue"]
+    )
+
+
+def test_multiclass_is_one_vs_rest():
+    rng = np.random.default_rng(5)
+    A = (rng.random((600, 2)) < 0.4).astype(float)
+    y = rng.choice(["a", "b", "c"], size=600)
+    y[(A[:, 0] == 1) & (rng.random(600) < 0.5)] = "b"
+    results = evaluate_hypotheses(A, y)
+    assert sorted(results) == ["a", "b", "c"]
+    b = results["b"]
+    assert b.metrics["positive_class"] == "b"
+    direct = evaluate_hypotheses(A, (y == "b").astype(int))
+    pd.testing.assert_frame_equal(b.table, direct.table)
+    assert b.table["significant"][0] and b.table["coef"][0] > 0
+
+
+def test_input_errors_name_the_parameter():
+    A, y, _ = _data(n=50, h=2)
+    with pytest.raises(ValueError, match="'correction' parameter"):
+        evaluate_hypotheses(A, y, correction="bh")
+    with pytest.raises(ValueError, match="hypotheses must name each of the 2"):
+        evaluate_hypotheses(A, y, hypotheses=["only one"])
+    with pytest.raises(ValueError, match="one value per text"):
+        evaluate_hypotheses(A, y[:10])
+    with pytest.raises(ValueError, match="needs 2 classes"):
+        evaluate_hypotheses(A, np.arange(50) % 3, task="binary")
