@@ -131,15 +131,28 @@ def _annotate_groups(
             messages.append(prompt)
             parsers.append(functools.partial(parse_multi_answer, n_concepts=len(chunk)))
             slots.append((g, chunk))
-    if probabilities:
-        answers = client.yes_probabilities(messages, desc=desc)
-    elif single:
-        answers = client.complete_parsed(messages, parse_yes_no, desc=desc)
-    else:
-        answers = client.complete_parsed(messages, parsers, desc=desc)
+    # The client's own warning about missing answers is folded into ours.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        if probabilities:
+            answers = client.yes_probabilities(messages, desc=desc)
+        elif single:
+            answers = client.complete_parsed(messages, parse_yes_no, desc=desc)
+        else:
+            answers = client.complete_parsed(messages, parsers, desc=desc)
     for (g, cols), answer in zip(slots, answers, strict=True):
         if answer is not None:
             results[g][cols] = answer
+    n_missing = sum(int(np.isnan(r).sum()) for r in results)
+    if n_missing:
+        detail = "; ".join(str(w.message) for w in caught[-1:])
+        warnings.warn(
+            f"{n_missing} of {sum(r.size for r in results)} annotations are missing "
+            "(NaN) because the LLM gave no usable answer after retries. Run again "
+            f"to retry only those; answers already received are cached. {detail}",
+            UserWarning,
+            stacklevel=3,
+        )
     return results
 
 
@@ -255,13 +268,4 @@ def annotate_texts(
         desc=desc or "Annotating",
     )
     out[:] = rows
-    n_missing = int(np.isnan(out).sum())
-    if n_missing:
-        warnings.warn(
-            f"annotate_texts: {n_missing} of {out.size} annotations are missing "
-            "(NaN) because the LLM gave no usable answer after retries. Run again "
-            "to retry only those; answers already received are cached.",
-            UserWarning,
-            stacklevel=2,
-        )
     return out

@@ -410,3 +410,36 @@ class _Handler(BaseHTTPRequestHandler):
             "model": body.get("model", "fake"),
             "usage": {"prompt_tokens": n_tok, "total_tokens": n_tok},
         }
+
+
+# A deterministic "LLM" for annotation prompts --------------------------------
+_NUMBERED = re.compile(r"^\s*(\d+)\.\s+(.+?)\s*$", re.M)
+
+
+def concept_present(concept: str, text: str) -> bool:
+    """The judge's rule: the concept's last word occurs in the text."""
+    words = re.findall(r"[a-z0-9]+", concept.lower())
+    return bool(words) and words[-1] in text.lower()
+
+
+def concept_judge(body: dict) -> str:
+    """Answer annotation prompts by :func:`concept_present`.
+
+    Understands this package's multi-concept prompt (numbered concepts, then
+    ``Text: ...``; answers JSON), its single-concept prompt (``property: ...``;
+    answers yes/no) and the peer package's prompt (``PROPERTY: "..."`` /
+    ``TEXT: "..."``; answers "Yes. <reason>" like the model it was written for).
+    """
+    prompt = last_user_message(body)
+    peer = re.findall(r'PROPERTY: "(.*?)"\s*\nTEXT: "(.*?)"\s*\nOutput:', prompt, re.S)
+    if peer:
+        concept, text = peer[-1]
+        if concept_present(concept, text):
+            return "Yes. The text clearly matches the property."
+        return "No. The text does not match the property."
+    head, _, text = prompt.rpartition("Text: ")
+    single = re.search(r"property: (.+)", head)
+    if single and not _NUMBERED.search(head):
+        return "yes" if concept_present(single.group(1), text) else "no"
+    answers = {n: int(concept_present(c, text)) for n, c in _NUMBERED.findall(head)}
+    return json.dumps(answers)
