@@ -68,7 +68,7 @@ def _fidelity(annotations, fires, acts) -> dict:
     recall = tp / true.sum() if true.sum() else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     # Undefined when either side is constant; 0.0, like the reference package.
-    if np.ptp(pred) == 0 or np.ptp(acts) == 0:
+    if pred.min() == pred.max() or acts.min() == acts.max():
         correlation = 0.0
     else:
         correlation = float(np.corrcoef(pred.astype(float), acts)[0, 1])

@@ -1,0 +1,195 @@
+"""interpret_latents: planted concepts, held-out fidelity equal to hand counts."""
+
+import re
+
+import numpy as np
+import pytest
+from fake_openai import FakeOpenAIServer, concept_judge, last_user_message
+from scipy import sparse
+
+from sklearn_hypothesaes import interpret_latents
+from sklearn_hypothesaes._interpret import _fidelity, parse_hypothesis
+
+
+def make_corpus():
+    """80 texts; latent 0 fires on dogs (strongly) and puppies (weakly),
+    latent 1 on rain, latent 2 never fires."""
+    texts, acts = [], np.zeros((80, 3))
+    for i in range(80):
+        if i % 4 == 0:
+            texts.append(f"review {i}: my dog sat by the door")
+            acts[i, 0] = 1.0 + i % 7
+        elif i % 8 == 1:
+            texts.append(f"review {i}: a puppy slept all day")
+            acts[i, 0] = 0.5
+        elif i % 4 == 2:
+            texts.append(f"review {i}: rain again on the coast")
+            acts[i, 1] = 2.0 + i % 3
+        else:
+            texts.append(f"review {i}: the bus was late")
+    return texts, acts
+
+
+def section(prompt, title):
+    block = prompt.split(title, 1)[1].split("\n\n", 1)[0]
+    return re.findall(r"^\d+\. (.+)$", block, re.M)
+
+
+def interpreter():
+    """Names rain correctly; for dogs the first answer is vague, later precise."""
+    asked = {"dog": 0}
+
+    def chat(body):
+        prompt = last_user_message(body)
+        if "Texts where it fires:" not in prompt:
+            return concept_judge(body)
+        fires = section(prompt, "Texts where it fires:")
+        if sum("rain" in t for t in fires) > len(fires) / 2:
+            return "Mentions rain."
+        asked["dog"] += 1
+        return "Mentions animals." if asked["dog"] == 1 else '- "Mentions a dog."'
+
+    return chat
+
+
+def test_parse_hypothesis():
+    assert parse_hypothesis('- "Mentions retriever dogs."') == "mentions retriever dogs"
+    assert parse_hypothesis("<think>hmm</think>\nFeature: Describes rain\nmore") == (
+        "describes rain"
+    )
+    assert parse_hypothesis("1. **uses slang**") == "uses slang"
+    with pytest.raises(ValueError):
+        parse_hypothesis("  \n ")
+
+
+def test_fidelity_equals_hand_counts():
+    annotations = np.array([1.0, 1.0, 0.0, 0.0, np.nan, 1.0])
+    fires = np.array([True, False, True, False, True, True])
+    acts = np.array([2.0, 0.0, 1.0, 0.0, 5.0, 3.0])
+    got = _fidelity(annotations, fires, acts)
+    # Kept: pred [1,1,0,0,1], true [1,0,1,0,1] -> TP 2, FP 1, FN 1.
+    assert got["precision"] == pytest.approx(2 / 3)
+    assert got["recall"] == pytest.approx(2 / 3)
+    assert got["f1"] == pytest.approx(2 / 3)
+    pred, kept = np.array([1, 1, 0, 0, 1.0]), np.array([2.0, 0, 1, 0, 3])
+    assert got["correlation"] == pytest.approx(np.corrcoef(pred, kept)[0, 1])
+
+
+def test_planted_concepts_and_fidelity(make_client):
+    texts, acts = make_corpus()
+    with FakeOpenAIServer(chat=interpreter()) as srv:
+        client = make_client(srv, n_concurrent=1)
+        with pytest.warns(UserWarning, match="1 latent"):
+            frame = interpret_latents(
+                texts,
+                acts,
+                client=client,
+                n_candidates=2,
+                n_examples=6,
+                n_fidelity=20,
+                random_state=0,
+            )
+        prompts = [last_user_message(r["body"]) for r in srv.requests]
+        n_requests = len(srv.requests)
+
+        # Same sampling from a sparse matrix: identical prompts, all cached.
+        with pytest.warns(UserWarning, match="1 latent"):
+            again = interpret_latents(
+                texts,
+                sparse.csr_matrix(acts),
+                client=client,
+                n_candidates=2,
+                n_examples=6,
+                n_fidelity=20,
+                random_state=0,
+            )
+        assert len(srv.requests) == n_requests
+    assert again.equals(frame)
+
+    assert list(frame.columns) == [
+        "latent",
+        "candidate",
+        "hypothesis",
+        "precision",
+        "recall",
+        "f1",
+        "correlation",
+        "best",
+    ]
+    best = frame[frame["best"]].set_index("latent")["hypothesis"].to_dict()
+    assert best == {0: "mentions a dog", 1: "mentions rain"}
+    assert frame.loc[frame["latent"] == 2, "hypothesis"].isna().all()
+    assert frame.loc[frame["latent"] == 0, "hypothesis"].tolist() == [
+        "mentions animals",
+        "mentions a dog",
+    ]
+
+    interpret_prompts = [p for p in prompts if "Texts where it fires:" in p]
+    annotate_prompts = [p for p in prompts if p.startswith("For each numbered")]
+    assert len(interpret_prompts) == 4  # 2 live latents x 2 candidates
+    index = {t: i for i, t in enumerate(texts)}
+    for latent, keyword in ((0, "dog"), (1, "rain")):
+        held = [
+            p.rpartition("Text: ")[2].strip()
+            for p in annotate_prompts
+            if keyword in p.split("Text: ")[0]
+        ]
+        rows = np.array([index[t] for t in held])
+        assert len(rows) == 20 and (acts[rows, latent] > 0).sum() == 10
+        shown = {
+            t
+            for p in interpret_prompts
+            if (keyword == "rain") == ("rain" in section(p, "fires:")[0])
+            for t in section(p, "fires:") + section(p, "not fire:")
+        }
+        assert not shown & set(held), "held-out texts were shown in a prompt"
+        # Hand-computed fidelity of the planted concept on those texts.
+        pred = np.array([keyword in texts[i] for i in rows])
+        true = acts[rows, latent] > 0
+        tp = (pred & true).sum()
+        row = frame[(frame["latent"] == latent) & frame["best"]].iloc[0]
+        assert row["precision"] == pytest.approx(tp / pred.sum())
+        assert row["recall"] == pytest.approx(tp / true.sum())
+        p, r = tp / pred.sum(), tp / true.sum()
+        assert row["f1"] == pytest.approx(2 * p * r / (p + r))
+        assert row["correlation"] == pytest.approx(
+            np.corrcoef(pred.astype(float), acts[rows, latent])[0, 1]
+        )
+    vague = frame[(frame["latent"] == 0) & (frame["candidate"] == 0)].iloc[0]
+    assert (vague["precision"], vague["recall"], vague["f1"]) == (0.0, 0.0, 0.0)
+
+
+def test_top_sampling_shows_the_strongest(make_client):
+    texts, acts = make_corpus()
+    with FakeOpenAIServer(chat=interpreter()) as srv:
+        frame = interpret_latents(
+            texts,
+            acts,
+            [1],
+            client=make_client(srv),
+            sampling="top",
+            n_examples=5,
+            n_fidelity=0,
+            instructions="Focus on weather.",
+        )
+        prompt = last_user_message(srv.requests[0]["body"])
+    assert len(srv.requests) == 1  # no fidelity scoring
+    assert "Focus on weather." in prompt
+    shown = [texts.index(t) for t in section(prompt, "Texts where it fires:")]
+    assert sorted(acts[shown, 1]) == sorted(np.sort(acts[:, 1])[-5:])
+    assert frame["best"].tolist() == [True]
+    assert np.isnan(frame["f1"]).all()
+
+
+def test_bad_arguments(make_client):
+    texts, acts = make_corpus()
+    with FakeOpenAIServer() as srv:
+        client = make_client(srv)
+        with pytest.raises(ValueError, match="'activations' parameter"):
+            interpret_latents(texts[:5], acts, client=client)
+        with pytest.raises(ValueError, match="'latent_indices'"):
+            interpret_latents(texts, acts, [3], client=client)
+        with pytest.raises(ValueError, match="'sampling'"):
+            interpret_latents(texts, acts, client=client, sampling="random")
+        with pytest.raises(ValueError, match=r"placeholder \{instructions\}"):
+            interpret_latents(texts, acts, [0], client=client, prompt_template="{x}")
