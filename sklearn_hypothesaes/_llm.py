@@ -82,6 +82,8 @@ def _retry_after(exc) -> float | None:
 class _RateLimiter:
     """Sliding one-minute window over requests and (estimated) tokens."""
 
+    window_s = 60.0
+
     def __init__(self, rpm, tpm):
         self.rpm, self.tpm = rpm, tpm
         self.window: deque[tuple[float, int]] = deque()
@@ -91,7 +93,7 @@ class _RateLimiter:
         while True:
             with self.lock:
                 now = time.monotonic()
-                while self.window and now - self.window[0][0] >= 60.0:
+                while self.window and now - self.window[0][0] >= self.window_s:
                     self.window.popleft()
                 used = sum(t for _, t in self.window)
                 fits_rpm = self.rpm is None or len(self.window) < self.rpm
@@ -101,7 +103,7 @@ class _RateLimiter:
                 if fits_rpm and fits_tpm:
                     self.window.append((now, tokens))
                     return
-                wait = 60.0 - (now - self.window[0][0]) + 1e-3
+                wait = self.window_s - (now - self.window[0][0]) + 1e-3
             time.sleep(wait)
 
 

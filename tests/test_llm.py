@@ -7,8 +7,9 @@ import openai
 import pytest
 from fake_openai import FakeOpenAIServer
 from sklearn.base import clone
+from sklearn.utils import estimator_checks
 
-from sklearn_hypothesaes import LLMClient
+from sklearn_hypothesaes import LLMClient, _llm
 from sklearn_hypothesaes._llm import fill_prompt, parse_yes_no, strip_thinking
 
 
@@ -189,3 +190,55 @@ def test_invalid_parameters_are_named():
         fill_prompt("no placeholder", "prompt_template", text="x")
     # A value containing a placeholder is not substituted twice.
     assert fill_prompt("{a}|{b}", "t", a="{b}", b="B") == "{b}|B"
+
+
+class _VirtualTime:
+    """A clock that advances only when someone sleeps."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def monotonic(self):
+        return self.now
+
+    def time(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+def test_rate_limits_per_minute(monkeypatch):
+    clock = _VirtualTime()
+    monkeypatch.setattr(_llm, "time", clock)
+    limiter = _llm._RateLimiter(rpm=2, tpm=None)
+    starts = []
+    for _ in range(5):
+        limiter.acquire(tokens=10)
+        starts.append(round(clock.now))
+    assert starts == [0, 0, 60, 60, 120]
+
+    clock.now = 0.0
+    limiter = _llm._RateLimiter(rpm=None, tpm=100)
+    starts = []
+    for tokens in (60, 30, 60, 500):
+        limiter.acquire(tokens)
+        starts.append(round(clock.now))
+    # 60+30 fit; the next 60 waits a minute; an oversized request goes alone.
+    assert starts == [0, 0, 60, 120]
+
+
+@pytest.mark.parametrize(
+    "check",
+    [
+        estimator_checks.check_estimator_cloneable,
+        estimator_checks.check_get_params_invariance,
+        estimator_checks.check_set_params,
+        estimator_checks.check_do_not_raise_errors_in_init_or_set_params,
+        estimator_checks.check_no_attributes_set_in_init,
+        estimator_checks.check_estimator_repr,
+    ],
+    ids=lambda check: check.__name__,
+)
+def test_sklearn_api_checks(check):
+    check("LLMClient", LLMClient(cache_dir=False))
