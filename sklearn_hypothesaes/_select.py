@@ -11,14 +11,12 @@ from scipy import sparse
 from sklearn.base import BaseEstimator, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_selection import SelectorMixin
-from sklearn.linear_model import lars_path, lars_path_gram
+from sklearn.linear_model import lars_path_gram
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 _TASKS = {"regression", "binary", "multiclass"}
-# Columns per block when a dense computation would otherwise copy all of X.
-_CHUNK = 256
 
 
 class LatentSelector(SelectorMixin, BaseEstimator):
@@ -47,6 +45,8 @@ class LatentSelector(SelectorMixin, BaseEstimator):
           If no path point has exactly ``n_latents`` non-zero coefficients
           (two latents entering together), the first point with more is used
           and its latents are ranked by ``|coef|``, then by ``|correlation|``.
+          The standardized Gram matrix is formed (n_features**2 floats), never
+          a centered copy of X.
           If the path stops earlier (``max_iter`` steps or collinear latents),
           the remaining places go to the best-correlated latents, with a
           :class:`~sklearn.exceptions.ConvergenceWarning`.
@@ -284,28 +284,24 @@ class LatentSelector(SelectorMixin, BaseEstimator):
         mean, std = _mean_std(X)
         alive = np.flatnonzero(std > 0)
         scale = std[alive]
-        gram = Xs = None
-        if sparse.issparse(X):
-            # Centering would densify X: build the standardized Gram instead.
-            Xa = X[:, alive]
-            gram = np.asarray((Xa.T @ Xa).todense(), dtype=np.float64)
-            gram -= n_samples * np.outer(mean[alive], mean[alive])
-            gram /= np.outer(scale, scale)
-        else:
-            Xs = (X[:, alive] - mean[alive]) / scale
+        # LARS on the standardized Gram: centering X would densify a sparse X
+        # and copy a dense one, and the Gram makes each step O(n_features).
+        Xa = X[:, alive]
+        if Xa.dtype != np.float64:
+            Xa = Xa.astype(np.float64)
+        gram = Xa.T @ Xa
+        gram = gram.toarray() if sparse.issparse(gram) else np.asarray(gram)
+        gram -= n_samples * np.outer(mean[alive], mean[alive])
+        gram /= np.outer(scale, scale)
         scores, alphas, n_iters = [], [], []
         for target in targets.T:
             yc = target - target.mean()
             coef = np.zeros(n_features)
+            alpha, n_iter = 0.0, 0
             if alive.size:
-                if gram is None:
-                    path = partial(lars_path, Xs, yc)
-                else:
-                    Xy = np.asarray(Xa.T @ yc, dtype=np.float64).ravel() / scale
-                    path = partial(lars_path_gram, Xy, gram, n_samples=n_samples)
+                Xy = np.asarray(Xa.T @ yc, dtype=np.float64).ravel() / scale
+                path = partial(lars_path_gram, Xy, gram, n_samples=n_samples)
                 coef[alive], alpha, n_iter = self._lasso_path_point(path, alive.size)
-            else:
-                alpha, n_iter = 0.0, 0
             scores.append(coef)
             alphas.append(alpha)
             n_iters.append(n_iter)
@@ -354,16 +350,20 @@ class LatentSelector(SelectorMixin, BaseEstimator):
 def _mean_std(X):
     """Column means and (population) standard deviations, in float64."""
     n = X.shape[0]
+    mean = np.asarray(X.mean(axis=0, dtype=np.float64)).ravel()
     if sparse.issparse(X):
-        mean = np.asarray(X.mean(axis=0, dtype=np.float64)).ravel()
-        sq = np.asarray(X.multiply(X).sum(axis=0, dtype=np.float64)).ravel() / n
-        var = np.maximum(sq - mean**2, 0.0)
-        # The subtraction loses all digits for a constant column: call it 0.
-        var[var <= 1e-12 * np.maximum(sq, 1e-300)] = 0.0
+        sq = np.asarray(X.multiply(X).sum(axis=0, dtype=np.float64)).ravel()
     else:
-        mean = X.mean(axis=0, dtype=np.float64)
-        var = X.var(axis=0, dtype=np.float64)
-        var[var <= 1e-24 * np.maximum(mean**2, 1e-300)] = 0.0
+        sq = np.einsum("ij,ij->j", X, X, dtype=np.float64)
+    var = np.maximum(sq / n - mean**2, 0.0)
+    # E[x^2] - E[x]^2 loses digits when the mean dwarfs the spread (rare for
+    # activations): recompute those columns the slow, exact way.
+    shaky = np.flatnonzero((var <= 1e-6 * sq / n) & (sq > 0))
+    if shaky.size:
+        cols = X[:, shaky]
+        cols = cols.toarray() if sparse.issparse(cols) else cols
+        var[shaky] = cols.var(axis=0, dtype=np.float64)
+        var[shaky[var[shaky] <= 1e-24 * np.maximum(mean[shaky] ** 2, 1e-300)]] = 0
     return mean, np.sqrt(var)
 
 
@@ -387,46 +387,24 @@ def _pearson(X, targets):
 def _separation(X, targets, quantile, min_rate):
     """Mean target where each latent fires strongly minus where it is zero."""
     n, p = X.shape
-    if sparse.issparse(X):
-        X = X.tocsc(copy=True)
-        X.eliminate_zeros()
-        n_fire = np.diff(X.indptr)
-    else:
-        n_fire = np.count_nonzero(X, axis=0)
+    # Activations are mostly zeros: even a dense X is fastest column-compressed.
+    X = sparse.csc_matrix(X, copy=True)
+    X.eliminate_zeros()
+    n_fire = np.diff(X.indptr)
     live = (n_fire >= max(1.0, min_rate * n)) & (n_fire < n)
-    with_sum = np.zeros((p, targets.shape[1]))
-    with_n = np.zeros(p)
-    fire_sum = np.zeros((p, targets.shape[1]))
-    if sparse.issparse(X):
-        thresholds = np.full(p, np.inf)
-        for j in np.flatnonzero(live):
-            thresholds[j] = np.quantile(X.data[X.indptr[j] : X.indptr[j + 1]], quantile)
-        cols = np.repeat(np.arange(p), n_fire)
-        strong = X.copy()
-        strong.data = (X.data >= thresholds[cols]).astype(np.float64)
-        fires = X.copy()
-        fires.data = np.ones_like(X.data, dtype=np.float64)
-        with_sum = np.asarray(strong.T @ targets)
-        with_n = np.asarray(strong.sum(axis=0)).ravel()
-        fire_sum = np.asarray(fires.T @ targets)
-    else:
-        for start in range(0, p, _CHUNK):
-            block = slice(start, start + _CHUNK)
-            chunk = X[:, block]
-            nonzero = chunk != 0
-            values = np.where(nonzero, chunk, np.nan)
-            ok = live[block]
-            thr = np.full(chunk.shape[1], np.inf)
-            if ok.any():
-                thr[ok] = np.nanquantile(values[:, ok], quantile, axis=0)
-            strong = (nonzero & (chunk >= thr)).astype(np.float64)
-            with_sum[block] = strong.T @ targets
-            with_n[block] = strong.sum(axis=0)
-            fire_sum[block] = nonzero.T.astype(np.float64) @ targets
-    silent_n = n - n_fire
+    thresholds = np.full(p, np.inf)
+    for j in np.flatnonzero(live):
+        thresholds[j] = np.quantile(X.data[X.indptr[j] : X.indptr[j + 1]], quantile)
+    strong = X.copy()
+    strong.data = (X.data >= np.repeat(thresholds, n_fire)).astype(np.float64)
+    fires = X.copy()
+    fires.data = np.ones_like(X.data, dtype=np.float64)
+    with_sum = np.asarray(strong.T @ targets)
+    with_n = np.asarray(strong.sum(axis=0)).ravel()
+    fire_sum = np.asarray(fires.T @ targets)
     with np.errstate(divide="ignore", invalid="ignore"):
         mean_with = with_sum / with_n[:, None]
-        mean_without = (targets.sum(axis=0) - fire_sum) / silent_n[:, None]
+        mean_without = (targets.sum(axis=0) - fire_sum) / (n - n_fire)[:, None]
     scores = np.where(live[:, None], mean_with - mean_without, 0.0)
     return np.nan_to_num(scores).T
 

@@ -404,7 +404,8 @@ def _evaluate(A, y, names, *, task, correction, alpha, cov_type, w):
             metrics["r2"] = float(model.rsquared)
             metrics["adj_r2"] = float(model.rsquared_adj)
             if cov_type in ("HC2", "HC3"):
-                lev = model.get_influence().hat_matrix_diag
+                wx = model.model.wexog
+                lev = np.einsum("ij,ij->i", wx @ np.linalg.pinv(wx.T @ wx), wx)
                 if np.any(lev > 1 - 1e-8):
                     warn.append(
                         f"{int((lev > 1 - 1e-8).sum())} rows have leverage 1, where "

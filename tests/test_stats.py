@@ -202,3 +202,15 @@ def test_input_errors_name_the_parameter():
         evaluate_hypotheses(A, y[:10])
     with pytest.raises(ValueError, match="needs 2 classes"):
         evaluate_hypotheses(A, np.arange(50) % 3, task="binary")
+
+
+def test_leverage_one_rows_are_reported_under_hc3():
+    # c, d, e each cover 2 of rows 40-42: each of those rows alone pins down a
+    # combination of coefficients (leverage 1), where HC3 is undefined.
+    rng = np.random.default_rng(6)
+    A = np.zeros((60, 3))
+    A[[40, 41], 0] = A[[41, 42], 1] = A[[40, 42], 2] = 1
+    y = rng.normal(size=60)
+    result = evaluate_hypotheses(A, y, cov_type="HC3")
+    assert any("3 rows have leverage 1" in w for w in result.metrics["warnings"])
+    assert evaluate_hypotheses(A, y, cov_type="HC1").metrics["warnings"] == []
