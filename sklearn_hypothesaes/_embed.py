@@ -370,36 +370,40 @@ class TextEmbedder(TransformerMixin, BaseEstimator):
         }
 
     def _get_backend(self):
-        backend = getattr(self, "_backend_obj", None)
-        config = (self._backend_kind(), stable_hash(self._backend_config()))
-        if backend is not None and backend[0] == config:
-            return backend[1]
-        with _BUILD_LOCK:
-            if self._backend_kind() == "openai":
-                obj = OpenAIBackend(self.model, **self._backend_config())
-            else:
-                obj = SentenceTransformerBackend(self.model, **self._backend_config())
-        self._backend_obj = (config, obj)
-        return obj
+        kind = self._backend_kind()
+        config = stable_hash([kind, os.fspath(self.model), self._load_config()])
+        held = getattr(self, "_backend_obj", None)
+        if held is None or held[0] != config:
+            with _BUILD_LOCK:
+                if kind == "openai":
+                    backend = OpenAIBackend(self.model, **self._load_config())
+                else:
+                    backend = SentenceTransformerBackend(
+                        self.model, **self._load_config(), verbose=bool(self.verbose)
+                    )
+                held = self._backend_obj = (config, backend)
+        backend = held[1]
+        # Prompt, layer and pooling reuse the loaded model: no reload on set_params.
+        backend.configure(**self._run_options())
+        return backend
 
-    def _backend_config(self) -> dict:
+    def _load_config(self) -> dict:
         if self._backend_kind() == "openai":
             return dict(
                 base_url=self.base_url,
                 api_key_env=self.api_key_env,
+                timeout=self.timeout,
+            )
+        return dict(device=self.device, trust_remote_code=self.trust_remote_code)
+
+    def _run_options(self) -> dict:
+        if self._backend_kind() == "openai":
+            return dict(
                 prompt=self.prompt,
                 n_concurrent=self.n_concurrent,
                 max_retries=self.max_retries,
-                timeout=self.timeout,
             )
-        return dict(
-            device=self.device,
-            prompt=self.prompt,
-            layer=self.layer,
-            pooling=self.pooling,
-            trust_remote_code=self.trust_remote_code,
-            verbose=bool(self.verbose),
-        )
+        return dict(prompt=self.prompt, layer=self.layer, pooling=self.pooling)
 
     def _get_store(self) -> SQLiteStore | None:
         folder = resolve_cache_dir(self.cache_dir)

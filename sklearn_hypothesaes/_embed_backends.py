@@ -29,6 +29,7 @@ OPENAI_URL = "https://api.openai.com/v1"
 # Statuses worth another try: timeouts, conflicts, rate limits, server errors.
 _RETRY_STATUSES = {408, 409, 429}
 _MAX_BACKOFF = 30.0
+_BACKOFF_BASE = 0.5
 _MAX_RETRY_AFTER = 120.0
 
 
@@ -76,17 +77,7 @@ def resolve_local_model(model) -> tuple[str, str]:
 class SentenceTransformerBackend:
     """Final sentence embeddings, or pooled hidden states of one layer."""
 
-    def __init__(
-        self,
-        model,
-        *,
-        device="auto",
-        prompt=None,
-        layer=None,
-        pooling="mean",
-        trust_remote_code=False,
-        verbose=False,
-    ):
+    def __init__(self, model, *, device="auto", trust_remote_code=False, verbose=False):
         st = import_optional("sentence_transformers", "TextEmbedder")
         self.torch = import_optional("torch", "TextEmbedder")
         source, _ = resolve_local_model(model)
@@ -96,15 +87,15 @@ class SentenceTransformerBackend:
                 device=None if device == "auto" else device,
                 trust_remote_code=trust_remote_code,
             )
-        self.prompt = prompt
-        self.layer = layer
-        self.pooling = pooling
         self.max_seq_length = self.model.max_seq_length
         self.tokenizer = getattr(self.model, "tokenizer", None)
-        if layer is not None:
-            self._setup_layer(layer)
+        self.configure()
 
-    def _setup_layer(self, layer):
+    def configure(self, prompt=None, layer=None, pooling="mean"):
+        """Options that change the output but not the loaded model."""
+        self.prompt, self.layer, self.pooling = prompt, layer, pooling
+        if layer is None:
+            return
         first = self.model[0]
         self.encoder = getattr(first, "auto_model", None)
         if self.encoder is None:
@@ -206,7 +197,7 @@ def _retry_after(exc) -> float | None:
     return None
 
 
-def backoff_delay(attempt: int, retry_after: float | None, base: float = 0.5):
+def backoff_delay(attempt: int, retry_after: float | None):
     """Seconds to sleep before retry ``attempt`` (0-based).
 
     A server's Retry-After is honoured (with up to 10% jitter so that waiting
@@ -215,7 +206,7 @@ def backoff_delay(attempt: int, retry_after: float | None, base: float = 0.5):
     """
     if retry_after is not None and retry_after >= 0:
         return min(retry_after, _MAX_RETRY_AFTER) * random.uniform(1.0, 1.1)
-    return min(_MAX_BACKOFF, base * 2**attempt) * random.uniform(0.5, 1.0)
+    return min(_MAX_BACKOFF, _BACKOFF_BASE * 2**attempt) * random.uniform(0.5, 1.0)
 
 
 def is_retryable(exc, openai) -> bool:
@@ -238,9 +229,6 @@ class OpenAIBackend:
         *,
         base_url=None,
         api_key_env="OPENAI_API_KEY",
-        prompt=None,
-        n_concurrent=4,
-        max_retries=6,
         timeout=60,
     ):
         self.openai = import_optional("openai", "TextEmbedder(backend='openai')")
@@ -260,10 +248,14 @@ class OpenAIBackend:
         self.client = self.openai.OpenAI(
             api_key=key, base_url=self.base_url, max_retries=0, timeout=timeout
         )
+        self.dim = None
+        self.configure()
+
+    def configure(self, prompt=None, n_concurrent=4, max_retries=6):
+        """Options that need no new client."""
         self.prompt = prompt
         self.n_concurrent = n_concurrent
         self.max_retries = max_retries
-        self.dim = None
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         inputs = [(self.prompt or "") + t for t in texts]
