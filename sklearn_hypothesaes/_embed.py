@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import warnings
 from numbers import Integral, Real
@@ -25,8 +26,20 @@ from ._utils import resolve_cache_dir, stable_hash
 _CACHE_FORMAT = 1
 _CACHE_FILE = "embeddings.sqlite"
 _SHOW_ROWS = 10
+_INTERNAL = {"sklearn_hypothesaes", "sklearn"}
 # Building a model in two threads at once would load it twice.
 _BUILD_LOCK = threading.Lock()
+
+
+def _user_stacklevel() -> int:
+    """``stacklevel`` that points a warning at the caller's own code, past this
+    package and scikit-learn's wrappers (Pipeline, set_output)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None:
+        if frame.f_globals.get("__name__", "").partition(".")[0] not in _INTERNAL:
+            break
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _is_missing(value) -> bool:
@@ -311,7 +324,10 @@ class TextEmbedder(TransformerMixin, BaseEstimator):
         -------
         feature_names_out : ndarray of str objects
         """
-        n_out = getattr(self, "_n_features_out", None)
+        seen = getattr(self, "_n_features_out", None)
+        # The size seen by the last transform holds only for the same model/options.
+        same = seen is not None and seen[0] == stable_hash(self._cache_identity())
+        n_out = seen[1] if same else None
         if n_out is None:
             backend = self._get_backend()
             n_out = backend.dim
@@ -454,7 +470,7 @@ class TextEmbedder(TransformerMixin, BaseEstimator):
                     f"max_seq_length of {backend.max_seq_length} tokens and were "
                     "truncated. Set chunk_words to embed them whole, in chunks.",
                     UserWarning,
-                    stacklevel=4,
+                    stacklevel=_user_stacklevel(),
                 )
         size = self.batch_size
         batches = [texts[i : i + size] for i in range(0, len(texts), size)]
@@ -468,12 +484,11 @@ class TextEmbedder(TransformerMixin, BaseEstimator):
                 if store is not None:
                     store.put_arrays({keys[i]: rows[i] for i in members})
                 bar.update(len(members))
-        self._n_features_out = len(rows[todo[0]])
 
     def _finish(self, matrix: np.ndarray) -> np.ndarray:
         matrix = np.asarray(matrix, dtype=np.float32)
         if self.normalize:
             norms = np.linalg.norm(matrix, axis=1, keepdims=True)
             matrix = matrix / np.where(norms > 0, norms, 1)
-        self._n_features_out = matrix.shape[1]
+        self._n_features_out = (stable_hash(self._cache_identity()), matrix.shape[1])
         return matrix

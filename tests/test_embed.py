@@ -139,6 +139,7 @@ def test_layer_hidden_states_pooled(tmp_path, minilm):
     first = emb.set_params(layer=0).transform(texts)
     assert np.abs(first - last).max() > 0.1
     assert emb._get_backend().model is model  # options did not reload the model
+    assert len(emb.get_feature_names_out()) == 384
     with pytest.raises(ValueError, match=r"'layer' .* \[-7, 6\] .* Got 7"):
         emb.set_params(layer=7).transform(texts)
 
@@ -170,8 +171,9 @@ def test_chunking_pools_chunks_of_words(tmp_path, minilm):
 
 def test_truncation_warns_with_the_count(tmp_path):
     long_text = "word " * 300  # > 256 word pieces
-    with pytest.warns(UserWarning, match="1 of 2 texts .* 256 tokens"):
+    with pytest.warns(UserWarning, match="1 of 2 texts .* 256 tokens") as record:
         TextEmbedder(cache_dir=tmp_path).transform(["short", long_text])
+    assert record[0].filename == __file__  # points at the caller's line
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         TextEmbedder(cache_dir=tmp_path, chunk_words=100).transform([long_text])
@@ -389,6 +391,13 @@ def test_openai_vectors_batches_and_order(fake_server):
     assert sorted(t for b in bodies for t in b["input"]) == sorted(TEXTS[:50])
     assert {b["model"] for b in bodies} == {"fake-embed"}
     assert list(emb.get_feature_names_out()[[0, -1]]) == ["embedding0", "embedding15"]
+
+
+def test_progress_bar_only_when_verbose(fake_server, capsys):
+    api_embedder(fake_server, batch_size=10).transform(TEXTS[:30])
+    assert "Embedding" not in capsys.readouterr().err
+    api_embedder(fake_server, batch_size=10, verbose=True).transform(TEXTS[:30])
+    assert "30/30" in capsys.readouterr().err
 
 
 def test_openai_bounded_concurrency(fake_server):
