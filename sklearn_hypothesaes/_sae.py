@@ -26,7 +26,9 @@ def _torch():
     return torch
 
 
-class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class SparseAutoencoder(
+    ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
+):
     """Sparse autoencoder (TopK or BatchTopK) for dense vectors such as text embeddings.
 
     Each input row ``x`` is encoded as ``z = sparsify(W_enc (x - b_dec) + b_enc)``
@@ -68,7 +70,8 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
     max_epochs : int, default=100
         Maximum number of passes over the training data.
     learning_rate : float, default=None
-        Adam step size. ``None`` scales it with width, ``2e-4 / sqrt(n_latents / 2**14)``.
+        Adam step size. ``None`` scales it with width:
+        ``2e-4 / sqrt(n_latents / 2**14)``.
     warmup_fraction : float, default=0.02
         Fraction of the planned steps over which the learning rate ramps up.
     decay_fraction : float, default=0.2
@@ -256,9 +259,8 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             prefixes = [int(p) for p in np.asarray(self.matryoshka_prefixes).ravel()]
             if prefixes and prefixes[-1] != self.n_latents:
                 prefixes.append(self.n_latents)
-            ok = all(a < b for a, b in zip(prefixes, prefixes[1:])) and all(
-                1 <= p <= self.n_latents for p in prefixes
-            )
+            increasing = all(np.diff(prefixes) > 0)
+            ok = increasing and all(1 <= p <= self.n_latents for p in prefixes)
             if not prefixes or not ok:
                 raise ValueError(
                     "The 'matryoshka_prefixes' parameter of SparseAutoencoder must be "
@@ -360,7 +362,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             X_val = X[val_idx]
         elif partial:
             X_val = None
-        if not partial:
+        if not warm:
             self.loss_curve_, self.validation_fvu_curve_ = [], []
             self.n_iter_, self.n_rows_seen_ = 0, 0
             self.best_validation_fvu_ = None
@@ -438,7 +440,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         ``idx`` selects rows of X without copying X as a whole.
         """
         torch = _torch()
-        from ._sae_torch import encode
+        from ._sae_torch import as_tensor, encode
 
         device = self._torch_device()
         params = self._params_on(device)
@@ -449,7 +451,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
                 stop = start + self.transform_batch_size
                 block = X[start:stop] if idx is None else X[idx[start:stop]]
                 rows, cols, vals = encode(
-                    torch.from_numpy(block).to(device),
+                    as_tensor(block).to(device),
                     params,
                     self.k,
                     mode,

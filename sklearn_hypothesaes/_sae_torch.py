@@ -19,6 +19,13 @@ import torch
 import torch.nn.functional as F
 
 
+def as_tensor(array):
+    """A tensor over a numpy array, copying only read-only arrays (memmaps)."""
+    if not array.flags.writeable:
+        array = array.copy()
+    return torch.from_numpy(array)
+
+
 class _GatherPreactivations(torch.autograd.Function):
     """``vals[i] = xc[rows[i]] @ W_enc[cols[i]] + b_enc[cols[i]]``.
 
@@ -39,7 +46,9 @@ class _GatherPreactivations(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             # (M x B) sparse with the selected entries, times (B x d).
             coo = torch.sparse_coo_tensor(
-                torch.stack([cols, rows]), grad_vals, (n_latents, n_rows),
+                torch.stack([cols, rows]),
+                grad_vals,
+                (n_latents, n_rows),
                 check_invariants=False,
             )
             grad_w = torch.sparse.mm(coo, xc)
@@ -119,8 +128,22 @@ class TrainState:
     bfloat16 the encoder's dense matmul runs in bfloat16.
     """
 
-    def __init__(self, params, *, row_var, lr, k, activation, prefixes, aux_k,
-                 aux_coef, dead_rows, clip_grad, compute_dtype, threshold_beta=0.999):
+    def __init__(
+        self,
+        params,
+        *,
+        row_var,
+        lr,
+        k,
+        activation,
+        prefixes,
+        aux_k,
+        aux_coef,
+        dead_rows,
+        clip_grad,
+        compute_dtype,
+        threshold_beta=0.999,
+    ):
         self.params = {
             name: torch.nn.Parameter(value) for name, value in params.items()
         }

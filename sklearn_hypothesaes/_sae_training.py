@@ -9,6 +9,7 @@ import torch
 
 from ._sae_torch import (
     TrainState,
+    as_tensor,
     default_lr,
     encode,
     geometric_median,
@@ -25,7 +26,7 @@ def _init_params(est, X, train_idx, generator, device):
     if len(pick) > _INIT_SAMPLE:
         sub = torch.randperm(len(pick), generator=generator)[:_INIT_SAMPLE].numpy()
         pick = pick[np.sort(sub)]
-    sample = torch.from_numpy(X[pick]).double()
+    sample = as_tensor(X[pick]).double()
     mean_norm = float(sample.norm(dim=1).mean())
     scale = math.sqrt(n_features) / mean_norm if mean_norm > 0 else 1.0
     sample *= scale
@@ -44,17 +45,17 @@ def _init_params(est, X, train_idx, generator, device):
 
 def _row_var(X, idx, scale):
     pick = idx[:_INIT_SAMPLE]
-    return float((torch.from_numpy(X[pick]).double() * scale).var(0, correction=0).sum())
+    return float((as_tensor(X[pick]).double() * scale).var(0, correction=0).sum())
 
 
 @torch.no_grad()
 def validation_fvu(params, X_val, scale, k, mode, threshold, batch_size=8192):
     """FVU of the current weights over all validation rows (scaled frame)."""
     sse = sst = 0.0
-    mean = torch.from_numpy(X_val).double().mean(0) * scale
+    mean = as_tensor(X_val).double().mean(0) * scale
     device = params["w_enc"].device
     for start in range(0, X_val.shape[0], batch_size):
-        x = torch.from_numpy(X_val[start : start + batch_size]).to(device) * scale
+        x = as_tensor(X_val[start : start + batch_size]).to(device) * scale
         rows, cols, vals = encode(x, params, k, mode, threshold)
         recon = sparse_decode(rows, cols, vals, params["w_dec"], x.shape[0])
         recon += params["b_dec"]
@@ -63,8 +64,9 @@ def validation_fvu(params, X_val, scale, k, mode, threshold, batch_size=8192):
     return sse / sst if sst > 0 else 0.0
 
 
-def train(est, X, train_idx, X_val, *, prefixes, device, generator, warm, epochs,
-          partial):
+def train(
+    est, X, train_idx, X_val, *, prefixes, device, generator, warm, epochs, partial
+):
     """Optimise ``est``'s autoencoder on rows ``train_idx`` of the numpy array X."""
     from tqdm.auto import tqdm
 
@@ -81,9 +83,7 @@ def train(est, X, train_idx, X_val, *, prefixes, device, generator, warm, epochs
             }
             row_var = _row_var(X, train_idx, scale)
         else:
-            params, scale, row_var = _init_params(
-                est, X, train_idx, generator, device
-            )
+            params, scale, row_var = _init_params(est, X, train_idx, generator, device)
         lr = est.learning_rate or default_lr(est.n_latents)
         aux_k = est.aux_k or max(1, X.shape[1] // 2)
         state = TrainState(

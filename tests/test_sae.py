@@ -1,0 +1,337 @@
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from sklearn_hypothesaes import SparseAutoencoder
+from sklearn_hypothesaes._sae_torch import (
+    TrainState,
+    _GatherPreactivations,
+    select_batch_topk,
+    select_topk,
+    sparse_decode,
+)
+
+
+def planted_dictionary(n=6000, d=32, m=48, k=3, noise=0.01, seed=0):
+    """Rows = sparse non-negative codes times random unit atoms, plus noise."""
+    rng = np.random.default_rng(seed)
+    atoms = rng.normal(size=(m, d))
+    atoms /= np.linalg.norm(atoms, axis=1, keepdims=True)
+    codes = np.zeros((n, m))
+    for i in range(n):
+        codes[i, rng.choice(m, k, replace=False)] = rng.uniform(0.5, 2.0, k)
+    X = codes @ atoms + noise * rng.normal(size=(n, d))
+    return X.astype(np.float32), atoms
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(400, 12)).astype(np.float32)
+
+
+def small(**kw):
+    params = dict(n_latents=16, k=3, max_epochs=5, batch_size=64, random_state=0)
+    params.update(kw)
+    return SparseAutoencoder(**params)
+
+
+@parametrize_with_checks(
+    [small(), small(activation="batchtopk"), small(matryoshka_prefixes=[4])]
+)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+@pytest.mark.parametrize("activation", ["topk", "batchtopk"])
+def test_recovers_planted_dictionary(activation):
+    X, atoms = planted_dictionary()
+    sae = SparseAutoencoder(
+        n_latents=48,
+        k=3,
+        activation=activation,
+        batch_size=128,
+        max_epochs=40,
+        random_state=0,
+    ).fit(X)
+    D = sae.decoder_weight_ / np.linalg.norm(sae.decoder_weight_, axis=1)[:, None]
+    best_cos = (atoms @ D.T).max(axis=1)
+    # Stated target: at least 85% of the planted atoms found at cosine >= 0.9.
+    assert (best_cos >= 0.9).mean() >= 0.85
+    assert sae.validation_fvu_ < 0.2
+    assert sae.dead_fraction_ <= 0.1
+
+
+def _dense_reference(x, w_enc, b_enc, w_dec, b_dec, rows, cols):
+    pre = (x - b_dec) @ w_enc.T + b_enc
+    mask = torch.zeros_like(pre, dtype=torch.bool)
+    mask[rows, cols] = True
+    z = F.relu(pre) * mask
+    return z @ w_dec + b_dec
+
+
+@pytest.mark.parametrize("select", [select_topk, select_batch_topk])
+def test_sparse_gradients_match_dense_autograd(select):
+    gen = torch.Generator().manual_seed(0)
+    B, d, M, k = 32, 24, 80, 5
+    x = torch.randn(B, d, dtype=torch.float64, generator=gen)
+    params = [
+        torch.randn(*shape, dtype=torch.float64, generator=gen).requires_grad_()
+        for shape in ((M, d), (M,), (M, d), (d,))
+    ]
+    w_enc, b_enc, w_dec, b_dec = params
+    xc = x - b_dec
+    with torch.no_grad():
+        pre = torch.addmm(b_enc, xc, w_enc.T)
+        rows, cols, pre_vals = select(pre, k)
+    from sklearn_hypothesaes._sae_torch import row_offsets
+
+    offsets = row_offsets(rows, B)
+    vals = F.relu(
+        _GatherPreactivations.apply(xc, w_enc, b_enc, pre_vals, rows, cols, offsets)
+    )
+    recon = sparse_decode(rows, cols, vals, w_dec, B, offsets) + b_dec
+    sparse_grads = torch.autograd.grad((recon - x).pow(2).sum(), params)
+    dense = _dense_reference(x, *params, rows, cols)
+    dense_grads = torch.autograd.grad((dense - x).pow(2).sum(), params)
+    torch.testing.assert_close(recon, dense, rtol=1e-12, atol=1e-12)
+    for got, want in zip(sparse_grads, dense_grads, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
+def test_train_step_matches_dense_step():
+    """A whole optimisation step (loss, projection, Adam) equals dense autograd."""
+    gen = torch.Generator().manual_seed(1)
+    B, d, M, k = 16, 8, 24, 3
+    x = torch.randn(B, d, generator=gen)
+    w = torch.randn(M, d, generator=gen)
+    w /= w.norm(dim=1, keepdim=True)
+    init = {"w_enc": w.clone(), "b_enc": torch.zeros(M), "w_dec": w, "b_dec": x.mean(0)}
+    state = TrainState(
+        {n: p.clone() for n, p in init.items()},
+        row_var=1.0,
+        lr=1e-2,
+        k=k,
+        activation="topk",
+        prefixes=None,
+        aux_k=4,
+        aux_coef=0.0,
+        dead_rows=10**9,
+        clip_grad=None,
+        compute_dtype=torch.float32,
+    )
+    state.step(x)
+    ref = {n: p.clone().requires_grad_() for n, p in init.items()}
+    with torch.no_grad():
+        pre = torch.addmm(ref["b_enc"], x - ref["b_dec"], ref["w_enc"].T)
+        rows, cols, _ = select_topk(pre, k)
+    recon = _dense_reference(
+        x, ref["w_enc"], ref["b_enc"], ref["w_dec"], ref["b_dec"], rows, cols
+    )
+    loss = (recon - x).pow(2).sum() / B
+    loss.backward()
+    with torch.no_grad():
+        g = ref["w_dec"].grad
+        g -= (g * ref["w_dec"]).sum(1, keepdim=True) * ref["w_dec"]
+    opt = torch.optim.Adam(ref.values(), lr=1e-2)
+    opt.step()
+    with torch.no_grad():
+        ref["w_dec"] /= ref["w_dec"].norm(dim=1, keepdim=True)
+    for name in init:
+        torch.testing.assert_close(
+            state.params[name].detach(), ref[name].detach(), rtol=1e-5, atol=1e-6
+        )
+
+
+def test_fitted_metrics_and_transform(blobs):
+    sae = small(n_latents=32, k=4, max_epochs=20).fit(blobs)
+    Z = sae.transform(blobs)
+    assert Z.shape == (400, 32) and Z.dtype == np.float32 and (Z >= 0).all()
+    assert ((Z > 0).sum(axis=1) <= 4).all()
+    # fvu_ covers the training rows; score() = 1 - FVU over the data given.
+    recon = sae.inverse_transform(Z)
+    fvu_all = ((recon - blobs) ** 2).sum() / ((blobs - blobs.mean(0)) ** 2).sum()
+    assert sae.score(blobs) == pytest.approx(1 - fvu_all, rel=1e-4)
+    assert 0 < sae.fvu_ < 1 and 0 < sae.validation_fvu_ < 1
+    assert sae.l0_ == pytest.approx(4.0, abs=0.05)
+    assert sae.l0_threshold_ == pytest.approx(4.0, abs=0.05)
+    assert len(sae.loss_curve_) == sae.n_iter_ == len(sae.validation_fvu_curve_)
+    # Best = last improvement by more than tol; its weights are the ones kept.
+    assert sae.best_validation_fvu_ in sae.validation_fvu_curve_
+    assert sae.best_validation_fvu_ <= min(sae.validation_fvu_curve_) + sae.tol
+    assert sae.validation_fvu_ == pytest.approx(sae.best_validation_fvu_, rel=1e-4)
+    assert sae.latent_frequency_.shape == (32,)
+    assert sae.dead_fraction_ == pytest.approx(np.mean(sae.latent_frequency_ == 0))
+
+
+def test_input_scale_is_folded_into_weights(blobs):
+    big = blobs * 1000.0
+    a = small(n_latents=32, k=4).fit(blobs)
+    b = small(n_latents=32, k=4).fit(big)
+    assert b.input_scale_ == pytest.approx(a.input_scale_ / 1000.0, rel=1e-5)
+    np.testing.assert_allclose(
+        b.transform(big), a.transform(blobs), rtol=1e-3, atol=1e-3
+    )
+    assert b.score(big) == pytest.approx(a.score(blobs), abs=1e-4)
+
+
+def test_sparse_output_equals_dense(blobs):
+    sae = small(transform_batch_size=50).fit(blobs)
+    dense = sae.transform(blobs)
+    sae.set_params(sparse_output=True)
+    Z = sae.transform(blobs)
+    assert sp.issparse(Z) and Z.format == "csr" and Z.dtype == np.float32
+    np.testing.assert_array_equal(Z.toarray(), dense)
+    np.testing.assert_allclose(
+        sae.inverse_transform(Z), sae.inverse_transform(dense), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_batchtopk_threshold_gives_about_k_per_row(blobs):
+    sae = small(n_latents=32, k=4, activation="batchtopk", max_epochs=30).fit(blobs)
+    assert sae.threshold_ is not None and sae.threshold_ > 0
+    assert sae.l0_ == pytest.approx(4.0, abs=0.05)
+    # The threshold is learned to give about k per row without the batch.
+    assert 2.0 <= sae.l0_threshold_ <= 6.0
+    # Codes do not depend on which rows are transformed together.
+    np.testing.assert_array_equal(sae.transform(blobs[:7]), sae.transform(blobs)[:7])
+
+
+def test_matryoshka_prefix_reconstructs_alone():
+    # Two-level data: one of 8 strong coarse atoms plus two weak fine ones per row.
+    rng = np.random.default_rng(0)
+    n, d = 3000, 32
+    coarse = rng.normal(size=(8, d))
+    fine = rng.normal(size=(40, d))
+    coarse /= np.linalg.norm(coarse, axis=1, keepdims=True)
+    fine /= np.linalg.norm(fine, axis=1, keepdims=True)
+    X = coarse[rng.integers(0, 8, n)] * rng.uniform(2, 3, (n, 1))
+    for _ in range(2):
+        X += fine[rng.integers(0, 40, n)] * rng.uniform(0.3, 0.8, (n, 1))
+    X = (X + 0.01 * rng.normal(size=X.shape)).astype(np.float32)
+
+    def prefix_fvu(sae, end):
+        Z = sae.transform(X)
+        Z[:, end:] = 0
+        err = ((sae.inverse_transform(Z) - X) ** 2).sum()
+        return err / ((X - X.mean(0)) ** 2).sum()
+
+    params = dict(n_latents=48, k=3, batch_size=128, max_epochs=20, random_state=0)
+    plain = SparseAutoencoder(**params).fit(X)
+    nested = SparseAutoencoder(matryoshka_prefixes=[8], **params).fit(X)
+    # The first 8 latents are trained to reconstruct on their own (0.14 vs 0.96).
+    assert prefix_fvu(nested, 8) < 0.3
+    assert prefix_fvu(plain, 8) > 0.8
+    assert nested.fvu_ < 0.1
+
+
+def test_same_seed_same_model(blobs):
+    a = small().fit(blobs)
+    b = small().fit(blobs)
+    np.testing.assert_array_equal(a.encoder_weight_, b.encoder_weight_)
+    np.testing.assert_array_equal(a.decoder_weight_, b.decoder_weight_)
+    c = small(random_state=1).fit(blobs)
+    assert not np.array_equal(a.decoder_weight_, c.decoder_weight_)
+
+
+def test_given_validation_data(blobs):
+    sae = small().fit(blobs[:300], X_val=blobs[300:])
+    assert sae.validation_fvu_ == pytest.approx(1 - sae.score(blobs[300:]), rel=1e-5)
+
+
+def test_warm_start_and_partial_fit(blobs):
+    sae = small(max_epochs=3, warm_start=True, early_stopping=False).fit(blobs)
+    first = sae.fvu_
+    sae.fit(blobs)
+    assert sae.n_iter_ == 6 and len(sae.loss_curve_) == 6
+    assert sae.fvu_ < first
+    inc = small(early_stopping=False)
+    for _ in range(3):
+        inc.partial_fit(blobs)
+    assert inc.n_iter_ == 3 and inc.n_rows_seen_ == 1200
+    before = inc.fvu_
+    inc.partial_fit(blobs)
+    assert inc.fvu_ < before
+
+
+def test_pickle_holds_numpy_only(blobs):
+    sae = small().fit(blobs)
+    sae.transform(blobs[:5])  # builds the device cache
+    state = sae.__getstate__()
+    assert "_device_params" not in state
+    assert not any(isinstance(v, torch.Tensor) for v in state.values())
+    loaded = pickle.loads(pickle.dumps(sae))
+    np.testing.assert_array_equal(loaded.transform(blobs), sae.transform(blobs))
+
+
+def test_pipeline_gridsearch_set_output(blobs):
+    y = (blobs[:, 0] + 0.1 * blobs[:, 1] > 0).astype(int)
+    pipe = make_pipeline(small(), LogisticRegression())
+    grid = GridSearchCV(
+        pipe,
+        {"sparseautoencoder__k": [2, 4], "sparseautoencoder__n_latents": [16, 24]},
+        cv=2,
+    )
+    grid.fit(blobs, y)
+    assert set(grid.cv_results_["param_sparseautoencoder__k"]) == {2, 4}
+    assert grid.best_score_ > 0.6
+    sae = clone(small()).set_output(transform="pandas")
+    out = sae.fit_transform(pd.DataFrame(blobs, columns=[f"e{i}" for i in range(12)]))
+    assert list(out.columns[:2]) == ["sparseautoencoder0", "sparseautoencoder1"]
+    # Unsupervised search: GridSearchCV scores with 1 - FVU.
+    search = GridSearchCV(small(), {"k": [1, 4]}, cv=2).fit(blobs)
+    assert search.best_params_ == {"k": 4}
+
+
+@pytest.mark.parametrize(
+    "params, X, match",
+    [
+        (
+            {"k": 20},
+            None,
+            r"'k' parameter of SparseAutoencoder must be an int in the "
+            r"range \[1, n_latents=16\]. Got 20",
+        ),
+        (
+            {"k": 0},
+            None,
+            r"'k' parameter of SparseAutoencoder must be an int in the "
+            r"range \[1, inf\). Got 0",
+        ),
+        (
+            {"matryoshka_prefixes": [8, 4]},
+            None,
+            r"'matryoshka_prefixes' .* Got \[8, 4\]",
+        ),
+        ({"activation": "relu"}, None, r"'activation' parameter .* Got 'relu'"),
+        ({}, np.array([1.0, 2.0, 3.0]), r"Expected 2D array, got 1D array"),
+        ({}, np.empty((0, 4)), r"0 sample\(s\)"),
+        ({}, np.array([[1.0, np.nan], [0.0, 1.0]]), r"Input X contains NaN"),
+        ({}, np.ones((1, 3)), r"n_samples=1"),
+    ],
+)
+def test_bad_input_errors(params, X, match):
+    X = np.random.default_rng(0).normal(size=(20, 4)) if X is None else X
+    with pytest.raises(ValueError, match=match):
+        small(**params).fit(X)
+
+
+def test_wrong_width_after_fit(blobs):
+    sae = small().fit(blobs)
+    with pytest.raises(
+        ValueError,
+        match="X has 5 features, but SparseAutoencoder is expecting 12 features",
+    ):
+        sae.transform(blobs[:, :5])
+    with pytest.raises(ValueError, match=r"shape \(n_samples, n_latents=16\)"):
+        sae.inverse_transform(np.zeros((2, 3)))
