@@ -1,0 +1,306 @@
+"""A self-contained HTML report of one run of the method (a MethodResult)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import io
+import os
+import re
+from numbers import Integral, Real
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ._utils import import_optional
+from .plotting import (
+    plot_hypotheses,
+    plot_latent_frequency,
+    plot_separation,
+    plot_training_curve,
+    rank_hypotheses,
+)
+
+__all__ = ["render_report"]
+
+_TEMPLATE = "report.html.j2"
+# Fitted SparseAutoencoder attributes shown as "reconstruction" figures.
+_SAE_FIGURES = [
+    ("n_latents", "latents (M)"),
+    ("k", "active latents per text (k)"),
+    ("activation", "activation"),
+    ("n_iter_", "epochs run"),
+    ("fvu_", "FVU, training rows"),
+    ("validation_fvu_", "FVU, validation rows"),
+    ("best_validation_fvu_", "best validation FVU"),
+    ("l0_", "mean active latents (L0), as trained"),
+    ("l0_threshold_", "mean active latents, transform"),
+    ("dead_fraction_", "dead latents (share)"),
+]
+_METRICS = [
+    ("task", "task"),
+    ("n", "held-out texts"),
+    ("n_used", "texts in the joint model"),
+    ("auc", "AUC of the joint model"),
+    ("pseudo_r2", "pseudo R²"),
+    ("r2", "R² of the joint model"),
+    ("adj_r2", "adjusted R²"),
+    ("n_hypotheses", "hypotheses"),
+    ("n_significant", "significant hypotheses"),
+    ("correction", "multiple-testing correction"),
+    ("alpha", "alpha"),
+    ("cov_type", "standard errors"),
+]
+_USAGE = [
+    ("calls", "LLM calls"),
+    ("cache_hits", "cache hits"),
+    ("prompt_tokens", "prompt tokens"),
+    ("completion_tokens", "completion tokens"),
+    ("retries", "retries"),
+    ("failures", "failures"),
+    ("cost", "cost (USD)"),
+]
+_MAX_EXAMPLE_CHARS = 600
+
+
+def _missing(value) -> bool:
+    if value is None:
+        return True
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def fmt(value, digits: int = 3) -> str:
+    """A short human reading of a number (or any value); '—' when missing."""
+    if isinstance(value, list | tuple | np.ndarray):
+        return ", ".join(fmt(v, digits) for v in value)
+    if _missing(value):
+        return "—"
+    if isinstance(value, bool | np.bool_):
+        return "yes" if value else "no"
+    if isinstance(value, Integral):
+        return f"{int(value):,}"
+    if isinstance(value, Real):
+        value = float(value)
+        if value == 0:
+            return "0"
+        if abs(value) >= 1e5 or abs(value) < 1e-3:
+            return f"{value:.{digits - 1}e}"
+        return f"{value:.{digits}g}" if abs(value) < 1 else f"{value:,.{digits}g}"
+    return str(value)
+
+
+def fmt_pvalue(value) -> str:
+    if _missing(value):
+        return "—"
+    value = float(value)
+    return "< 0.0001" if value < 1e-4 else f"{value:.4f}"
+
+
+def _svg(draw, *args, name: str, size, **kwargs) -> str:
+    """An inline <svg> of one plotting function, text kept as text."""
+    matplotlib = import_optional("matplotlib", "The HTML report")
+    from matplotlib.figure import Figure
+
+    # A distinct salt per figure keeps the clip-path ids of the several SVGs
+    # on one page from colliding, and makes the output reproducible.
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": name}):
+        fig = Figure(figsize=size, layout="constrained")
+        draw(*args, ax=fig.subplots(), **kwargs)
+        buffer = io.StringIO()
+        fig.savefig(buffer, format="svg", metadata={"Date": None})
+    svg = buffer.getvalue()
+    svg = svg[svg.index("<svg") :]
+    # Let the figure shrink with the page.
+    return re.sub(r'<svg([^>]*?) width="[^"]*" height="[^"]*"', r"<svg\1", svg, count=1)
+
+
+def _flatten(settings, prefix="") -> list[tuple[str, str]]:
+    rows = []
+    for key, value in (settings or {}).items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            rows.extend(_flatten(value, prefix=f"{name}."))
+        else:
+            rows.append((name, fmt(value)))
+    return rows
+
+
+def _shorten(text) -> str:
+    text = str(text)
+    if len(text) <= _MAX_EXAMPLE_CHARS:
+        return text
+    return text[:_MAX_EXAMPLE_CHARS].rsplit(" ", 1)[0] + " …"
+
+
+def _rows(table: pd.DataFrame, examples) -> list[dict]:
+    rows = []
+    ranked = rank_hypotheses(table.reset_index(drop=True))
+    for rank, (position, row) in enumerate(ranked.iterrows(), start=1):
+        row = row.to_dict()
+        example = examples[position] if examples and position < len(examples) else {}
+        terms = row.get("terms")
+        rows.append(
+            {
+                "rank": rank,
+                "id": f"h{position}",
+                "hypothesis": str(row.get("hypothesis", "")),
+                "terms": list(terms)
+                if isinstance(terms, list | tuple | np.ndarray)
+                else [],
+                "latent": fmt(row.get("latent")),
+                "association": fmt(row.get("association")),
+                "coef": row.get("coef"),
+                "coef_text": fmt(row.get("coef")),
+                "ci": (
+                    f"[{fmt(row.get('coef_ci_low'))}, {fmt(row.get('coef_ci_high'))}]"
+                    if not _missing(row.get("coef_ci_low"))
+                    else "—"
+                ),
+                "pvalue": fmt_pvalue(row.get("pvalue")),
+                "pvalue_corrected": fmt_pvalue(row.get("pvalue_corrected")),
+                "significant": not _missing(row.get("significant"))
+                and bool(row.get("significant")),
+                "prevalence": fmt(row.get("prevalence")),
+                "mean_with": fmt(row.get("mean_with")),
+                "mean_without": fmt(row.get("mean_without")),
+                "separation": fmt(row.get("separation")),
+                "fidelity": fmt(row.get("fidelity")),
+                "precision": fmt(row.get("precision")),
+                "recall": fmt(row.get("recall")),
+                "note": "" if _missing(row.get("note")) else str(row.get("note")),
+                "present": [_shorten(t) for t in example.get("present", [])],
+                "absent": [_shorten(t) for t in example.get("absent", [])],
+            }
+        )
+    return rows
+
+
+def _pairs(source, spec, *, getter) -> list[tuple[str, str]]:
+    pairs = []
+    for key, label in spec:
+        value = getter(source, key)
+        if value is not None:
+            pairs.append((label, fmt(value, 4) if key != "cost" else fmt(value, 3)))
+    return pairs
+
+
+def _context(result, title) -> dict:
+    table = getattr(result, "hypotheses", None)
+    if not isinstance(table, pd.DataFrame):
+        raise TypeError(
+            "render_report expects a MethodResult (from run_method) whose "
+            "'hypotheses' is a DataFrame; got "
+            f"{type(result).__name__} with hypotheses of type "
+            f"{type(table).__name__}."
+        )
+    metrics = dict(getattr(result, "metrics", None) or {})
+    examples = getattr(result, "examples", None) or []
+    sae = getattr(result, "sae", None)
+    figures = dict.fromkeys(["hypotheses", "separation", "training", "frequency"], "")
+    if len(table):
+        height = 1.2 + 0.45 * len(table)
+        figures["hypotheses"] = _svg(
+            plot_hypotheses, table, name="hypotheses", size=(9, height)
+        )
+        if {"mean_with", "mean_without"} <= set(table.columns):
+            figures["separation"] = _svg(
+                plot_separation, table, name="separation", size=(9, height)
+            )
+    sae_rows = []
+    if sae is not None and hasattr(sae, "loss_curve_"):
+        figures["training"] = _svg(
+            plot_training_curve, sae, name="training", size=(6, 3.5)
+        )
+        figures["frequency"] = _svg(
+            plot_latent_frequency, sae, name="frequency", size=(6, 3.5)
+        )
+        sae_rows = _pairs(sae, _SAE_FIGURES, getter=lambda s, k: getattr(s, k, None))
+    get = lambda d, k: d.get(k)  # noqa: E731
+    usage = dict(getattr(result, "usage", None) or {})
+    timings = dict(getattr(result, "timings", None) or {})
+    from . import __version__
+
+    return {
+        "title": title,
+        "version": __version__,
+        "generated": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "metrics": _pairs(metrics, _METRICS, getter=get),
+        "n_significant": metrics.get("n_significant"),
+        "n_hypotheses": len(table),
+        "score_name": "AUC" if "auc" in metrics else "R²",
+        "score": fmt(metrics.get("auc", metrics.get("r2"))),
+        "warnings": [str(w) for w in metrics.get("warnings", []) or []],
+        "rows": _rows(table, examples),
+        "offline": "terms" in table and table["terms"].notna().any(),
+        "figures": figures,
+        "sae_rows": sae_rows,
+        "settings": _flatten(getattr(result, "settings", None)),
+        "usage": _pairs(usage, _USAGE, getter=get),
+        "timings": [(step, f"{float(s):.1f} s") for step, s in timings.items()],
+        "total_time": (
+            f"{sum(float(s) for s in timings.values()):.1f} s" if timings else None
+        ),
+    }
+
+
+def render_report(result, path, *, title="HypotheSAEs report") -> Path:
+    """Write a self-contained HTML report of one run of the method.
+
+    The page has no external resources (inline CSS, plots as inline SVG) and
+    no scripts, so it opens offline and can be mailed or archived. Sections:
+    summary metrics and statistical warnings; hypotheses ranked by absolute
+    coefficient (a plot of coefficients with confidence intervals, a plot of
+    the mean target with and without each hypothesis, and a table with
+    corrected p-values, prevalence and fidelity); held-out texts where each
+    hypothesis holds and where it does not; the sparse autoencoder's training
+    curve, latent-frequency histogram and reconstruction figures; the
+    settings, timings and LLM cost.
+
+    Parameters
+    ----------
+    result : MethodResult
+        The output of :func:`run_method` (or any object with the same
+        ``hypotheses``, ``metrics``, ``examples``, ``sae``, ``usage``,
+        ``timings`` and ``settings`` attributes; missing ones are skipped).
+    path : str or path-like
+        The HTML file to write (folders are created).
+    title : str, default="HypotheSAEs report"
+        Title of the page.
+
+    Returns
+    -------
+    path : pathlib.Path
+        The written file.
+
+    Examples
+    --------
+    >>> import pandas as pd, tempfile, os
+    >>> from types import SimpleNamespace
+    >>> from sklearn_hypothesaes._report import render_report
+    >>> table = pd.DataFrame({"hypothesis": ["praises the acting"], "coef": [1.1],
+    ...                       "coef_ci_low": [0.8], "coef_ci_high": [1.4],
+    ...                       "pvalue_corrected": [0.001], "significant": [True]})
+    >>> result = SimpleNamespace(hypotheses=table, metrics={"auc": 0.7})
+    >>> out = render_report(result, os.path.join(tempfile.mkdtemp(), "r.html"))
+    >>> "praises the acting" in out.read_text()
+    True
+    """
+    jinja2 = import_optional("jinja2", "The HTML report")
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("sklearn_hypothesaes", "templates"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    html = env.get_template(_TEMPLATE).render(**_context(result, title))
+    path = Path(os.fspath(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Write then rename, so an interrupted run never leaves half a report.
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(html, encoding="utf-8")
+    partial.replace(path)
+    return path
