@@ -21,6 +21,8 @@ _LAZY = {
     "LatentSelector": "._select",
     "HypothesisGenerator": "._hypotheses",
     "evaluate_hypotheses": "._stats",
+    "run_method": "._method",
+    "MethodResult": "._method",
 }
 
 __all__ = sorted(_LAZY)

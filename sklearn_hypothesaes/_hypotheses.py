@@ -102,6 +102,11 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
         LLM annotations as P(yes) rather than 0/1.
     n_terms : int, default=6
         Offline mode: most terms per hypothesis.
+    min_term_score : "auto" or float, default="auto"
+        Offline mode: smallest z-score of a term (``min_score`` of
+        :func:`contrastive_terms`; "auto" is a Bonferroni bound over the
+        vocabulary). Latents with no term this distinctive get no hypothesis;
+        on a few hundred texts a lower bound such as 2.0 finds more.
     task : {"auto", "regression", "classification"}, default="auto"
         ``"auto"`` reads y with :func:`~sklearn.utils.multiclass.type_of_target`.
     correction : {"bonferroni", "holm", "fdr_bh", "none"}, default="bonferroni"
@@ -185,6 +190,10 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
         "annotation_mode": [StrOptions({"multi", "single"})],
         "probabilities": ["boolean"],
         "n_terms": [Interval(Integral, 1, None, closed="left")],
+        "min_term_score": [
+            StrOptions({"auto"}),
+            Interval(Real, None, None, closed="neither"),
+        ],
         "task": [StrOptions({"auto", "regression", "classification"})],
         "correction": [StrOptions({"bonferroni", "holm", "fdr_bh", "none"})],
         "alpha": [Interval(Real, 0, 1, closed="neither")],
@@ -206,6 +215,7 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
         annotation_mode="multi",
         probabilities=False,
         n_terms=6,
+        min_term_score="auto",
         task="auto",
         correction="bonferroni",
         alpha=0.05,
@@ -223,6 +233,7 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
         self.annotation_mode = annotation_mode
         self.probabilities = probabilities
         self.n_terms = n_terms
+        self.min_term_score = min_term_score
         self.task = task
         self.correction = correction
         self.alpha = alpha
@@ -278,10 +289,14 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
             rows, keep = self._interpret(texts, acts, seed)
         dropped = [int(latents[j]) for j in range(X.shape[1]) if j not in keep]
         if dropped:
+            why = (
+                "they never fire or the LLM gave no description"
+                if self.interpreter is not None
+                else "no term passes min_term_score"
+            )
             warnings.warn(
                 f"HypothesisGenerator: {len(dropped)} latent(s) got no hypothesis "
-                f"(they never fire or no description was found) and are left "
-                f"out: {dropped[:10]}",
+                f"({why}) and are left out: {dropped[:10]}",
                 UserWarning,
                 stacklevel=2,
             )
@@ -304,7 +319,9 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
         return self
 
     def _offline(self, texts, acts, dense):
-        terms = contrastive_terms(texts, acts, n_terms=self.n_terms)
+        terms = contrastive_terms(
+            texts, acts, n_terms=self.n_terms, min_score=self.min_term_score
+        )
         keep = [j for j, t in enumerate(terms) if t]
         term_lists = [[w for w, _ in terms[j]] for j in keep]
         matched = PhraseAnnotator(term_lists).annotate(texts)
