@@ -1,0 +1,209 @@
+"""HTML report and plotting functions, on a hand-made MethodResult."""
+
+import html
+import re
+from types import SimpleNamespace
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+
+matplotlib.use("Agg")
+
+from sklearn_hypothesaes import SparseAutoencoder  # noqa: E402
+from sklearn_hypothesaes._report import fmt, fmt_pvalue, render_report  # noqa: E402
+from sklearn_hypothesaes.plotting import (  # noqa: E402
+    plot_hypotheses,
+    plot_latent_frequency,
+    plot_separation,
+    plot_training_curve,
+    rank_hypotheses,
+)
+
+HYPOTHESES = [
+    "praises the <b>acting</b> & the cast",
+    "mentions boredom",
+    "is constant",
+    "talks about the plot",
+    "calls the film a masterpiece",
+]
+COEF = [1.0, -1.5, np.nan, 0.2, 2.0]
+# Ranked by |coef|, NaN last: rows 4, 1, 0, 3, 2.
+RANKED = [4, 1, 0, 3, 2]
+
+
+@pytest.fixture(scope="module")
+def sae():
+    X = np.random.default_rng(0).normal(size=(400, 8)).astype(np.float32)
+    return SparseAutoencoder(n_latents=16, k=2, max_epochs=4, random_state=0).fit(X)
+
+
+def make_result(sae):
+    n = len(HYPOTHESES)
+    table = pd.DataFrame(
+        {
+            "latent": [3, 7, 11, 1, 0],
+            "feature": [f"sparseautoencoder{i}" for i in [3, 7, 11, 1, 0]],
+            "association": [0.3, -0.2, 0.1, 0.05, 0.4],
+            "hypothesis": HYPOTHESES,
+            "fidelity": [0.8, 0.6, 0.1, 0.5, 0.9],
+            "precision": 0.7,
+            "recall": 0.6,
+            "terms": [None] * n,
+            "prevalence": [0.25, 0.1, 1.0, 0.3, 0.05],
+            "n_missing": 0,
+            "mean_with": [0.8, 0.2, 0.6, 0.6, 0.9],
+            "mean_without": [0.5, 0.65, np.nan, 0.58, 0.57],
+            "separation": [0.3, -0.45, np.nan, 0.02, 0.33],
+            "separation_pvalue": [1e-6, 1e-4, np.nan, 0.6, 1e-3],
+            "coef": COEF,
+            "coef_se": [0.1, 0.2, np.nan, 0.3, 0.4],
+            "coef_ci_low": [0.8, -1.9, np.nan, -0.4, 1.2],
+            "coef_ci_high": [1.2, -1.1, np.nan, 0.8, 2.8],
+            "pvalue": [1e-9, 2e-6, np.nan, 0.5, 4e-7],
+            "pvalue_corrected": [5e-9, 1e-5, np.nan, 1.0, 0.0123],
+            "significant": [True, True, False, False, True],
+            "note": ["", "", "constant: present in every text", "", ""],
+        }
+    )
+    examples = [
+        {"present": [f"yes {i} <script>alert(1)</script>"], "absent": [f"no {i}"]}
+        for i in range(n)
+    ]
+    return SimpleNamespace(
+        hypotheses=table,
+        metrics={
+            "task": "binary",
+            "n": 300,
+            "n_used": 300,
+            "auc": 0.7123,
+            "pseudo_r2": 0.12,
+            "n_significant": 3,
+            "n_hypotheses": n,
+            "alpha": 0.05,
+            "correction": "bonferroni",
+            "warnings": ["'is constant' is constant and left out of the model."],
+        },
+        examples=examples,
+        sae=sae,
+        usage={
+            "calls": 42,
+            "cache_hits": 7,
+            "prompt_tokens": 12345,
+            "completion_tokens": 678,
+            "cost": 0.0123,
+        },
+        timings={"embed": 1.5, "sae": 2.25},
+        settings={"sae": {"n_latents": 16, "k": 2}, "seed": 0},
+    )
+
+
+@pytest.fixture(scope="module")
+def page(sae, tmp_path_factory):
+    path = render_report(make_result(sae), tmp_path_factory.mktemp("r") / "r.html")
+    return path.read_text(encoding="utf-8")
+
+
+def test_rank_by_absolute_coefficient():
+    table = pd.DataFrame({"coef": COEF})
+    assert rank_hypotheses(table).index.tolist() == RANKED
+
+
+def test_report_is_self_contained(page):
+    assert page.startswith("<!DOCTYPE html>")
+    assert "<script" not in page.replace("&lt;script", "")
+    assert "<link" not in page
+    # No resource loaded from anywhere: SVG namespaces are not fetched.
+    assert not re.search(r'(src|href)="(https?:)?//', page)
+    assert page.count("<svg") == 4
+
+
+def test_report_lists_hypotheses_ranked_with_statistics(page):
+    table = page[page.index('id="hypotheses-table"') :]
+    table = table[: table.index("</table>")]
+    rows = re.findall(r'<a href="#h(\d+)">(.*?)</a>', table)
+    assert [int(i) for i, _ in rows] == RANKED
+    assert [html.unescape(text) for _, text in rows] == [HYPOTHESES[i] for i in RANKED]
+    # User text is escaped, never markup.
+    assert "<b>acting</b>" not in page
+    assert "&lt;b&gt;acting&lt;/b&gt; &amp; the cast" in page
+    first = table[table.index('href="#h4"') :]
+    assert "[1.2, 2.8]" in first and "0.0123" in first
+    assert "&lt; 0.0001" in table  # the corrected p-value 5e-9
+    assert table.count('class="hypothesis-row significant"') == 3
+    assert "constant: present in every text" in table
+
+
+def test_report_sections(page):
+    assert "0.712" in page  # AUC
+    assert "left out of the model" in page  # the statistics' warning
+    usage = page[page.index('id="usage-table"') :]
+    usage = usage[: usage.index("</table>")]
+    for value in ["42", "7", "12,345", "678", "0.0123"]:
+        assert f"<td>{value}</td>" in usage
+    assert "yes 4 &lt;script&gt;" in page and "no 4" in page
+    assert "<td>sae.n_latents</td><td>16</td>" in page
+    assert "<td>embed</td><td>1.5 s</td>" in page
+    assert "epochs run" in page and "FVU, training rows" in page
+
+
+def test_report_without_sae_or_usage(tmp_path, sae):
+    result = make_result(sae)
+    result.sae, result.usage, result.timings = None, {}, {}
+    page = render_report(result, tmp_path / "sub" / "r.html").read_text()
+    assert "No fitted sparse autoencoder" in page
+    assert page.count("<svg") == 2
+    assert not list(tmp_path.glob("sub/*.partial"))
+
+
+def test_report_rejects_other_objects(tmp_path):
+    with pytest.raises(TypeError, match="MethodResult"):
+        render_report(object(), tmp_path / "r.html")
+
+
+def test_formatting():
+    assert fmt(np.nan) == "—" and fmt(None) == "—"
+    assert fmt(12345) == "12,345" and fmt(np.int64(3)) == "3"
+    assert fmt(0.71234) == "0.712" and fmt(1234.5) == "1.23e+03"
+    assert fmt(True) == "yes" and fmt([1, 2]) == "1, 2"
+    assert fmt_pvalue(3e-7) == "< 0.0001" and fmt_pvalue(0.01234) == "0.0123"
+
+
+def test_plot_hypotheses_marks_significance(sae):
+    table = make_result(sae).hypotheses
+    ax = plot_hypotheses(table)
+    labels = [t.get_text().replace("\n", " ") for t in ax.get_yticklabels()]
+    assert labels == [HYPOTHESES[i] for i in RANKED]
+    # The strongest hypothesis sits at the top.
+    assert ax.get_yticks().tolist() == [4, 3, 2, 1, 0]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["significant", "not significant"]
+    # The significant series holds exactly the significant coefficients.
+    significant = ax.containers[0].lines[0].get_xdata()
+    assert sorted(significant) == [-1.5, 1.0, 2.0]
+
+
+def test_plot_separation_and_errors(sae):
+    table = make_result(sae).hypotheses
+    ax = plot_separation(table)
+    assert ax.lines[1].get_xdata().tolist() == [0.9, 0.2, 0.8, 0.6, 0.6]
+    with pytest.raises(TypeError, match="hypotheses must be a DataFrame"):
+        plot_hypotheses([1, 2])
+    with pytest.raises(ValueError, match="coef"):
+        plot_hypotheses(pd.DataFrame({"hypothesis": ["a"]}))
+
+
+def test_plot_training_curve(sae):
+    ax = plot_training_curve(sae)
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), sae.loss_curve_)
+    assert ax.lines[0].get_xdata().tolist() == list(range(1, sae.n_iter_ + 1))
+    with pytest.raises(ValueError, match="fitted SparseAutoencoder"):
+        plot_training_curve(SparseAutoencoder())
+
+
+def test_plot_latent_frequency_counts_dead_latents():
+    fake = SimpleNamespace(latent_frequency_=np.array([0, 0, 0.01, 0.1, 0.5, 0.02]))
+    ax = plot_latent_frequency(fake, bins=4)
+    assert ax.get_title() == "6 latents, 2 dead"
+    assert sum(p.get_height() for p in ax.patches) == 4
