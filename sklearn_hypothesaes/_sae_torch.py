@@ -87,10 +87,14 @@ def sparse_decode(rows, cols, vals, weight, n_rows, offsets=None):
     )
 
 
-def select_topk(pre, k):
-    """Per-row top-k of the pre-activations, as sorted COO (rows, cols, vals)."""
+def select_topk(pre, k, rows=None):
+    """Per-row top-k of the pre-activations, as sorted COO (rows, cols, vals).
+
+    ``rows`` may pass a precomputed ``arange(B).repeat_interleave(k)``.
+    """
     vals, cols = torch.topk(pre, k, dim=1, sorted=False)
-    rows = torch.arange(pre.shape[0], device=pre.device).repeat_interleave(k)
+    if rows is None:
+        rows = torch.arange(pre.shape[0], device=pre.device).repeat_interleave(k)
     return rows, cols.reshape(-1), vals.reshape(-1)
 
 
@@ -180,10 +184,13 @@ class TrainState:
     def dead_mask(self):
         return self.rows_since_fired >= self.dead_rows
 
-    def _topk_offsets(self, n_rows, k, device):
+    def _topk_layout(self, n_rows, k, device):
+        """Row ids and embedding_bag offsets of a k-per-row code, built once."""
         key = (n_rows, k)
         if key not in self._offsets:
-            self._offsets[key] = torch.arange(0, n_rows * k, k, device=device)
+            rows = torch.arange(n_rows, device=device).repeat_interleave(k)
+            offsets = torch.arange(0, n_rows * k, k, device=device)
+            self._offsets[key] = rows, offsets
         return self._offsets[key]
 
     def step(self, x):
@@ -205,8 +212,8 @@ class TrainState:
                 rows, cols, pre_vals = select_batch_topk(pre, self.k)
                 offsets = row_offsets(rows, n_rows)
             else:
-                rows, cols, pre_vals = select_topk(pre, self.k)
-                offsets = self._topk_offsets(n_rows, self.k, x.device)
+                rows, offsets = self._topk_layout(n_rows, self.k, x.device)
+                rows, cols, pre_vals = select_topk(pre, self.k, rows)
         vals = F.relu(
             _GatherPreactivations.apply(
                 xc, p["w_enc"], p["b_enc"], pre_vals, rows, cols, offsets
@@ -269,8 +276,8 @@ class TrainState:
         """AuxK: dead latents learn to reconstruct the main residual."""
         p = self.params
         masked = pre.masked_fill(~dead, float("-inf"))
-        rows, cols, pre_vals = select_topk(masked, aux_k)
-        offsets = self._topk_offsets(x.shape[0], aux_k, x.device)
+        rows, offsets = self._topk_layout(x.shape[0], aux_k, x.device)
+        rows, cols, pre_vals = select_topk(masked, aux_k, rows)
         vals = F.relu(
             _GatherPreactivations.apply(
                 xc, p["w_enc"], p["b_enc"], pre_vals, rows, cols, offsets

@@ -1,0 +1,168 @@
+"""SparseAutoencoder vs the peer's ``train_sae`` (PyPI ``hypothesaes``), same data.
+
+Both train on the rotten-tomatoes training split embedded with the packaged
+MiniLM (TextEmbedder, cached durably: the first run embeds ~9k snippets, about
+two minutes), with the same n_latents, k, batch size and number of epochs and
+no early stopping. Printed per configuration: training rows/s of each and
+their ratio, held-out fraction of variance unexplained (FVU) on the holdout
+split, and the share of dead latents (never firing on the training rows).
+
+``--memory`` also measures the peak resident memory of one epoch of training
+on 1,000,000 x 384 rows, each side in its own process.
+
+Run:  python benchmarks/bench_sae.py [--epochs 20] [--configs 256:8 4096:32]
+Needs: make bench-setup (installs the peer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+
+def embeddings():
+    from sklearn_hypothesaes import TextEmbedder
+    from sklearn_hypothesaes.datasets import load_rotten_tomatoes
+
+    train = load_rotten_tomatoes(split="train")
+    holdout = load_rotten_tomatoes(split="holdout")
+    embedder = TextEmbedder(verbose=True)
+    return embedder.transform(train.texts), embedder.transform(holdout.texts)
+
+
+def fvu(recon, X):
+    return float(((recon - X) ** 2).sum() / ((X - X.mean(0)) ** 2).sum())
+
+
+def run_ours(X, X_hold, M, K, batch_size, epochs, seed):
+    from sklearn_hypothesaes import SparseAutoencoder
+
+    sae = SparseAutoencoder(
+        n_latents=M,
+        k=K,
+        batch_size=batch_size,
+        max_epochs=epochs,
+        early_stopping=False,
+        random_state=seed,
+    )
+    start = time.perf_counter()
+    sae.fit(X)
+    seconds = time.perf_counter() - start
+    hold = fvu(sae.inverse_transform(sae.transform(X_hold)), X_hold)
+    dead = float((sae.transform(X).max(axis=0) == 0).mean())
+    return seconds, hold, dead
+
+
+def run_peer(X, X_hold, M, K, batch_size, epochs, seed):
+    import torch
+    from hypothesaes.quickstart import train_sae
+
+    torch.manual_seed(seed)
+    start = time.perf_counter()
+    sae = train_sae(
+        embeddings=X,
+        M=M,
+        K=K,
+        batch_size=batch_size,
+        n_epochs=epochs,
+        show_progress=False,
+    )
+    seconds = time.perf_counter() - start
+    sae.eval()
+    with torch.no_grad():
+        recon = sae(torch.from_numpy(X_hold))[0].numpy()
+        acts = sae.get_activations(X, show_progress=False)
+    return seconds, fvu(recon, X_hold), float((acts.max(axis=0) == 0).mean())
+
+
+def peak_memory(side, epochs=1):
+    """Peak RSS (MiB) of training on 1M x 384 rows, in a fresh process."""
+    code = f"""
+import numpy as np, resource, sys
+rng = np.random.default_rng(0)
+X = rng.standard_normal((1_000_000, 384), dtype=np.float32)
+X /= np.linalg.norm(X, axis=1, keepdims=True)
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+if {side!r} == "ours":
+    from sklearn_hypothesaes import SparseAutoencoder
+    SparseAutoencoder(n_latents=4096, k=32, max_epochs={epochs},
+                      early_stopping=False, random_state=0).fit(X)
+else:
+    from hypothesaes.quickstart import train_sae
+    train_sae(embeddings=X, M=4096, K=32, n_epochs={epochs}, show_progress=False)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(peak / 1024, base / 1024)
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    peak, base = map(float, out.stdout.split()[-2:])
+    return peak, base
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--configs", nargs="+", default=["256:8", "4096:32"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--memory", action="store_true")
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args()
+
+    import torch
+
+    X, X_hold = embeddings()
+    print(
+        f"rotten tomatoes MiniLM embeddings: train {X.shape}, holdout {X_hold.shape}; "
+        f"torch threads {torch.get_num_threads()}; {args.epochs} epochs, "
+        f"batch {args.batch_size}, no early stopping"
+    )
+    rows = []
+    header = (
+        f"{'M':>5} {'K':>3} | {'ours rows/s':>11} {'peer rows/s':>11} {'ratio':>6} | "
+        f"{'ours FVU':>8} {'peer FVU':>8} | {'ours dead':>9} {'peer dead':>9}"
+    )
+    print(header)
+    print("-" * len(header))
+    for config in args.configs:
+        M, K = map(int, config.split(":"))
+        ours = run_ours(X, X_hold, M, K, args.batch_size, args.epochs, args.seed)
+        peer = run_peer(X, X_hold, M, K, args.batch_size, args.epochs, args.seed)
+        n_rows = X.shape[0] * args.epochs
+        r_ours, r_peer = n_rows / ours[0], n_rows / peer[0]
+        rows.append(
+            dict(
+                M=M,
+                K=K,
+                ours_rows_s=r_ours,
+                peer_rows_s=r_peer,
+                speedup=r_ours / r_peer,
+                ours_holdout_fvu=ours[1],
+                peer_holdout_fvu=peer[1],
+                ours_dead=ours[2],
+                peer_dead=peer[2],
+            )
+        )
+        print(
+            f"{M:>5} {K:>3} | {r_ours:>11,.0f} {r_peer:>11,.0f} {r_ours / r_peer:>5.1f}x"
+            f" | {ours[1]:>8.4f} {peer[1]:>8.4f} | {ours[2]:>9.3f} {peer[2]:>9.3f}"
+        )
+    if args.memory:
+        for side in ("ours", "peer"):
+            peak, base = peak_memory(side)
+            print(
+                f"peak RSS, 1 epoch on 1,000,000 x 384 (M=4096, K=32), {side}: "
+                f"{peak:,.0f} MiB (data alone {base:,.0f} MiB)"
+            )
+            rows.append({"memory": side, "peak_mib": peak, "data_mib": base})
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(rows, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()
