@@ -147,8 +147,9 @@ def main():
                 peer_dead=peer[2],
             )
         )
+        ratio = r_ours / r_peer
         print(
-            f"{M:>5} {K:>3} | {r_ours:>11,.0f} {r_peer:>11,.0f} {r_ours / r_peer:>5.1f}x"
+            f"{M:>5} {K:>3} | {r_ours:>11,.0f} {r_peer:>11,.0f} {ratio:>5.1f}x"
             f" | {ours[1]:>8.4f} {peer[1]:>8.4f} | {ours[2]:>9.3f} {peer[2]:>9.3f}"
         )
     if args.memory:
