@@ -78,7 +78,7 @@ def run_peer(X, X_hold, M, K, batch_size, epochs, seed):
     return seconds, fvu(recon, X_hold), float((acts.max(axis=0) == 0).mean())
 
 
-def peak_memory(side, epochs=1):
+def peak_memory(side, M, K, epochs=1):
     """Peak RSS (MiB) of training on 1M x 384 rows, in a fresh process."""
     code = f"""
 import numpy as np, resource, sys
@@ -88,11 +88,11 @@ X /= np.linalg.norm(X, axis=1, keepdims=True)
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 if {side!r} == "ours":
     from sklearn_hypothesaes import SparseAutoencoder
-    SparseAutoencoder(n_latents=4096, k=32, max_epochs={epochs},
+    SparseAutoencoder(n_latents={M}, k={K}, max_epochs={epochs},
                       early_stopping=False, random_state=0).fit(X)
 else:
     from hypothesaes.quickstart import train_sae
-    train_sae(embeddings=X, M=4096, K=32, n_epochs={epochs}, show_progress=False)
+    train_sae(embeddings=X, M={M}, K={K}, n_epochs={epochs}, show_progress=False)
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(peak / 1024, base / 1024)
 """
@@ -110,6 +110,7 @@ def main():
     parser.add_argument("--configs", nargs="+", default=["256:8", "4096:32"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--memory", action="store_true")
+    parser.add_argument("--memory-config", default="256:8")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
 
@@ -153,13 +154,16 @@ def main():
             f" | {ours[1]:>8.4f} {peer[1]:>8.4f} | {ours[2]:>9.3f} {peer[2]:>9.3f}"
         )
     if args.memory:
+        M, K = map(int, args.memory_config.split(":"))
         for side in ("ours", "peer"):
-            peak, base = peak_memory(side)
+            peak, base = peak_memory(side, M, K)
             print(
-                f"peak RSS, 1 epoch on 1,000,000 x 384 (M=4096, K=32), {side}: "
+                f"peak RSS, 1 epoch on 1,000,000 x 384 (M={M}, K={K}), {side}: "
                 f"{peak:,.0f} MiB (data alone {base:,.0f} MiB)"
             )
-            rows.append({"memory": side, "peak_mib": peak, "data_mib": base})
+            rows.append(
+                {"memory": side, "peak_mib": peak, "data_mib": base, "M": M, "K": K}
+            )
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(rows, fh, indent=2)
