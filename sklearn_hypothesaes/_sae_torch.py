@@ -125,6 +125,49 @@ def encode(x, params, k, activation, threshold=None):
     return rows[keep], cols[keep], vals[keep]
 
 
+class Adam:
+    """Adam on a few tensors with multi-tensor ops.
+
+    Same update as ``torch.optim.Adam``; written out because constructing any
+    ``torch.optim`` optimiser imports ``torch._dynamo`` (seconds per process).
+    """
+
+    def __init__(self, params, lr, betas=(0.9, 0.999), eps=1e-8):
+        self.params = list(params)
+        self.lr = lr
+        self.beta1, self.beta2 = betas
+        self.eps = eps
+        self.exp_avg = [torch.zeros_like(p) for p in self.params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
+        self.t = 0
+
+    @torch.no_grad()
+    def step(self):
+        self.t += 1
+        grads = [p.grad for p in self.params]
+        torch._foreach_lerp_(self.exp_avg, grads, 1 - self.beta1)
+        torch._foreach_mul_(self.exp_avg_sq, self.beta2)
+        torch._foreach_addcmul_(self.exp_avg_sq, grads, grads, 1 - self.beta2)
+        bias1 = 1 - self.beta1**self.t
+        bias2 = 1 - self.beta2**self.t
+        denom = torch._foreach_sqrt(self.exp_avg_sq)
+        torch._foreach_div_(denom, math.sqrt(bias2))
+        torch._foreach_add_(denom, self.eps)
+        torch._foreach_addcdiv_(self.params, self.exp_avg, denom, -self.lr / bias1)
+
+    def zero_grad(self):
+        for p in self.params:
+            p.grad = None
+
+
+def clip_grad_norm(params, max_norm):
+    """Scale gradients to a total norm of at most ``max_norm`` (as torch's)."""
+    grads = [p.grad for p in params]
+    total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    factor = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+    torch._foreach_mul_(grads, factor)
+
+
 class TrainState:
     """Parameters, optimiser and bookkeeping of one training run.
 
@@ -151,10 +194,7 @@ class TrainState:
         self.params = {
             name: torch.nn.Parameter(value) for name, value in params.items()
         }
-        fused = all(p.device.type in ("cpu", "cuda") for p in self.params.values())
-        self.optimizer = torch.optim.Adam(
-            self.params.values(), lr=lr, betas=(0.9, 0.999), fused=fused
-        )
+        self.optimizer = Adam(self.params.values(), lr=lr)
         self.base_lr = lr
         # Sum of per-dimension variances of the data: losses are FVU estimates
         # against one fixed baseline, not each batch's own variance.
@@ -178,8 +218,7 @@ class TrainState:
         self.rows = 0
 
     def set_lr(self, lr):
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        self.optimizer.lr = lr
 
     def dead_mask(self):
         return self.rows_since_fired >= self.dead_rows
@@ -258,7 +297,7 @@ class TrainState:
                 x, xc, recon.detach(), pre, dead, min(self.aux_k, n_dead)
             )
 
-        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad()
         loss.backward()
         w_dec = p["w_dec"]
         with torch.no_grad():
@@ -266,7 +305,7 @@ class TrainState:
             grad = w_dec.grad
             grad -= (grad * w_dec).sum(1, keepdim=True) * w_dec
         if self.clip_grad:
-            torch.nn.utils.clip_grad_norm_(self.params.values(), self.clip_grad)
+            clip_grad_norm(self.params.values(), self.clip_grad)
         self.optimizer.step()
         with torch.no_grad():
             w_dec /= w_dec.norm(dim=1, keepdim=True).clamp_min(1e-8)
