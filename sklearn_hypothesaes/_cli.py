@@ -232,8 +232,13 @@ def read_table(path) -> pd.DataFrame:
         raise InputError(f"input file '{path}' is empty.") from None
     except ImportError as exc:
         raise InputError(str(exc)) from None
-    except (UnicodeDecodeError, PermissionError) as exc:
-        raise InputError(f"cannot read '{path}': {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"cannot read '{path}' as {kind.upper()}: it is not UTF-8 text "
+            f"({exc.reason} at byte {exc.start})."
+        ) from None
+    except PermissionError as exc:
+        raise InputError(f"cannot read '{path}': {exc.strerror}.") from None
     except Exception as exc:  # pandas and pyarrow raise many parser errors
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise InputError(
@@ -276,7 +281,7 @@ def prepare_data(frame, text_column, target_column, task):
         raise InputError(
             f"--target-column {target_column!r} has {n_values} distinct value"
             f"{'' if n_values == 1 else 's'} "
-            f"({target.iloc[0]!r}); at least 2 are needed."
+            f"({_show(target.iloc[0])}); at least 2 are needed."
             if n_values
             else f"--target-column {target_column!r} has no values."
         )
@@ -294,17 +299,23 @@ def prepare_data(frame, text_column, target_column, task):
         if not numeric:
             raise InputError(
                 f"--task regression needs a numeric --target-column; "
-                f"{target_column!r} holds values such as {target.iloc[0]!r}."
+                f"{target_column!r} holds values such as {_show(target.iloc[0])}."
             )
         target = target.astype(np.float64)
     if task == "classification":
         counts = target.value_counts()
         if counts.min() < 2:
             raise InputError(
-                f"--target-column {target_column!r}: class {counts.idxmin()!r} has "
-                "only 1 row; every class needs at least 2 for a held-out split."
+                f"--target-column {target_column!r}: class "
+                f"{_show(counts.idxmin())} has only 1 row; every class needs at "
+                "least 2 for a held-out split."
             )
     return texts.to_numpy(dtype=object), target.to_numpy(), task
+
+
+def _show(value) -> str:
+    """A value as the user wrote it: 1, not np.int64(1)."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
 
 
 def split_data(texts, y, task, *, holdout_fraction, max_rows, seed):
@@ -371,6 +382,8 @@ def _llm_mode(args) -> bool:
 
 def build_steps(args, task):
     """The four estimators of the method, from the command-line options."""
+    from sklearn import config_context
+
     from . import (
         HypothesisGenerator,
         LatentSelector,
@@ -393,6 +406,18 @@ def build_steps(args, task):
         interpreter = LLMClient(model=interpreter_model, **common)
         if args.annotator_model and args.annotator_model != interpreter_model:
             annotator = LLMClient(model=args.annotator_model, **common)
+    generator = HypothesisGenerator(
+        interpreter=interpreter,
+        annotator=annotator,
+        task=task,
+        random_state=args.seed,
+        verbose=int(verbose),
+    )
+    # The saved pipeline needs the raw texts routed to its last step:
+    # ``pipe.transform(texts, texts=texts)`` under enable_metadata_routing.
+    with config_context(enable_metadata_routing=True):
+        for method in ("fit", "transform", "predict", "predict_proba", "score"):
+            getattr(generator, f"set_{method}_request")(texts=True)
     return dict(
         embedder=TextEmbedder(
             model=args.embedding_model, cache_dir=cache, verbose=verbose
@@ -404,14 +429,43 @@ def build_steps(args, task):
             verbose=int(verbose),
         ),
         selector=LatentSelector(n_latents=min(args.n_hypotheses, args.n_latents)),
-        generator=HypothesisGenerator(
-            interpreter=interpreter,
-            annotator=annotator,
-            task=task,
-            random_state=args.seed,
-            verbose=int(verbose),
-        ),
+        generator=generator,
     )
+
+
+def _fit_sae(params, X, verbose):
+    from . import SparseAutoencoder
+
+    return SparseAutoencoder(**params, verbose=verbose).fit(X)
+
+
+def _memoize_fit(sae, cache_dir):
+    """Make ``sae.fit`` reuse a fit of the same parameters on the same data.
+
+    Embeddings and LLM answers are cached by the library; the SAE's training
+    is the one slow step left on a rerun. run_method fits every step it is
+    given, so the fit of this one instance goes through joblib.Memory, as
+    ``Pipeline(memory=...)`` would do. The caller removes the override.
+    """
+    import joblib
+
+    from ._utils import resolve_cache_dir
+
+    folder = resolve_cache_dir(cache_dir)
+    if folder is None:
+        return
+    memory = joblib.Memory(folder / "fitted_sae", verbose=0)
+    cached = memory.cache(_fit_sae, ignore=["verbose"])
+
+    def fit(X, y=None):
+        params = sae.get_params()
+        verbose = params.pop("verbose")
+        fitted = cached(params, X, verbose)
+        state = {k: v for k, v in vars(fitted).items() if k != "verbose"}
+        sae.__dict__.update(state)
+        return sae
+
+    sae.fit = fit
 
 
 # --------------------------------------------------------------------- output
@@ -532,9 +586,14 @@ def run(args) -> int:
     )
     from ._method import run_method
 
-    result = run_method(
-        X_train, y_train, holdout_texts=X_test, holdout_y=y_test, **steps
-    )
+    sae = steps["sae"]
+    _memoize_fit(sae, args.cache_dir)
+    try:
+        result = run_method(
+            X_train, y_train, holdout_texts=X_test, holdout_y=y_test, **steps
+        )
+    finally:
+        sae.__dict__.pop("fit", None)
     settings = {
         **dict(result.settings or {}),
         "command line": {
