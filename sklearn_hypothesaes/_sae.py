@@ -60,11 +60,15 @@ class SparseAutoencoder(
         ``"batchtopk"`` keeps the ``k * batch_size`` largest of each training
         batch, and learns a threshold that :meth:`transform` uses instead, so
         that a row's code does not depend on the rest of its batch.
-    matryoshka_prefixes : list of int, default=None
+    matryoshka_prefixes : "auto", list of int or None, default="auto"
         Nested prefix sizes, e.g. ``[32, 256]``: the loss averages the
         reconstruction error of the first 32 latents alone and of all 256, so
         the first latents learn coarse concepts and the rest finer ones.
-        ``n_latents`` is appended when missing.
+        ``n_latents`` is appended when missing. ``"auto"`` is
+        ``[n_latents // 8]`` (``[32]`` for 256 latents, as the HypotheSAEs
+        authors recommend); on rotten-tomatoes embeddings it lowers held-out
+        FVU and makes the selected latents more predictive. None turns the
+        Matryoshka loss off.
     batch_size : int, default=512
         Rows per optimisation step.
     max_epochs : int, default=100
@@ -171,7 +175,7 @@ class SparseAutoencoder(
         "n_latents": [Interval(Integral, 1, None, closed="left")],
         "k": [Interval(Integral, 1, None, closed="left")],
         "activation": [StrOptions({"topk", "batchtopk"})],
-        "matryoshka_prefixes": ["array-like", None],
+        "matryoshka_prefixes": [StrOptions({"auto"}), "array-like", None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither"), None],
@@ -200,7 +204,7 @@ class SparseAutoencoder(
         k=8,
         *,
         activation="topk",
-        matryoshka_prefixes=None,
+        matryoshka_prefixes="auto",
         batch_size=512,
         max_epochs=100,
         learning_rate=None,
@@ -254,9 +258,11 @@ class SparseAutoencoder(
                 "The 'k' parameter of SparseAutoencoder must be an int in the range "
                 f"[1, n_latents={self.n_latents}]. Got {self.k} instead."
             )
-        prefixes = None
-        if self.matryoshka_prefixes is not None:
-            prefixes = [int(p) for p in np.asarray(self.matryoshka_prefixes).ravel()]
+        prefixes = self.matryoshka_prefixes
+        if isinstance(prefixes, str):
+            prefixes = [self.n_latents // 8] if self.n_latents >= 16 else None
+        if prefixes is not None:
+            prefixes = [int(p) for p in np.asarray(prefixes).ravel()]
             if prefixes and prefixes[-1] != self.n_latents:
                 prefixes.append(self.n_latents)
             increasing = all(np.diff(prefixes) > 0)
