@@ -532,21 +532,22 @@ def _note(message: str):
 
 
 def _summary(result, paths, seconds) -> str:
+    from ._report import headline
+
     metrics = result.metrics or {}
     table = result.hypotheses
-    score = (
-        f"AUC {metrics['auc']:.3f}"
-        if metrics.get("auc") is not None
-        else f"R^2 {metrics.get('r2', float('nan')):.3f}"
-    )
+    head = headline(metrics, table)
     lines = [
-        f"{len(table)} hypotheses, {metrics.get('n_significant', '?')} significant "
-        f"on {metrics.get('n', '?')} held-out texts; joint model {score}.",
+        f"{len(table)} hypotheses, {head['n_significant']} significant on "
+        f"{head['n_holdout']} held-out texts; {head['score_name']} "
+        f"{head['score']}.".replace("R²", "R^2"),
     ]
     top = table.reindex(table["coef"].abs().sort_values(ascending=False).index)
     for _, row in top.head(5).iterrows():
-        star = "*" if row.get("significant") is True else " "
-        lines.append(f"  {star} {row['coef']:+.3f}  {row['hypothesis']}")
+        significant = row.get("significant")
+        star = "*" if pd.notna(significant) and bool(significant) else " "
+        coef = f"{row['coef']:+.3f}" if pd.notna(row["coef"]) else "   n/a"
+        lines.append(f"  {star} {coef}  {row['hypothesis']}")
     lines.append(f"Wrote {', '.join(str(p) for p in paths.values())}")
     lines.append(f"Done in {seconds:.1f} s.")
     return "\n".join(lines)

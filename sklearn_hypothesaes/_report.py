@@ -187,6 +187,33 @@ def _pairs(source, spec, *, getter) -> list[tuple[str, str]]:
     return pairs
 
 
+def headline(metrics: dict, table: pd.DataFrame) -> dict:
+    """Score, its name, held-out size, significant count and warnings, for a
+    binary, regression or multiclass (``per_class``) result."""
+    per_class = metrics.get("per_class")
+    if not per_class:
+        name = "AUC" if "auc" in metrics else "R²" if "r2" in metrics else "score"
+        return {
+            "score_name": name,
+            "score": fmt(metrics.get("auc", metrics.get("r2", metrics.get("score")))),
+            "n_holdout": metrics.get("n"),
+            "n_significant": metrics.get("n_significant"),
+            "warnings": [str(w) for w in metrics.get("warnings") or []],
+        }
+    significant = table["significant"] if "significant" in table else []
+    return {
+        "score_name": "accuracy",
+        "score": fmt(metrics.get("score")),
+        "n_holdout": next(iter(per_class.values())).get("n"),
+        "n_significant": int(np.nansum(np.asarray(significant, dtype=float))),
+        "warnings": [
+            f"class {label}: {w}"
+            for label, m in per_class.items()
+            for w in m.get("warnings") or []
+        ],
+    }
+
+
 def _context(result, title) -> dict:
     table = getattr(result, "hypotheses", None)
     if not isinstance(table, pd.DataFrame):
@@ -228,11 +255,8 @@ def _context(result, title) -> dict:
         "version": __version__,
         "generated": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "metrics": _pairs(metrics, _METRICS, getter=get),
-        "n_significant": metrics.get("n_significant"),
+        **headline(metrics, table),
         "n_hypotheses": len(table),
-        "score_name": "AUC" if "auc" in metrics else "R²",
-        "score": fmt(metrics.get("auc", metrics.get("r2"))),
-        "warnings": [str(w) for w in metrics.get("warnings", []) or []],
         "rows": _rows(table, examples),
         "offline": "terms" in table and table["terms"].notna().any(),
         "figures": figures,

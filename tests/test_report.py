@@ -207,3 +207,19 @@ def test_plot_latent_frequency_counts_dead_latents():
     ax = plot_latent_frequency(fake, bins=4)
     assert ax.get_title() == "6 latents, 2 dead"
     assert sum(p.get_height() for p in ax.patches) == 4
+
+
+def test_multiclass_headline(tmp_path, sae):
+    result = make_result(sae)
+    result.metrics = {
+        "task": "multiclass",
+        "score": 0.625,
+        "per_class": {
+            "a": {"n": 300, "warnings": ["w1"]},
+            "b": {"n": 300, "warnings": []},
+        },
+    }
+    page = render_report(result, tmp_path / "r.html").read_text()
+    assert "3 significant on held-out texts" in " ".join(page.split())
+    assert "held-out accuracy 0.625" in page
+    assert "class a: w1" in page
