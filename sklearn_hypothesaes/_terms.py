@@ -16,8 +16,14 @@ from scipy import sparse
 from scipy.stats import norm
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
 
-# Words of two or more letters, as CountVectorizer's default.
-TOKEN_PATTERN = r"(?u)\b\w\w+\b"
+# Words of two or more letters, as CountVectorizer's default, and contractions
+# kept whole ("doesn't", "won't", "I'm"): the default drops one-letter tokens,
+# which would leave fragments such as "doesn" and "wouldn".
+TOKEN_PATTERN = r"(?u)\b\w+(?:'\w+)+\b|\b\w\w+\b"
+# Typographic apostrophes are read as "'", so "doesn’t" and "doesn't" are one term.
+_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'"})
+# Clitics that make a stop word's contraction ("it's", "you're") a stop word too.
+_CLITICS = frozenset({"s", "re", "ve", "ll", "d", "m"})
 # Stop words that change a phrase's meaning ("not funny", "too long"): they may
 # open a phrase but never end one or stand alone.
 _OPENERS = frozenset(
@@ -126,7 +132,7 @@ def contrastive_terms(
     acts = _check_activations(activations, len(texts))
     vectorizer = CountVectorizer(
         token_pattern=TOKEN_PATTERN,
-        lowercase=True,
+        preprocessor=_normalize,
         ngram_range=ngram_range,
         min_df=min_df,
         binary=True,
@@ -205,7 +211,8 @@ class PhraseAnnotator:
     A text has hypothesis j when it contains one of ``term_lists[j]`` as a
     whole phrase: case-insensitive, on word boundaries, with the tokenisation
     of :func:`contrastive_terms` (so "best film" matches "Best film!" but not
-    "best films", and words of one letter are ignored).
+    "best films", words of one letter are ignored and contractions such as
+    "doesn't" are one word).
 
     Parameters
     ----------
@@ -222,7 +229,9 @@ class PhraseAnnotator:
     """
 
     def __init__(self, term_lists):
-        tokenize = CountVectorizer(token_pattern=TOKEN_PATTERN).build_analyzer()
+        tokenize = CountVectorizer(
+            token_pattern=TOKEN_PATTERN, preprocessor=_normalize
+        ).build_analyzer()
         self.term_lists = [
             [
                 " ".join(tokenize(t[0] if isinstance(t, tuple | list) else str(t)))
@@ -243,7 +252,7 @@ class PhraseAnnotator:
             longest = max(len(t.split()) for t in vocab)
             self._vectorizer = CountVectorizer(
                 token_pattern=TOKEN_PATTERN,
-                lowercase=True,
+                preprocessor=_normalize,
                 ngram_range=(1, longest),
                 vocabulary=vocab,
                 binary=True,
@@ -268,6 +277,11 @@ def match_terms(texts, term_lists) -> np.ndarray:
            [0., 1.]])
     """
     return PhraseAnnotator(term_lists).annotate(texts)
+
+
+def _normalize(text):
+    """Lowercase with one apostrophe; the preprocessor of both vectorizers."""
+    return text.lower().translate(_APOSTROPHES)
 
 
 def _check_texts(texts, where):
@@ -301,15 +315,27 @@ def _check_activations(activations, n_texts):
 
 def _stop_set(stop_words):
     if stop_words is None:
-        return frozenset()
+        return _StopWords()
     if isinstance(stop_words, str):
         if stop_words != "english":
             raise ValueError(
                 "The 'stop_words' parameter must be 'english', a list of str or "
                 f"None; got {stop_words!r}."
             )
-        return ENGLISH_STOP_WORDS
-    return frozenset(w.lower() for w in stop_words)
+        stop = ENGLISH_STOP_WORDS
+    else:
+        stop = frozenset(_normalize(w) for w in stop_words)
+    return _StopWords(stop)
+
+
+class _StopWords(frozenset):
+    """Stop words, and their contractions with a clitic ("it's", "we'll")."""
+
+    def __contains__(self, word):
+        if frozenset.__contains__(self, word):
+            return True
+        head, _, tail = word.partition("'")
+        return tail in _CLITICS and frozenset.__contains__(self, head)
 
 
 def _literal_terms(vocab, stop):

@@ -174,3 +174,32 @@ def test_real_reviews_planted_comedy_latent():
     assert {t for t, _ in terms[:2]} == {"funny", "comedy"}
     hits = match_terms(texts, [[t for t, _ in terms]])[:, 0]
     assert np.corrcoef(hits, planted)[0, 1] > 0.9
+
+
+def test_contractions_stay_whole_in_terms_and_matching():
+    # "doesn't" used to become the fragment "doesn" (one-letter "t" dropped).
+    texts = ["it doesn't work", "it doesn’t work at all", "this doesn't work"]
+    texts += ["it's great", "It’s fine", "works well", "it works", "won't stop"]
+    texts += ["a great film", "fine film", "I'm sure it won't", "we won't go"]
+    fires = np.zeros((len(texts), 1))
+    fires[:3] = 1.0
+    (terms,) = contrastive_terms(texts, fires, min_df=2, min_score=1.0)
+    assert [t for t, _ in terms] == ["doesn't work"]
+    # A stop word's contraction ("it's") is a stop word; a negation is not.
+    everything = contrastive_terms(
+        texts,
+        np.r_[np.ones((11, 1)), [[0.0]]],
+        min_df=2,
+        min_score=-np.inf,
+        n_terms=50,
+    )[0]
+    words = {w for t, _ in everything for w in t.split()}
+    assert {"doesn't", "won't"} <= words
+    assert not {"doesn", "won", "it's", "it", "i'm"} & words
+    # Matching tokenises the same way, typographic apostrophes included.
+    got = match_terms(
+        ["Doesn’t work.", "doesn work", "It WON'T", "wont"],
+        [["doesn't work"], ["won't"], [("doesn’t", 2.0)]],
+    )
+    np.testing.assert_array_equal(got, [[1, 0, 1], [0, 0, 0], [0, 1, 0], [0, 0, 0]])
+    assert PhraseAnnotator([["Doesn’t"]]).term_lists == [["doesn't"]]
