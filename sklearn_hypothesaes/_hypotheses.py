@@ -9,12 +9,15 @@ cross-validated score measures the hypotheses themselves.
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 import warnings
 from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
+import sklearn
 from scipy import sparse
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.dummy import DummyClassifier, DummyRegressor
@@ -43,6 +46,13 @@ _USAGE = (
     "failures",
 )
 _TRAILING_INT = re.compile(r"(\d+)$")
+# Columns a hypothesis row gets from _offline or _interpret, so hypotheses_
+# has them all even when no latent gets a hypothesis.
+_ROW_COLUMNS = ["hypothesis", "fidelity", "precision", "recall", "terms"]
+# Warnings point at the first frame outside scikit-learn and this package.
+_INTERNAL = tuple(
+    os.path.dirname(m.__file__) + os.sep for m in (sklearn, sys.modules[__package__])
+)
 
 
 # No set_output wrapping: it would make X a required argument of transform.
@@ -130,9 +140,14 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
         class indicator, on the fit data), ``hypothesis``, ``fidelity`` (F1),
         ``precision``, ``recall`` and ``terms`` (offline mode, else None).
         Latents that never fire or get no description are left out, with a
-        warning.
+        warning. The columns are always there: when no latent gets a
+        hypothesis the table has zero rows (and fit warns why).
     model_ : estimator
-        The model on annotations behind :meth:`predict`.
+        The model on annotations behind :meth:`predict`. With no hypothesis
+        it is a constant model, :class:`~sklearn.dummy.DummyClassifier`
+        (class priors) or :class:`~sklearn.dummy.DummyRegressor` (training
+        mean), so predict still answers and score is that of a constant
+        (ROC AUC 0.5 for a binary y).
     task_ : str
         ``"regression"``, ``"binary"`` or ``"multiclass"``.
     classes_ : ndarray
@@ -287,21 +302,12 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
             rows, keep = self._offline(texts, acts, dense)
         else:
             rows, keep = self._interpret(texts, acts, seed)
-        dropped = [int(latents[j]) for j in range(X.shape[1]) if j not in keep]
-        if dropped:
-            why = (
-                "they never fire or the LLM gave no description"
-                if self.interpreter is not None
-                else "no term passes min_term_score"
-            )
-            warnings.warn(
-                f"HypothesisGenerator: {len(dropped)} latent(s) got no hypothesis "
-                f"({why}) and are left out: {dropped[:10]}",
-                UserWarning,
-                stacklevel=2,
-            )
-        table = pd.DataFrame(rows)
-        table.insert(0, "latent", [int(latents[j]) for j in keep])
+        self._warn_dropped(latents, keep, dense)
+        table = pd.DataFrame(rows, columns=_ROW_COLUMNS).astype(
+            {"hypothesis": object, "fidelity": float, "precision": float}
+            | {"recall": float, "terms": object}
+        )
+        table.insert(0, "latent", np.array([latents[j] for j in keep], dtype=int))
         table.insert(1, "feature", [str(names[j]) for j in keep])
         best = np.abs(np.nan_to_num(assoc[:, keep])).argmax(axis=0)
         if self.task_ == "multiclass":
@@ -317,6 +323,45 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
         self._fit_model(texts, y, rng)
         self.usage_ = _usage_delta(clients, before)
         return self
+
+    def _warn_dropped(self, latents, keep, dense):
+        dropped = [j for j in range(len(latents)) if j not in keep]
+        if not dropped:
+            return
+        silent = sum(not (dense[:, j] > 0).any() for j in dropped)
+        reasons = [f"{silent} never fire on the fit texts"] if silent else []
+        if len(dropped) > silent and self.interpreter is not None:
+            reasons.append(
+                f"the LLM gave no usable description of {len(dropped) - silent}"
+            )
+            advice = "check usage_['failures'] and the selected latents"
+        elif len(dropped) > silent:
+            reasons.append(
+                f"{len(dropped) - silent} have no word or phrase whose z-score "
+                f"reaches min_term_score={self.min_term_score!r}"
+            )
+        if self.interpreter is None:
+            advice = (
+                "a lower min_term_score (e.g. 2.0), more texts, or more selected "
+                "latents may find some"
+            )
+        elif not silent < len(dropped):
+            advice = "select latents that fire on the fit texts"
+        why = " and ".join(reasons)
+        ids = [int(latents[j]) for j in dropped]
+        if not keep:
+            _warn(
+                f"HypothesisGenerator found no hypothesis: none of the "
+                f"{len(dropped)} latent(s) got one ({why}). hypotheses_ is empty, "
+                "transform returns no columns and predict uses a constant model "
+                f"(the training prior or mean); {advice}."
+            )
+        else:
+            _warn(
+                f"HypothesisGenerator: {len(dropped)} latent(s) got no hypothesis "
+                f"({why}) and are left out: {ids[:10]}"
+                + (" ..." if len(ids) > 10 else "")
+            )
 
     def _offline(self, texts, acts, dense):
         terms = contrastive_terms(
@@ -436,7 +481,7 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
         -------
         annotations : ndarray of shape (n_texts, n_hypotheses)
             1/0 (or P(yes) with ``probabilities=True``); NaN where an LLM gave
-            no usable answer.
+            no usable answer. Shape (n_texts, 0) when there is no hypothesis.
         """
         check_is_fitted(self)
         texts = self._check_inputs(X, texts, "transform")
@@ -462,6 +507,8 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
         Returns
         -------
         y_pred : ndarray of shape (n_texts,)
+            With no hypothesis, the constant prediction of ``model_`` (the
+            most frequent class or the training mean).
         """
         return self.model_.predict(self.transform(X, texts=texts))
 
@@ -535,6 +582,8 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
         -------
         result : EvaluationResult or dict of EvaluationResult
             See :func:`evaluate_hypotheses`; a dict per class for multiclass.
+            With no hypothesis, the table has its columns and no rows, and the
+            metrics (``n_hypotheses=0``) are those of an intercept-only model.
         """
         check_is_fitted(self)
         if annotations is None:
@@ -693,6 +742,17 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
             tags.estimator_type = "regressor"
             tags.regressor_tags = RegressorTags()
         return tags
+
+
+def _warn(message, category=UserWarning):
+    """Warn at the user's code, past the frames of scikit-learn and this package."""
+    if sys.version_info >= (3, 12):
+        warnings.warn(message, category, skip_file_prefixes=_INTERNAL)
+        return
+    frame, level = sys._getframe(1), 2
+    while frame is not None and frame.f_code.co_filename.startswith(_INTERNAL):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
 
 
 def _latent_ids(names):

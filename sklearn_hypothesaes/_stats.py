@@ -120,6 +120,10 @@ def evaluate_hypotheses(
     combination of hypotheses) reports no coefficients at all, with a
     warning.
 
+    With no hypothesis (``n_hypotheses=0``) the table has its columns and no
+    rows, and the metrics are those of an intercept-only model, with a
+    warning.
+
     Parameters
     ----------
     annotations : array-like of shape (n_texts, n_hypotheses)
@@ -233,10 +237,10 @@ def _annotation_matrix(annotations, hypotheses):
     A = np.asarray(annotations, dtype=np.float64)
     if A.ndim == 1:
         A = A[:, None]
-    if A.ndim != 2 or A.shape[1] == 0 or A.shape[0] == 0:
+    if A.ndim != 2 or A.shape[0] == 0:
         raise ValueError(
-            "annotations must be a non-empty 2-D array (n_texts, n_hypotheses); "
-            f"got shape {A.shape}."
+            "annotations must be a 2-D array (n_texts, n_hypotheses) with at least "
+            f"one text; got shape {A.shape}."
         )
     if np.any(np.isinf(A)):
         raise ValueError("annotations must be 0/1, probabilities or NaN; got inf.")
@@ -368,8 +372,10 @@ def _evaluate(A, y, names, *, task, correction, alpha, cov_type, w):
 
     n, h = A.shape
     warn = []
-    table = pd.DataFrame(_separation_columns(A, y, w))
-    table.insert(0, "hypothesis", names)
+    if h == 0:
+        warn.append("No hypotheses to test: the joint model has only an intercept.")
+    table = pd.DataFrame(_separation_columns(A, y, w), columns=COLUMNS[1:7])
+    table.insert(0, "hypothesis", pd.Series(names, dtype=object))
     for col in ("coef", "coef_se", "coef_ci_low", "coef_ci_high", "pvalue"):
         table[col] = np.nan
     table["note"] = ""
@@ -440,7 +446,7 @@ def _evaluate(A, y, names, *, task, correction, alpha, cov_type, w):
     pvalues = table["pvalue"].to_numpy(dtype=np.float64)
     missing = np.isnan(pvalues)
     filled = np.where(missing, 1.0, pvalues)
-    if correction == "none":
+    if correction == "none" or h == 0:
         corrected, reject = filled, filled <= alpha
     else:
         reject, corrected, _, _ = multipletests(filled, alpha=alpha, method=correction)

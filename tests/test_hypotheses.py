@@ -20,6 +20,7 @@ from sklearn.utils.estimator_checks import (
 )
 
 from sklearn_hypothesaes import HypothesisGenerator, evaluate_hypotheses
+from sklearn_hypothesaes._stats import COLUMNS
 from sklearn_hypothesaes._terms import match_terms
 
 
@@ -236,3 +237,57 @@ def test_task_tags():
     assert is_classifier(HypothesisGenerator(task="classification"))
     assert not is_classifier(HypothesisGenerator())
     assert is_regressor(HypothesisGenerator(task="regression"))
+
+
+def _no_term_corpus(n=40, seed=0):
+    """Texts that differ only by a number: no term can describe any latent."""
+    rng = np.random.default_rng(seed)
+    texts = [f"the film number {i}" for i in range(n)]
+    acts = np.zeros((n, 2))
+    acts[::3, 0], acts[1::4, 1] = 1.0, 2.0
+    return texts, acts, rng
+
+
+@pytest.mark.parametrize("task", ["binary", "regression", "multiclass"])
+def test_no_hypothesis_found_degrades_to_a_constant_model(task):
+    texts, acts, rng = _no_term_corpus()
+    y = {
+        "binary": np.array([0, 1] * 20),
+        "regression": rng.normal(size=40),
+        "multiclass": np.arange(40) % 3,
+    }[task]
+    with pytest.warns(UserWarning, match="found no hypothesis.*min_term_score") as rec:
+        gen = HypothesisGenerator(random_state=0).fit(acts, y, texts=texts)
+    # The warning points at this file, not at scikit-learn's fit wrapper.
+    assert [w.filename for w in rec] == [__file__]
+    table = gen.hypotheses_
+    assert len(table) == 0
+    expected = ["latent", "feature", "association", "hypothesis", "fidelity"]
+    expected += ["precision", "recall", "terms"]
+    if task == "multiclass":
+        expected.insert(2, "class")
+    assert list(table.columns) == expected
+    assert gen.transform(texts=texts).shape == (40, 0)
+    assert gen.get_feature_names_out().shape == (0,)
+    result = gen.evaluate(texts, y)
+    for r in result.values() if task == "multiclass" else [result]:
+        assert len(r.table) == 0 and list(r.table.columns) == COLUMNS
+        assert r.metrics["n_hypotheses"] == 0 and r.metrics["n_significant"] == 0
+    # predict and score: the constant model (prior / mean) of the fit data.
+    new = ["an unseen text", "another"]
+    if task == "regression":
+        np.testing.assert_allclose(gen.predict(texts=new), [y.mean()] * 2)
+        assert gen.score(None, y, texts=texts) == pytest.approx(0.0, abs=1e-12)
+    elif task == "binary":
+        np.testing.assert_allclose(gen.predict_proba(texts=new), [[0.5, 0.5]] * 2)
+        assert gen.score(None, y, texts=texts) == 0.5
+    else:
+        assert list(gen.predict(texts=new)) == [0, 0]
+        assert gen.score(None, y, texts=texts) == pytest.approx(14 / 40)
+
+
+def test_dropped_latent_warning_points_at_the_caller():
+    texts, acts, y = make_corpus()
+    with pytest.warns(UserWarning, match=r"1 latent\(s\) got no hypothesis") as rec:
+        HypothesisGenerator(random_state=0).fit(acts, y, texts=texts)
+    assert [w.filename for w in rec] == [__file__]

@@ -214,3 +214,25 @@ def test_leverage_one_rows_are_reported_under_hc3():
     result = evaluate_hypotheses(A, y, cov_type="HC3")
     assert any("3 rows have leverage 1" in w for w in result.metrics["warnings"])
     assert evaluate_hypotheses(A, y, cov_type="HC1").metrics["warnings"] == []
+
+
+@pytest.mark.parametrize("kind", ["regression", "binary", "multiclass"])
+def test_no_hypotheses_gives_an_empty_table_and_intercept_only_metrics(kind):
+    rng = np.random.default_rng(0)
+    y = {
+        "regression": rng.normal(size=50),
+        "binary": (rng.random(50) < 0.3).astype(int),
+        "multiclass": np.arange(50) % 3,
+    }[kind]
+    result = evaluate_hypotheses(np.zeros((50, 0)), y)
+    for r in result.values() if kind == "multiclass" else [result]:
+        assert list(r.table.columns) == COLUMNS and len(r.table) == 0
+        assert r.metrics["n_hypotheses"] == 0 and r.metrics["n_significant"] == 0
+        assert r.metrics["n_used"] == 50
+        assert any("No hypotheses" in w for w in r.metrics["warnings"])
+        if kind == "regression":
+            assert r.metrics["r2"] == pytest.approx(0.0, abs=1e-12)
+        else:
+            assert r.metrics["auc"] == 0.5
+    with pytest.raises(ValueError, match="at least one text"):
+        evaluate_hypotheses(np.zeros((0, 2)), np.zeros(0))
