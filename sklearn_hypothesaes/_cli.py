@@ -542,6 +542,17 @@ def _summary(result, paths, seconds) -> str:
         f"{head['n_holdout']} held-out texts; {head['score_name']} "
         f"{head['score']}.".replace("R²", "R^2"),
     ]
+    if len(table) == 0:
+        offline = (result.settings or {}).get("hypotheses", {}).get("interpreter")
+        lines.append(
+            "No hypothesis was found: no selected latent got one"
+            + (
+                " (no word or phrase distinguishes the texts where it fires); "
+                "more rows (--max-rows) or latents (--n-hypotheses) may find some."
+                if offline is None
+                else " (see the LLM failures in the report)."
+            )
+        )
     top = table.reindex(table["coef"].abs().sort_values(ascending=False).index)
     for _, row in top.head(5).iterrows():
         significant = row.get("significant")

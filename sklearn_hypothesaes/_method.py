@@ -31,7 +31,9 @@ class MethodResult:
     metrics : dict
         Holdout metrics of :func:`evaluate_hypotheses` (``per_class`` for
         multiclass) and ``score``, the generator's holdout score (ROC AUC,
-        R^2 or accuracy).
+        R^2 or accuracy). When no hypothesis was found, ``hypotheses`` has
+        no rows, ``n_hypotheses`` is 0 and ``score`` is that of the
+        generator's constant model.
     examples : list of dict
         Per hypothesis, ``{"present": [...], "absent": [...]}`` holdout texts.
     sae : SparseAutoencoder
@@ -139,10 +141,8 @@ def run_method(
         lambda: generator.evaluate(holdout_texts, holdout_y, annotations=A),
     )
     hypotheses, metrics = _join(generator, evaluation)
-    if len(generator.hypotheses_):
-        metrics["score"] = generator.score(None, holdout_y, texts=holdout_texts)
-    else:
-        metrics["score"] = float("nan")
+    # With no hypothesis this is the score of the generator's constant model.
+    metrics["score"] = generator.score(None, holdout_y, texts=holdout_texts)
     examples = generator.examples(
         holdout_texts, A, n=n_examples, random_state=random_state
     )
@@ -173,8 +173,10 @@ def _map_latents(generator, sae, selector):
 def _join(generator, evaluation):
     table = generator.hypotheses_.reset_index(drop=True)
     if isinstance(evaluation, dict):  # multiclass: each row's own class
+        columns = next(iter(evaluation.values())).table.columns
         stats = pd.DataFrame(
-            [evaluation[cls].table.iloc[i] for i, cls in enumerate(table["class"])]
+            [evaluation[cls].table.iloc[i] for i, cls in enumerate(table["class"])],
+            columns=columns,
         ).reset_index(drop=True)
         metrics = {
             "task": "multiclass",

@@ -214,6 +214,14 @@ def headline(metrics: dict, table: pd.DataFrame) -> dict:
     }
 
 
+def _offline(table, settings) -> bool:
+    """Whether the hypotheses are offline terms (also when there are none)."""
+    if "terms" in table and table["terms"].notna().any():
+        return True
+    generator = (settings or {}).get("hypotheses") or {}
+    return len(table) == 0 and generator.get("interpreter", "") is None
+
+
 def _context(result, title) -> dict:
     table = getattr(result, "hypotheses", None)
     if not isinstance(table, pd.DataFrame):
@@ -258,7 +266,7 @@ def _context(result, title) -> dict:
         **headline(metrics, table),
         "n_hypotheses": len(table),
         "rows": _rows(table, examples),
-        "offline": "terms" in table and table["terms"].notna().any(),
+        "offline": _offline(table, getattr(result, "settings", None)),
         "figures": figures,
         "sae_rows": sae_rows,
         "settings": _flatten(getattr(result, "settings", None)),
@@ -303,7 +311,7 @@ def render_report(result, path, *, title="HypotheSAEs report") -> Path:
     --------
     >>> import pandas as pd, tempfile, os
     >>> from types import SimpleNamespace
-    >>> from sklearn_hypothesaes._report import render_report
+    >>> from sklearn_hypothesaes import render_report
     >>> table = pd.DataFrame({"hypothesis": ["praises the acting"], "coef": [1.1],
     ...                       "coef_ci_low": [0.8], "coef_ci_high": [1.4],
     ...                       "pvalue_corrected": [0.001], "significant": [True]})

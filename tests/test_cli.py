@@ -244,3 +244,25 @@ def test_llm_mode_through_an_endpoint(tmp_path, capsys, fake_server, monkeypatch
     usage = payload["usage"]
     assert usage["calls"] == len(fake_server.requests) > 0
     assert "r2" in payload["metrics"]
+
+
+def test_no_hypothesis_found_still_writes_outputs(tmp_path, capsys):
+    """Texts that differ only by a number: no term describes any latent."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "bland.csv"
+    frame = pd.DataFrame({"text": [f"review number {i}" for i in range(80)]})
+    frame.assign(target=rng.integers(0, 2, 80)).to_csv(path, index=False)
+    out = tmp_path / "out"
+    with pytest.warns(UserWarning, match="found no hypothesis"):
+        code, stdout, err = run_cli(capsys, path, *SMALL, "-o", out)
+    assert code == 0, err
+    assert stdout.startswith("0 hypotheses, 0 significant on 24 held-out texts; AUC")
+    assert "No hypothesis was found" in stdout
+    table = pd.read_csv(out / "hypotheses.csv")
+    assert len(table) == 0
+    assert {"hypothesis", "coef", "pvalue_corrected", "fidelity"} <= set(table)
+    payload = json.loads((out / "hypotheses.json").read_text())
+    assert payload["hypotheses"] == [] and payload["metrics"]["n_hypotheses"] == 0
+    assert payload["metrics"]["score"] == 0.5  # the constant model's ROC AUC
+    report = (out / "report.html").read_text()
+    assert 'id="no-hypotheses"' in report and "min_term_score" in report
