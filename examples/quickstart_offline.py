@@ -24,9 +24,9 @@ from sklearn_hypothesaes import (
     LatentSelector,
     SparseAutoencoder,
     TextEmbedder,
+    render_report,
     run_method,
 )
-from sklearn_hypothesaes._report import render_report
 from sklearn_hypothesaes.datasets import load_rotten_tomatoes
 
 # The documented 70/30 split is already shuffled: the first rows are a sample.

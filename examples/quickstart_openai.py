@@ -37,9 +37,9 @@ from sklearn_hypothesaes import (
     LLMClient,
     SparseAutoencoder,
     TextEmbedder,
+    render_report,
     run_method,
 )
-from sklearn_hypothesaes._report import render_report
 from sklearn_hypothesaes.datasets import load_rotten_tomatoes
 
 N_TRAIN = int(os.environ.get("HYPOTHESAES_N_TRAIN", 4000))

@@ -23,6 +23,7 @@ _LAZY = {
     "evaluate_hypotheses": "._stats",
     "run_method": "._method",
     "MethodResult": "._method",
+    "render_report": "._report",
 }
 
 __all__ = sorted(_LAZY)
