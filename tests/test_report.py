@@ -223,3 +223,10 @@ def test_multiclass_headline(tmp_path, sae):
     assert "3 significant on held-out texts" in " ".join(page.split())
     assert "held-out accuracy 0.625" in page
     assert "class a: w1" in page
+
+
+def test_render_report_is_public():
+    import sklearn_hypothesaes
+
+    assert "render_report" in sklearn_hypothesaes.__all__
+    assert sklearn_hypothesaes.render_report is render_report
