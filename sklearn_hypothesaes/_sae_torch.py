@@ -8,7 +8,10 @@ matmuls per step); the kernels here spend ``B * k * d``, leaving one dense
 matmul, the encoder's forward pass, per step.
 
 Codes are kept in COO form: ``rows`` (example), ``cols`` (latent) and
-``vals``, sorted by row so that ``embedding_bag`` can decode them.
+``vals``, sorted by row so that ``embedding_bag`` can decode them. A
+:class:`ColumnLayout` holds the same entries sorted by latent, so that both
+weight gradients are one ``embedding_bag`` each: latent ``m`` gathers the rows
+of the batch where it fired, with no dense zero-filled buffer.
 """
 
 from __future__ import annotations
@@ -26,6 +29,32 @@ def as_tensor(array):
     return torch.from_numpy(array)
 
 
+class ColumnLayout:
+    """The entries of a row-sorted code, regrouped by latent (column).
+
+    ``rows_by_col[col_offsets[m]:col_offsets[m + 1]]`` are the batch rows where
+    latent ``m`` is selected; ``order`` maps that grouping to the row-sorted
+    entries.
+    """
+
+    def __init__(self, rows, cols, n_latents):
+        self.order = torch.argsort(cols, stable=True)
+        self.rows_by_col = rows[self.order]
+        counts = torch.bincount(cols, minlength=n_latents)
+        self.col_offsets = torch.zeros(n_latents, dtype=torch.long, device=cols.device)
+        torch.cumsum(counts[:-1], 0, out=self.col_offsets[1:])
+
+    def scatter_rows(self, weights, source):
+        """``out[m] = sum of weights[i] * source[rows[i]]`` over entries of latent m."""
+        return F.embedding_bag(
+            self.rows_by_col,
+            source,
+            self.col_offsets,
+            mode="sum",
+            per_sample_weights=weights[self.order],
+        )
+
+
 class _GatherPreactivations(torch.autograd.Function):
     """``vals[i] = xc[rows[i]] @ W_enc[cols[i]] + b_enc[cols[i]]``.
 
@@ -34,32 +63,60 @@ class _GatherPreactivations(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, xc, w_enc, b_enc, pre_vals, rows, cols, offsets):
+    def forward(ctx, xc, w_enc, b_enc, pre_vals, rows, cols, offsets, layout):
         ctx.save_for_backward(xc, w_enc, rows, cols, offsets)
+        ctx.layout = layout
         return pre_vals
 
     @staticmethod
     def backward(ctx, grad_vals):
         xc, w_enc, rows, cols, offsets = ctx.saved_tensors
-        n_rows, n_latents = xc.shape[0], w_enc.shape[0]
         grad_xc = grad_w = grad_b = None
         if ctx.needs_input_grad[1]:
-            # (M x B) sparse with the selected entries, times (B x d).
-            coo = torch.sparse_coo_tensor(
-                torch.stack([cols, rows]),
-                grad_vals,
-                (n_latents, n_rows),
-                check_invariants=False,
-            )
-            grad_w = torch.sparse.mm(coo, xc)
+            grad_w = ctx.layout.scatter_rows(grad_vals, xc)
         if ctx.needs_input_grad[2]:
             grad_b = torch.zeros(
-                n_latents, dtype=grad_vals.dtype, device=grad_vals.device
+                w_enc.shape[0], dtype=grad_vals.dtype, device=grad_vals.device
             )
             grad_b.index_add_(0, cols, grad_vals)
         if ctx.needs_input_grad[0]:
-            grad_xc = sparse_decode(rows, cols, grad_vals, w_enc, n_rows, offsets)
-        return grad_xc, grad_w, grad_b, None, None, None, None
+            grad_xc = sparse_decode(rows, cols, grad_vals, w_enc, xc.shape[0], offsets)
+        return grad_xc, grad_w, grad_b, None, None, None, None, None
+
+
+class _AttachDecoderGrad(torch.autograd.Function):
+    """Identity on a reconstruction that carries the decoder-weight gradient.
+
+    The reconstruction is decoded from a detached ``W_dec`` (autograd then
+    gives only the gradient of the code values, which it does well); this
+    function adds ``dL/dW_dec`` computed by latent, without a dense scatter.
+    """
+
+    @staticmethod
+    def forward(ctx, recon, w_dec, vals, layout):
+        ctx.save_for_backward(vals)
+        ctx.layout = layout
+        return recon.view_as(recon)
+
+    @staticmethod
+    def backward(ctx, grad_recon):
+        (vals,) = ctx.saved_tensors
+        grad_w = None
+        if ctx.needs_input_grad[1]:
+            grad_w = ctx.layout.scatter_rows(vals, grad_recon)
+        return grad_recon, grad_w, None, None
+
+
+def decode_with_grad(rows, cols, vals, w_dec, n_rows, offsets, layout):
+    """Differentiable sparse decode whose W_dec gradient is computed by latent."""
+    recon = sparse_decode(rows, cols, vals, w_dec.detach(), n_rows, offsets)
+    return _AttachDecoderGrad.apply(recon, w_dec, vals.detach(), layout)
+
+
+def gather_preactivations(xc, params, pre_vals, rows, cols, offsets, layout):
+    return _GatherPreactivations.apply(
+        xc, params["w_enc"], params["b_enc"], pre_vals, rows, cols, offsets, layout
+    )
 
 
 def row_offsets(rows, n_rows):
@@ -145,6 +202,26 @@ class Adam:
     def step(self):
         self.t += 1
         grads = [p.grad for p in self.params]
+        fused = getattr(torch, "_fused_adam_", None)
+        if fused is not None and all(p.device.type == "cpu" for p in self.params):
+            # One pass over each tensor instead of seven (same arithmetic).
+            steps = [torch.tensor(float(self.t)) for _ in self.params]
+            fused(
+                self.params,
+                grads,
+                self.exp_avg,
+                self.exp_avg_sq,
+                [],
+                steps,
+                lr=self.lr,
+                beta1=self.beta1,
+                beta2=self.beta2,
+                weight_decay=0.0,
+                eps=self.eps,
+                amsgrad=False,
+                maximize=False,
+            )
+            return
         torch._foreach_lerp_(self.exp_avg, grads, 1 - self.beta1)
         torch._foreach_mul_(self.exp_avg_sq, self.beta2)
         torch._foreach_addcmul_(self.exp_avg_sq, grads, grads, 1 - self.beta2)
@@ -164,6 +241,8 @@ def clip_grad_norm(params, max_norm):
     """Scale gradients to a total norm of at most ``max_norm`` (as torch's)."""
     grads = [p.grad for p in params]
     total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    if grads[0].device.type == "cpu" and float(total) <= max_norm:
+        return  # nothing to scale; reading the norm costs no sync on CPU
     factor = torch.clamp(max_norm / (total + 1e-6), max=1.0)
     torch._foreach_mul_(grads, factor)
 
@@ -253,19 +332,18 @@ class TrainState:
             else:
                 rows, offsets = self._topk_layout(n_rows, self.k, x.device)
                 rows, cols, pre_vals = select_topk(pre, self.k, rows)
+            layout = ColumnLayout(rows, cols, p["w_enc"].shape[0])
         vals = F.relu(
-            _GatherPreactivations.apply(
-                xc, p["w_enc"], p["b_enc"], pre_vals, rows, cols, offsets
-            )
+            gather_preactivations(xc, p, pre_vals, rows, cols, offsets, layout)
         )
-        recon = sparse_decode(rows, cols, vals, p["w_dec"], n_rows, offsets)
+        recon = decode_with_grad(rows, cols, vals, p["w_dec"], n_rows, offsets, layout)
         recon = recon + p["b_dec"]
 
         if self.prefixes:
             losses = []
             for end in self.prefixes[:-1]:
-                part = sparse_decode(
-                    rows, cols, vals * (cols < end), p["w_dec"], n_rows, offsets
+                part = decode_with_grad(
+                    rows, cols, vals * (cols < end), p["w_dec"], n_rows, offsets, layout
                 )
                 losses.append(F.mse_loss(part + p["b_dec"], x, reduction="sum"))
             losses.append(F.mse_loss(recon, x, reduction="sum"))
@@ -317,13 +395,14 @@ class TrainState:
         masked = pre.masked_fill(~dead, float("-inf"))
         rows, offsets = self._topk_layout(x.shape[0], aux_k, x.device)
         rows, cols, pre_vals = select_topk(masked, aux_k, rows)
+        layout = ColumnLayout(rows, cols, pre.shape[1])
         vals = F.relu(
-            _GatherPreactivations.apply(
-                xc, p["w_enc"], p["b_enc"], pre_vals, rows, cols, offsets
-            )
+            gather_preactivations(xc, p, pre_vals, rows, cols, offsets, layout)
         )
         resid = x - recon
-        resid_hat = sparse_decode(rows, cols, vals, p["w_dec"], x.shape[0], offsets)
+        resid_hat = decode_with_grad(
+            rows, cols, vals, p["w_dec"], x.shape[0], offsets, layout
+        )
         var = (resid - resid.mean(0)).pow(2).sum().clamp_min(1e-12)
         return F.mse_loss(resid_hat, resid, reduction="sum") / var
 

@@ -14,11 +14,13 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_hypothesaes import SparseAutoencoder
 from sklearn_hypothesaes._sae_torch import (
+    ColumnLayout,
     TrainState,
-    _GatherPreactivations,
+    decode_with_grad,
+    gather_preactivations,
+    row_offsets,
     select_batch_topk,
     select_topk,
-    sparse_decode,
 )
 
 
@@ -94,13 +96,11 @@ def test_sparse_gradients_match_dense_autograd(select):
     with torch.no_grad():
         pre = torch.addmm(b_enc, xc, w_enc.T)
         rows, cols, pre_vals = select(pre, k)
-    from sklearn_hypothesaes._sae_torch import row_offsets
-
     offsets = row_offsets(rows, B)
-    vals = F.relu(
-        _GatherPreactivations.apply(xc, w_enc, b_enc, pre_vals, rows, cols, offsets)
-    )
-    recon = sparse_decode(rows, cols, vals, w_dec, B, offsets) + b_dec
+    layout = ColumnLayout(rows, cols, M)
+    enc = {"w_enc": w_enc, "b_enc": b_enc}
+    vals = F.relu(gather_preactivations(xc, enc, pre_vals, rows, cols, offsets, layout))
+    recon = decode_with_grad(rows, cols, vals, w_dec, B, offsets, layout) + b_dec
     sparse_grads = torch.autograd.grad((recon - x).pow(2).sum(), params)
     dense = _dense_reference(x, *params, rows, cols)
     dense_grads = torch.autograd.grad((dense - x).pow(2).sum(), params)
