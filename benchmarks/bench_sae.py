@@ -6,6 +6,9 @@ two minutes), with the same n_latents, k, batch size and number of epochs and
 no early stopping. Printed per configuration: training rows/s of each and
 their ratio, held-out fraction of variance unexplained (FVU) on the holdout
 split, and the share of dead latents (never firing on the training rows).
+Then the time to equal quality: the fewest epochs (from 1, 2, 3, 5, 10, ...)
+after which our held-out FVU is at most the peer's after all its epochs, and
+the ratio of the peer's training time to ours at that point.
 
 ``--memory`` also measures the peak resident memory of one epoch of training
 on 1,000,000 x 384 rows, each side in its own process.
@@ -78,6 +81,16 @@ def run_peer(X, X_hold, M, K, batch_size, epochs, seed):
     return seconds, fvu(recon, X_hold), float((acts.max(axis=0) == 0).mean())
 
 
+def time_to_fvu(X, X_hold, M, K, args, target):
+    """Fewest epochs (1, 2, 3, 5, 10, ...) at which ours reaches ``target``."""
+    schedule = [e for e in (1, 2, 3, 5, 10, 15, 20, 30, 50) if e < args.epochs]
+    for epochs in [*schedule, args.epochs]:
+        seconds, hold, _ = run_ours(X, X_hold, M, K, args.batch_size, epochs, args.seed)
+        if hold <= target:
+            return epochs, seconds, hold
+    return None, None, None
+
+
 def peak_memory(side, M, K, epochs=1):
     """Peak RSS (MiB) of training on 1M x 384 rows, in a fresh process."""
     code = f"""
@@ -122,7 +135,7 @@ def main():
         f"torch threads {torch.get_num_threads()}; {args.epochs} epochs, "
         f"batch {args.batch_size}, no early stopping"
     )
-    rows = []
+    rows, equal = [], []
     header = (
         f"{'M':>5} {'K':>3} | {'ours rows/s':>11} {'peer rows/s':>11} {'ratio':>6} | "
         f"{'ours FVU':>8} {'peer FVU':>8} | {'ours dead':>9} {'peer dead':>9}"
@@ -152,6 +165,27 @@ def main():
         print(
             f"{M:>5} {K:>3} | {r_ours:>11,.0f} {r_peer:>11,.0f} {ratio:>5.1f}x"
             f" | {ours[1]:>8.4f} {peer[1]:>8.4f} | {ours[2]:>9.3f} {peer[2]:>9.3f}"
+        )
+        equal.append((M, K, peer, time_to_fvu(X, X_hold, M, K, args, peer[1])))
+    print(f"\ntime to the peer's held-out FVU after {args.epochs} epochs:")
+    for M, K, peer, (epochs, seconds, reached) in equal:
+        if epochs is None:
+            print(f"  M={M} K={K}: not reached within {args.epochs} epochs")
+            continue
+        print(
+            f"  M={M} K={K}: ours {epochs} epochs, {seconds:.1f} s (FVU {reached:.4f})"
+            f" vs peer {args.epochs} epochs, {peer[0]:.1f} s (FVU {peer[1]:.4f}):"
+            f" {peer[0] / seconds:.1f}x faster"
+        )
+        rows.append(
+            dict(
+                M=M,
+                K=K,
+                equal_fvu_epochs=epochs,
+                equal_fvu_seconds=seconds,
+                peer_seconds=peer[0],
+                speedup_at_equal_fvu=peer[0] / seconds,
+            )
         )
     if args.memory:
         M, K = map(int, args.memory_config.split(":"))
