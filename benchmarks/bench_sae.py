@@ -96,8 +96,11 @@ def peak_memory(side, M, K, epochs=1):
     code = f"""
 import numpy as np, resource, sys
 rng = np.random.default_rng(0)
-X = rng.standard_normal((1_000_000, 384), dtype=np.float32)
-X /= np.linalg.norm(X, axis=1, keepdims=True)
+X = np.empty((1_000_000, 384), dtype=np.float32)
+for start in range(0, len(X), 50_000):  # in chunks: no full-size temporaries
+    block = rng.standard_normal((50_000, 384), dtype=np.float32)
+    X[start:start + 50_000] = block / np.linalg.norm(block, axis=1, keepdims=True)
+del block
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 if {side!r} == "ours":
     from sklearn_hypothesaes import SparseAutoencoder
@@ -120,7 +123,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=512)
-    parser.add_argument("--configs", nargs="+", default=["256:8", "4096:32"])
+    parser.add_argument("--configs", nargs="*", default=["256:8", "4096:32"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--memory", action="store_true")
     parser.add_argument("--memory-config", default="256:8")
