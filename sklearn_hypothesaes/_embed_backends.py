@@ -11,26 +11,21 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import email.utils
 import inspect
 import os
-import random
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from ._retry import backoff_delay, is_retryable, retry_after
 from ._utils import import_optional
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _PACKAGED_NAMES = {DEFAULT_MODEL, "sentence-transformers/" + DEFAULT_MODEL}
 OPENAI_URL = "https://api.openai.com/v1"
 # Statuses worth another try: timeouts, conflicts, rate limits, server errors.
-_RETRY_STATUSES = {408, 409, 429}
-_MAX_BACKOFF = 30.0
-_BACKOFF_BASE = 0.5
-_MAX_RETRY_AFTER = 120.0
 
 
 # Local sentence-transformers models ------------------------------------------
@@ -174,47 +169,6 @@ class SentenceTransformerBackend:
 
 
 # OpenAI-compatible endpoints ---------------------------------------------------
-def _retry_after(exc) -> float | None:
-    """Seconds the server asked us to wait, from Retry-After(-ms) headers."""
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None)
-    if not headers:
-        return None
-    ms = headers.get("retry-after-ms")
-    if ms is not None:
-        with contextlib.suppress(ValueError):
-            return float(ms) / 1000
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    with contextlib.suppress(TypeError, ValueError):
-        when = email.utils.parsedate_to_datetime(value)
-        return when.timestamp() - time.time()
-    return None
-
-
-def backoff_delay(attempt: int, retry_after: float | None):
-    """Seconds to sleep before retry ``attempt`` (0-based).
-
-    A server's Retry-After is honoured (with up to 10% jitter so that waiting
-    threads do not return in lockstep); otherwise exponential backoff with
-    jitter, capped at 30 s.
-    """
-    if retry_after is not None and retry_after >= 0:
-        return min(retry_after, _MAX_RETRY_AFTER) * random.uniform(1.0, 1.1)
-    return min(_MAX_BACKOFF, _BACKOFF_BASE * 2**attempt) * random.uniform(0.5, 1.0)
-
-
-def is_retryable(exc, openai) -> bool:
-    if isinstance(exc, openai.APIStatusError):
-        return exc.status_code in _RETRY_STATUSES or exc.status_code >= 500
-    return isinstance(exc, openai.APIConnectionError)  # includes timeouts
-
-
 def openai_identity(base_url) -> str:
     url = base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL
     return str(url).rstrip("/")
@@ -279,7 +233,7 @@ class OpenAIBackend:
                         f"attempt(s).{hint}"
                     )
                     raise
-                time.sleep(backoff_delay(attempt, _retry_after(exc)))
+                time.sleep(backoff_delay(attempt, retry_after(exc)))
         data = sorted(response.data, key=lambda d: d.index)
         if len(data) != len(inputs):
             raise RuntimeError(

@@ -33,18 +33,10 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._annotate import annotate_texts
 from ._interpret import _fidelity, interpret_latents
+from ._llm import _USAGE_KEYS
 from ._stats import evaluate_hypotheses
 from ._terms import PhraseAnnotator, contrastive_terms, format_hypothesis
 
-_USAGE = (
-    "calls",
-    "cache_hits",
-    "prompt_tokens",
-    "completion_tokens",
-    "retries",
-    "reasks",
-    "failures",
-)
 _TRAILING_INT = re.compile(r"(\d+)$")
 # Columns a hypothesis row gets from _offline or _interpret, so hypotheses_
 # has them all even when no latent gets a hypothesis.
@@ -773,11 +765,11 @@ def _pearson(X, targets):
 
 
 def _usage_delta(clients, before):
-    delta = dict.fromkeys(_USAGE, 0)
+    delta = dict.fromkeys(_USAGE_KEYS, 0)
     delta["cost"] = None
     for client, old in zip(clients, before, strict=True):
         new = client.usage()
-        for key in _USAGE:
+        for key in _USAGE_KEYS:
             delta[key] += new.get(key, 0) - old.get(key, 0)
         if new.get("cost") is not None:
             delta["cost"] = (delta["cost"] or 0.0) + new["cost"] - (old["cost"] or 0.0)

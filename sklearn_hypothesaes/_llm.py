@@ -8,12 +8,10 @@ run that is killed resumes where it stopped and pays for nothing twice.
 
 from __future__ import annotations
 
-import email.utils
 import functools
 import importlib.resources
 import math
 import os
-import random
 import re
 import threading
 import time
@@ -26,16 +24,13 @@ from urllib.parse import urlparse
 from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval
 
+from ._retry import backoff_delay, is_retryable, retry_after
 from ._store import SQLiteStore
 from ._utils import import_optional, resolve_cache_dir, stable_hash
 
 _THINK_BLOCK = re.compile(r"<think(?:ing)?>.*?</think(?:ing)?>", re.DOTALL | re.I)
 _THINK_END = re.compile(r"</think(?:ing)?>", re.I)
 _RUNTIME_LOCK = threading.Lock()
-# First backoff delay in seconds; doubles per attempt up to _BACKOFF_CAP.
-_BACKOFF_BASE = 0.5
-_BACKOFF_CAP = 60.0
-_RETRY_STATUS = {408, 409, 429}
 _USAGE_KEYS = (
     "calls",
     "cache_hits",
@@ -58,25 +53,6 @@ def strip_thinking(text: str | None) -> str | None:
     text = _THINK_BLOCK.sub("", text)
     parts = _THINK_END.split(text)
     return parts[-1].strip()
-
-
-def _retry_after(exc) -> float | None:
-    """Seconds asked for by a ``Retry-After(-ms)`` header, if any."""
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None)
-    if headers is None:
-        return None
-    for name, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            return max(0.0, float(value) * scale)
-        except ValueError:
-            date = email.utils.parsedate_to_datetime(value)
-            if date is not None:
-                return max(0.0, date.timestamp() - time.time())
-    return None
 
 
 class _RateLimiter:
@@ -352,13 +328,13 @@ class LLMClient(BaseEstimator):
                 wait = None
                 error = exc
             except errors.APIStatusError as exc:
-                if exc.status_code not in _RETRY_STATUS and exc.status_code < 500:
+                if not is_retryable(exc, errors):
                     if exc.status_code in (401, 403, 404):
                         raise  # configuration errors: every request would fail
                     rt.last_error = f"HTTP {exc.status_code}: {exc.message}"
                     self._add_usage(failures=1)
                     return None
-                wait = _retry_after(exc)
+                wait = retry_after(exc)
                 error = exc
             else:
                 return self._record(resp)
@@ -366,11 +342,8 @@ class LLMClient(BaseEstimator):
                 rt.last_error = f"{type(error).__name__}: {error}"
                 self._add_usage(failures=1)
                 return None
-            if wait is None:
-                wait = min(_BACKOFF_CAP, _BACKOFF_BASE * 2**attempt)
-                wait *= random.uniform(0.5, 1.5)
             self._add_usage(retries=1)
-            time.sleep(wait)
+            time.sleep(backoff_delay(attempt, wait))
         return None  # pragma: no cover
 
     def _record(self, resp) -> dict:

@@ -28,9 +28,9 @@ def fake_server():
 @pytest.fixture
 def fast_backoff(monkeypatch):
     """Backoff without Retry-After waits milliseconds, not seconds."""
-    from sklearn_hypothesaes import _llm
+    from sklearn_hypothesaes import _retry
 
-    monkeypatch.setattr(_llm, "_BACKOFF_BASE", 0.01)
+    monkeypatch.setattr(_retry, "BACKOFF_BASE", 0.01)
 
 
 @pytest.fixture

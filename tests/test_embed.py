@@ -32,7 +32,7 @@ from sklearn.utils.estimator_checks import (
     check_valid_tag_types,
 )
 
-from sklearn_hypothesaes import TextEmbedder, _embed_backends
+from sklearn_hypothesaes import TextEmbedder
 from sklearn_hypothesaes._store import SQLiteStore
 
 sentence_transformers = pytest.importorskip("sentence_transformers")
@@ -418,9 +418,8 @@ def test_openai_retries_honour_retry_after(fake_server):
     assert np.all(gaps >= 0.3)
 
 
-def test_openai_server_errors_retry_then_give_up(fake_server, monkeypatch):
+def test_openai_server_errors_retry_then_give_up(fake_server, fast_backoff):
     openai = pytest.importorskip("openai")
-    monkeypatch.setattr(_embed_backends, "_BACKOFF_BASE", 0.01)
     fake_server.fail(status=503, times=2)
     api_embedder(fake_server, max_retries=2).transform(TEXTS[:2])
     assert [r["status"] for r in fake_server.requests] == [503, 503, 200]
