@@ -18,6 +18,7 @@ _EXTRAS = {
     "openai": "llm",
     "jinja2": "report",
     "matplotlib": "report",
+    "pyarrow": "parquet",
 }
 
 

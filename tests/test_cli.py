@@ -16,7 +16,7 @@ import sklearn
 from fake_openai import concept_judge, last_user_message
 
 from sklearn_hypothesaes import SparseAutoencoder
-from sklearn_hypothesaes._cli import main
+from sklearn_hypothesaes._cli import main, read_table
 
 SMALL = ["--n-latents", "16", "--k", "2", "--n-hypotheses", "4", "--quiet"]
 
@@ -124,10 +124,13 @@ def test_offline_run_writes_outputs_and_rerun_uses_caches(
     for column in ["latent", "hypothesis", "coef", "pvalue_corrected", "fidelity"]:
         assert column in table
     assert table["terms"].str.len().gt(0).all()  # offline: the matched terms
-    # The planted effect, on held-out texts: dog days are happy days.
-    happiest = table["coef"].idxmax()
+    # The planted effect, on held-out texts: dog days are happy days. Judged by
+    # each hypothesis's own Welch test: near-duplicate hypotheses (two latents
+    # for dogs) can make the joint Logit unidentifiable, which it then reports.
+    happiest = table["separation"].idxmax()
     assert "dog" in table.loc[happiest, "hypothesis"]
-    assert table.loc[happiest, "significant"]
+    assert table.loc[happiest, "separation"] > 0.3
+    assert table.loc[happiest, "separation_pvalue"] < 1e-6
 
     pipeline = joblib.load(out / "pipeline.joblib")
     new = ["My dog slept all day.", "Coffee again."]
@@ -266,3 +269,18 @@ def test_no_hypothesis_found_still_writes_outputs(tmp_path, capsys):
     assert payload["metrics"]["score"] == 0.5  # the constant model's ROC AUC
     report = (out / "report.html").read_text()
     assert 'id="no-hypotheses"' in report and "min_term_score" in report
+
+
+@pytest.mark.parametrize("suffix", ["parquet", "jsonl", "csv.gz", "tsv"])
+def test_reads_each_format(tmp_path, suffix):
+    frame = pd.DataFrame(
+        {"text": ["a dog", "rain again", "café ☕"], "target": [1, 0, 1]}
+    )
+    path = tmp_path / f"data.{suffix}"
+    if suffix == "parquet":
+        frame.to_parquet(path)
+    elif suffix == "jsonl":
+        frame.to_json(path, orient="records", lines=True, force_ascii=False)
+    else:
+        frame.to_csv(path, index=False, sep="\t" if suffix == "tsv" else ",")
+    pd.testing.assert_frame_equal(read_table(path)[["text", "target"]], frame)
