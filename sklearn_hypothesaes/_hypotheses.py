@@ -117,6 +117,12 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
         Significance level of :meth:`evaluate`.
     max_fit_annotations : int, default=2000
         LLM mode: training texts annotated to fit the predictive model.
+    max_redundancy : float in (0, 1] or None, default=0.8
+        A hypothesis whose annotations of the fit texts correlate above this
+        with those of a hypothesis more associated with y is dropped, with a
+        warning: two latents for one concept give near-duplicate hypotheses,
+        which add nothing and can make the joint regression unidentifiable.
+        None keeps every hypothesis.
     random_state : int, RandomState instance or None, default=None
         Controls example sampling and the sample of ``max_fit_annotations``.
     verbose : int, default=0
@@ -205,6 +211,7 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
         "correction": [StrOptions({"bonferroni", "holm", "fdr_bh", "none"})],
         "alpha": [Interval(Real, 0, 1, closed="neither")],
         "max_fit_annotations": [Interval(Integral, 1, None, closed="left")],
+        "max_redundancy": [Interval(Real, 0, 1, closed="right"), None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -227,6 +234,7 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
         correction="bonferroni",
         alpha=0.05,
         max_fit_annotations=2000,
+        max_redundancy=0.8,
         random_state=None,
         verbose=0,
     ):
@@ -245,6 +253,7 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
         self.correction = correction
         self.alpha = alpha
         self.max_fit_annotations = max_fit_annotations
+        self.max_redundancy = max_redundancy
         self.random_state = random_state
         self.verbose = verbose
 
@@ -418,12 +427,51 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
             A = np.zeros((len(rows), 0))
         else:
             A = self._annotate([texts[i] for i in rows], "Annotating fit texts")
+            keep = self._drop_redundant(A)
+            A = A[:, keep]
             final = LogisticRegression() if classify else LinearRegression()
             # Missing LLM answers get the column's training mean, not a guess.
             model = make_pipeline(
                 SimpleImputer(strategy="mean", keep_empty_features=True), final
             )
         self.model_ = model.fit(A, np.asarray(y)[rows])
+
+    def _drop_redundant(self, A):
+        """Keep hypotheses whose fit-text annotations are not near-copies of a
+        hypothesis more associated with y; returns the kept columns."""
+        n_hyp = A.shape[1]
+        if self.max_redundancy is None or n_hyp < 2:
+            return np.arange(n_hyp)
+        filled = np.where(np.isnan(A), np.nanmean(A, axis=0), A)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            corr = np.nan_to_num(np.corrcoef(filled, rowvar=False))
+        strength = np.abs(self.hypotheses_["association"].to_numpy(dtype=float))
+        kept, pairs = [], []
+        for j in np.argsort(-strength, kind="stable"):
+            twin = next(
+                (i for i in kept if abs(corr[i, j]) > self.max_redundancy), None
+            )
+            if twin is None:
+                kept.append(j)
+            else:
+                pairs.append((j, twin))
+        if not pairs:
+            return np.arange(n_hyp)
+        names = self.hypotheses_["hypothesis"].to_numpy()
+        listed = "; ".join(f"{names[j]!r} ~ {names[i]!r}" for j, i in pairs[:5])
+        _warn(
+            f"HypothesisGenerator dropped {len(pairs)} hypothesis(es) that annotate "
+            f"the fit texts almost like a hypothesis more associated with y "
+            f"(correlation above max_redundancy={self.max_redundancy}): {listed}"
+            + (" ..." if len(pairs) > 5 else "")
+            + ". Near-duplicates add nothing and destabilise the joint regression; "
+            "set max_redundancy=None to keep them."
+        )
+        kept = np.sort(kept)
+        self.hypotheses_ = self.hypotheses_.iloc[kept].reset_index(drop=True)
+        self._columns = [self._columns[j] for j in kept]
+        self.__dict__.pop("_phrases", None)
+        return kept
 
     def _encode_target(self, y):
         y = np.asarray(y)

@@ -291,3 +291,17 @@ def test_dropped_latent_warning_points_at_the_caller():
     with pytest.warns(UserWarning, match=r"1 latent\(s\) got no hypothesis") as rec:
         HypothesisGenerator(random_state=0).fit(acts, y, texts=texts)
     assert [w.filename for w in rec] == [__file__]
+
+
+def test_near_duplicate_hypotheses_are_dropped():
+    texts, acts, y = make_corpus()
+    # A second dog latent, weaker than the first: the same concept twice.
+    twin = np.column_stack([acts[:, :2], 0.5 * acts[:, 0]])
+    with pytest.warns(UserWarning, match=r"dropped 1 hypothesis.*max_redundancy=0.8"):
+        gen = HypothesisGenerator(random_state=0).fit(twin, y, texts=texts)
+    assert list(gen.hypotheses_["latent"]) == [0, 1]
+    assert gen.transform(texts=texts).shape == (len(texts), 2)
+    assert len(gen.evaluate(texts, y).table) == 2
+    kept = HypothesisGenerator(max_redundancy=None, random_state=0)
+    kept.fit(twin, y, texts=texts)
+    assert list(kept.hypotheses_["latent"]) == [0, 1, 2]
