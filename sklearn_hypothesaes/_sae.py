@@ -362,6 +362,10 @@ class SparseAutoencoder(
         else:
             val_idx = None
         seed = int(rng.randint(np.iinfo(np.int32).max))
+        if warm:
+            # A fixed random_state must not replay the same shuffle on every
+            # partial_fit or warm-start call.
+            seed = (seed + self.n_iter_) % np.iinfo(np.int32).max
         generator = torch.Generator(device="cpu").manual_seed(seed)
 
         if val_idx is not None:

@@ -335,3 +335,22 @@ def test_wrong_width_after_fit(blobs):
         sae.transform(blobs[:, :5])
     with pytest.raises(ValueError, match=r"shape \(n_samples, n_latents=16\)"):
         sae.inverse_transform(np.zeros((2, 3)))
+
+
+def test_partial_fit_epochs_shuffle_differently(blobs, monkeypatch):
+    import sklearn_hypothesaes._sae_training as training
+
+    orders = []
+    original = training.TrainState.step
+
+    def record(self, x):
+        orders.append(float(x[0, 0]))
+        return original(self, x)
+
+    monkeypatch.setattr(training.TrainState, "step", record)
+    sae = small(early_stopping=False)
+    sae.partial_fit(blobs)
+    first = list(orders)
+    orders.clear()
+    sae.partial_fit(blobs)
+    assert orders != first
