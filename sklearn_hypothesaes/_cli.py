@@ -121,6 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=20,
         help="latents selected and described (default: %(default)s)",
     )
+    model.add_argument(
+        "--min-term-score",
+        type=float,
+        default=None,
+        help="offline hypotheses: smallest z-score of a distinguishing word "
+        "(default: a Bonferroni bound over the vocabulary, about 4; lower it, "
+        "e.g. to 2, on small data)",
+    )
     model.add_argument("--seed", type=int, default=0, help="default: %(default)s")
     llm = parser.add_argument_group(
         "LLM (offline by default: hypotheses are the words that distinguish "
@@ -409,6 +417,7 @@ def build_steps(args, task):
     generator = HypothesisGenerator(
         interpreter=interpreter,
         annotator=annotator,
+        min_term_score="auto" if args.min_term_score is None else args.min_term_score,
         task=task,
         random_state=args.seed,
         verbose=int(verbose),
@@ -548,7 +557,8 @@ def _summary(result, paths, seconds) -> str:
             "No hypothesis was found: no selected latent got one"
             + (
                 " (no word or phrase distinguishes the texts where it fires); "
-                "more rows (--max-rows) or latents (--n-hypotheses) may find some."
+                "a lower --min-term-score (e.g. 2), more rows (--max-rows) or "
+                "latents (--n-hypotheses) may find some."
                 if offline is None
                 else " (see the LLM failures in the report)."
             )

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import joblib
 import numpy as np
@@ -155,6 +156,7 @@ def test_offline_run_writes_outputs_and_rerun_uses_caches(
     assert code == 0 and fits == []
     again = pd.read_csv(out / "hypotheses.csv")
     pd.testing.assert_frame_equal(again, table)
+
     def untimed(text):
         return [line for line in text.splitlines() if not line.startswith("Done in")]
 
@@ -263,7 +265,7 @@ def test_no_hypothesis_found_still_writes_outputs(tmp_path, capsys):
         code, stdout, err = run_cli(capsys, path, *SMALL, "-o", out)
     assert code == 0, err
     assert stdout.startswith("0 hypotheses, 0 significant on 24 held-out texts; AUC")
-    assert "No hypothesis was found" in stdout
+    assert "No hypothesis was found" in stdout and "--min-term-score" in stdout
     table = pd.read_csv(out / "hypotheses.csv")
     assert len(table) == 0
     assert {"hypothesis", "coef", "pvalue_corrected", "fidelity"} <= set(table)
@@ -272,6 +274,16 @@ def test_no_hypothesis_found_still_writes_outputs(tmp_path, capsys):
     assert payload["metrics"]["score"] == 0.5  # the constant model's ROC AUC
     report = (out / "report.html").read_text()
     assert 'id="no-hypotheses"' in report and "min_term_score" in report
+    assert joblib.load(out / "pipeline.joblib")[-1].min_term_score == "auto"
+
+    # The advice works: a lower bound lets the generator use weaker terms.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code, _, err = run_cli(
+            capsys, path, *SMALL, "--min-term-score", "0.5", "-o", out
+        )
+    assert code == 0, err
+    assert joblib.load(out / "pipeline.joblib")[-1].min_term_score == 0.5
 
 
 @pytest.mark.parametrize("suffix", ["parquet", "jsonl", "csv.gz", "tsv"])
