@@ -92,6 +92,22 @@ def rank_hypotheses(table: pd.DataFrame) -> pd.DataFrame:
     return table.iloc[np.argsort(-key.to_numpy(), kind="stable")]
 
 
+def _hypothesis_rows(hypotheses, ax):
+    """Ranked table, axes sized to it, and y positions (strongest at the top)."""
+    table = rank_hypotheses(_table(hypotheses))
+    n = len(table)
+    ax = _axes(ax, (8, 1.2 + 0.45 * max(n, 1)))
+    return table, ax, np.arange(n)[::-1]
+
+
+def _label_rows(ax, rows, hypotheses, width):
+    """Hypotheses as y tick labels: at most three wrapped lines of ``width``."""
+    labels = [
+        textwrap.shorten(str(h), width=3 * width, placeholder="…") for h in hypotheses
+    ]
+    ax.set_yticks(rows, ["\n".join(textwrap.wrap(s, width)) for s in labels])
+
+
 def plot_hypotheses(hypotheses, *, ax=None, max_label_width=_LABEL_WIDTH):
     """Coefficients of the joint held-out model with their confidence intervals.
 
@@ -123,9 +139,8 @@ def plot_hypotheses(hypotheses, *, ax=None, max_label_width=_LABEL_WIDTH):
     >>> ax.get_xlabel()
     'coefficient in the joint held-out model'
     """
-    table = rank_hypotheses(_table(hypotheses))
+    table, ax, rows = _hypothesis_rows(hypotheses, ax)
     n = len(table)
-    ax = _axes(ax, (8, 1.2 + 0.45 * max(n, 1)))
     coef = table["coef"].to_numpy(dtype=float)
     low = table.get("coef_ci_low", pd.Series(np.nan, index=table.index))
     high = table.get("coef_ci_high", pd.Series(np.nan, index=table.index))
@@ -135,7 +150,6 @@ def plot_hypotheses(hypotheses, *, ax=None, max_label_width=_LABEL_WIDTH):
         if "significant" in table
         else np.zeros(n, dtype=bool)
     )
-    rows = np.arange(n)[::-1]
     for sig, color, face in (
         (True, _SIGNIFICANT, _SIGNIFICANT),
         (False, _NOT_SIGNIFICANT, "white"),
@@ -155,11 +169,7 @@ def plot_hypotheses(hypotheses, *, ax=None, max_label_width=_LABEL_WIDTH):
             label="significant" if sig else "not significant",
         )
     ax.axvline(0.0, color="black", linewidth=0.8)
-    labels = [
-        textwrap.shorten(str(h), width=3 * max_label_width, placeholder="…")
-        for h in table["hypothesis"]
-    ]
-    ax.set_yticks(rows, ["\n".join(textwrap.wrap(s, max_label_width)) for s in labels])
+    _label_rows(ax, rows, table["hypothesis"], max_label_width)
     ax.set_ylim(-0.7, max(n, 1) - 0.3)
     ax.set_xlabel("coefficient in the joint held-out model")
     ax.grid(axis="x", alpha=0.3)
@@ -194,19 +204,13 @@ def plot_separation(hypotheses, *, ax=None, max_label_width=_LABEL_WIDTH):
     >>> len(plot_separation(table).lines) > 0
     True
     """
-    table = rank_hypotheses(_table(hypotheses))
-    n = len(table)
-    ax = _axes(ax, (8, 1.2 + 0.45 * max(n, 1)))
-    rows = np.arange(n)[::-1]
+    table, ax, rows = _hypothesis_rows(hypotheses, ax)
     with_ = table["mean_with"].to_numpy(dtype=float)
     without = table["mean_without"].to_numpy(dtype=float)
     ax.hlines(rows, without, with_, color=_NOT_SIGNIFICANT, linewidth=2)
     ax.plot(without, rows, "o", color="white", markeredgecolor="black", label="without")
     ax.plot(with_, rows, "o", color=_SIGNIFICANT, label="with")
-    labels = [
-        textwrap.shorten(str(h), width=3 * max_label_width) for h in table["hypothesis"]
-    ]
-    ax.set_yticks(rows, ["\n".join(textwrap.wrap(s, max_label_width)) for s in labels])
+    _label_rows(ax, rows, table["hypothesis"], max_label_width)
     ax.set_xlabel("mean target among texts with / without the hypothesis")
     ax.grid(axis="x", alpha=0.3)
     ax.legend(loc="best", fontsize="small")
