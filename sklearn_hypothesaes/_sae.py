@@ -17,7 +17,31 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-_PARAMS = ("w_enc", "b_enc", "w_dec", "b_dec")
+
+class _CentredSquares:
+    """Sum of squared deviations from the mean, accumulated block by block.
+
+    Sums are taken around the first block's mean (a fixed shift), so one pass
+    suffices without the cancellation of a plain sum of squares.
+    """
+
+    def __init__(self):
+        self.n, self.shift = 0, None
+        self.total = self.squares = 0.0
+
+    def add(self, block):
+        block = np.asarray(block, dtype=np.float64)
+        if self.shift is None:
+            self.shift = block.mean(0)
+        centred = block - self.shift
+        self.n += len(block)
+        self.total = self.total + centred.sum(0)
+        self.squares += float((centred**2).sum())
+
+    def value(self):
+        if not self.n:
+            return 0.0
+        return self.squares - float((self.total**2).sum()) / self.n
 
 
 def _torch():
@@ -533,13 +557,7 @@ class SparseAutoencoder(
     def _data_stats(self, X, idx=None):
         """FVU over all rows (of ``idx``), L0 and latent frequency, in batches."""
         n = X.shape[0] if idx is None else len(idx)
-        mean = np.zeros(X.shape[1])
-        for start in range(0, n, self.transform_batch_size):
-            stop = start + self.transform_batch_size
-            block = X[start:stop] if idx is None else X[idx[start:stop]]
-            mean += block.sum(0, dtype=np.float64)
-        mean /= max(n, 1)
-        sse = sst = 0.0
+        sse, sst = 0.0, _CentredSquares()
         fired = np.zeros(self.n_latents, dtype=np.int64)
         nnz = 0
         for _, block, rows, cols, vals in self._encode_batches(X, idx):
@@ -548,10 +566,11 @@ class SparseAutoencoder(
             )
             recon = np.asarray(Z @ self.decoder_weight_) + self.decoder_bias_
             sse += float(((recon - block) ** 2).sum(dtype=np.float64))
-            sst += float(((block - mean) ** 2).sum(dtype=np.float64))
+            sst.add(block)
             fired += np.bincount(cols, minlength=self.n_latents)
             nnz += len(vals)
         # Identical rows have no variance to explain: report 0 unexplained.
+        sst = sst.value()
         fvu = sse / sst if sst > 0 else (0.0 if sse == 0 else math.inf)
         return {"fvu": fvu, "l0": nnz / max(n, 1), "frequency": fired / max(n, 1)}
 

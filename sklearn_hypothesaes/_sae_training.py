@@ -49,10 +49,12 @@ def _row_var(X, idx, scale):
 
 
 @torch.no_grad()
-def validation_fvu(params, X_val, scale, k, mode, threshold, batch_size=8192):
-    """FVU of the current weights over all validation rows (scaled frame)."""
-    sse = sst = 0.0
-    mean = as_tensor(X_val).double().mean(0) * scale
+def validation_fvu(params, X_val, scale, k, mode, threshold, sst, batch_size=8192):
+    """FVU of the current weights over all validation rows (scaled frame).
+
+    ``sst`` is the rows' total variance in the scaled frame, computed once.
+    """
+    sse = 0.0
     device = params["w_enc"].device
     for start in range(0, X_val.shape[0], batch_size):
         x = as_tensor(X_val[start : start + batch_size]).to(device) * scale
@@ -60,7 +62,6 @@ def validation_fvu(params, X_val, scale, k, mode, threshold, batch_size=8192):
         recon = sparse_decode(rows, cols, vals, params["w_dec"], x.shape[0])
         recon += params["b_dec"]
         sse += float((recon - x).double().pow(2).sum())
-        sst += float((x.double() - mean.to(device)).pow(2).sum())
     return sse / sst if sst > 0 else 0.0
 
 
@@ -114,6 +115,15 @@ def train(
     step = 0
     mode = "threshold" if est.activation == "batchtopk" else "topk"
 
+    val_sst = None
+    if X_val is not None:
+        from ._sae import _CentredSquares
+
+        squares = _CentredSquares()
+        for start in range(0, X_val.shape[0], 8192):
+            squares.add(X_val[start : start + 8192])
+        val_sst = squares.value() * scale**2
+
     best = None
     best_fvu = est.best_validation_fvu_ if warm else None
     bad_epochs = 0
@@ -146,7 +156,13 @@ def train(
             continue
         thr = None if state.threshold is None else float(state.threshold)
         fvu = validation_fvu(
-            state.params, X_val, scale, est.k, mode if thr is not None else "topk", thr
+            state.params,
+            X_val,
+            scale,
+            est.k,
+            mode if thr is not None else "topk",
+            thr,
+            val_sst,
         )
         est.validation_fvu_curve_.append(fvu)
         bar.set_postfix(loss=f"{losses[-1]:.4f}", val_fvu=f"{fvu:.4f}")
