@@ -17,6 +17,7 @@ import warnings
 import numpy as np
 
 from ._llm import fill_prompt, load_prompt, parse_yes_no, strip_thinking
+from ._utils import warn_user
 
 _FENCE = re.compile(r"```[a-zA-Z]*")
 _PAIR = re.compile(
@@ -146,12 +147,11 @@ def _annotate_groups(
     n_missing = sum(int(np.isnan(r).sum()) for r in results)
     if n_missing:
         detail = "; ".join(str(w.message) for w in caught[-1:])
-        warnings.warn(
+        warn_user(
             f"{n_missing} of {sum(r.size for r in results)} annotations are missing "
             "(NaN) because the LLM gave no usable answer after retries. Run again "
             f"to retry only those; answers already received are cached. {detail}",
             UserWarning,
-            stacklevel=3,
         )
     return results
 

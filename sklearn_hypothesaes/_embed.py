@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import sys
 import threading
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -20,26 +18,14 @@ from ._embed_backends import (
     resolve_local_model,
 )
 from ._store import SQLiteStore
-from ._utils import resolve_cache_dir, stable_hash
+from ._utils import resolve_cache_dir, stable_hash, warn_user
 
 # Bump when the meaning of cached vectors changes, so old rows are not reused.
 _CACHE_FORMAT = 1
 _CACHE_FILE = "embeddings.sqlite"
 _SHOW_ROWS = 10
-_INTERNAL = {"sklearn_hypothesaes", "sklearn"}
 # Building a model in two threads at once would load it twice.
 _BUILD_LOCK = threading.Lock()
-
-
-def _user_stacklevel() -> int:
-    """``stacklevel`` that points a warning at the caller's own code, past this
-    package and scikit-learn's wrappers (Pipeline, set_output)."""
-    frame, level = sys._getframe(1), 1
-    while frame is not None:
-        if frame.f_globals.get("__name__", "").partition(".")[0] not in _INTERNAL:
-            break
-        frame, level = frame.f_back, level + 1
-    return level
 
 
 def _is_missing(value) -> bool:
@@ -465,12 +451,11 @@ class TextEmbedder(TransformerMixin, BaseEstimator):
         if isinstance(backend, SentenceTransformerBackend):
             n_long = backend.count_truncated(texts)
             if n_long:
-                warnings.warn(
+                warn_user(
                     f"{n_long} of {len(texts)} texts are longer than the model's "
                     f"max_seq_length of {backend.max_seq_length} tokens and were "
                     "truncated. Set chunk_words to embed them whole, in chunks.",
                     UserWarning,
-                    stacklevel=_user_stacklevel(),
                 )
         size = self.batch_size
         batches = [texts[i : i + size] for i in range(0, len(texts), size)]

@@ -9,15 +9,12 @@ cross-validated score measures the hypotheses themselves.
 
 from __future__ import annotations
 
-import os
 import re
-import sys
 import warnings
 from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
-import sklearn
 from scipy import sparse
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.dummy import DummyClassifier, DummyRegressor
@@ -36,15 +33,12 @@ from ._interpret import _fidelity, interpret_latents
 from ._llm import _USAGE_KEYS
 from ._stats import evaluate_hypotheses
 from ._terms import PhraseAnnotator, contrastive_terms, format_hypothesis
+from ._utils import warn_user
 
 _TRAILING_INT = re.compile(r"(\d+)$")
 # Columns a hypothesis row gets from _offline or _interpret, so hypotheses_
 # has them all even when no latent gets a hypothesis.
 _ROW_COLUMNS = ["hypothesis", "fidelity", "precision", "recall", "terms"]
-# Warnings point at the first frame outside scikit-learn and this package.
-_INTERNAL = tuple(
-    os.path.dirname(m.__file__) + os.sep for m in (sklearn, sys.modules[__package__])
-)
 
 
 # No set_output wrapping: it would make X a required argument of transform.
@@ -351,14 +345,14 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
         why = " and ".join(reasons)
         ids = [int(latents[j]) for j in dropped]
         if not keep:
-            _warn(
+            warn_user(
                 f"HypothesisGenerator found no hypothesis: none of the "
                 f"{len(dropped)} latent(s) got one ({why}). hypotheses_ is empty, "
                 "transform returns no columns and predict uses a constant model "
                 f"(the training prior or mean); {advice}."
             )
         else:
-            _warn(
+            warn_user(
                 f"HypothesisGenerator: {len(dropped)} latent(s) got no hypothesis "
                 f"({why}) and are left out: {ids[:10]}"
                 + (" ..." if len(ids) > 10 else "")
@@ -459,7 +453,7 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
             return np.arange(n_hyp)
         names = self.hypotheses_["hypothesis"].to_numpy()
         listed = "; ".join(f"{names[j]!r} ~ {names[i]!r}" for j, i in pairs[:5])
-        _warn(
+        warn_user(
             f"HypothesisGenerator dropped {len(pairs)} hypothesis(es) that annotate "
             f"the fit texts almost like a hypothesis more associated with y "
             f"(correlation above max_redundancy={self.max_redundancy}): {listed}"
@@ -782,17 +776,6 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
             tags.estimator_type = "regressor"
             tags.regressor_tags = RegressorTags()
         return tags
-
-
-def _warn(message, category=UserWarning):
-    """Warn at the user's code, past the frames of scikit-learn and this package."""
-    if sys.version_info >= (3, 12):
-        warnings.warn(message, category, skip_file_prefixes=_INTERNAL)
-        return
-    frame, level = sys._getframe(1), 2
-    while frame is not None and frame.f_code.co_filename.startswith(_INTERNAL):
-        frame, level = frame.f_back, level + 1
-    warnings.warn(message, category, stacklevel=level)
 
 
 def _latent_ids(names):

@@ -10,7 +10,6 @@ with the description, and precision, recall and F1 against "the latent fires"
 from __future__ import annotations
 
 import re
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -19,6 +18,7 @@ from sklearn.utils import check_random_state
 
 from ._annotate import _annotate_groups, _shorten
 from ._llm import fill_prompt, load_prompt, strip_thinking
+from ._utils import warn_user
 
 _COLUMNS = [
     "latent",
@@ -255,11 +255,10 @@ def interpret_latents(
             )
             owners.append((j, c))
     if dead:
-        warnings.warn(
+        warn_user(
             f"interpret_latents: {len(dead)} latent(s) never fire and get no "
             f"hypothesis: {dead[:10]}",
             UserWarning,
-            stacklevel=2,
         )
     answers = client.complete_parsed(
         prompts, parse_hypothesis, desc="Interpreting latents"

@@ -15,7 +15,6 @@ import os
 import re
 import threading
 import time
-import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from numbers import Integral, Real
@@ -26,7 +25,7 @@ from sklearn.utils._param_validation import Interval
 
 from ._retry import backoff_delay, is_retryable, retry_after
 from ._store import SQLiteStore
-from ._utils import import_optional, resolve_cache_dir, stable_hash
+from ._utils import import_optional, resolve_cache_dir, stable_hash, warn_user
 
 _THINK_BLOCK = re.compile(r"<think(?:ing)?>.*?</think(?:ing)?>", re.DOTALL | re.I)
 _THINK_END = re.compile(r"</think(?:ing)?>", re.I)
@@ -430,11 +429,10 @@ class LLMClient(BaseEstimator):
                 bar.close()
         missing = sum(k not in values for k in keys)
         if missing:
-            warnings.warn(
+            warn_user(
                 f"{missing} of {len(keys)} LLM requests got no usable answer "
                 f"(reported as None); last error: {rt.last_error}",
                 RuntimeWarning,
-                stacklevel=3,
             )
         return [values.get(k) for k in keys]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from functools import partial
 from numbers import Integral, Real
 
@@ -15,6 +14,8 @@ from sklearn.linear_model import lars_path_gram
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._utils import warn_user
 
 _TASKS = {"regression", "binary", "multiclass"}
 
@@ -207,11 +208,10 @@ class LatentSelector(SelectorMixin, BaseEstimator):
         order = _round_robin([_order(s, c) for s, c in zip(scores, corr, strict=True)])
         n_keep = self.n_latents
         if n_keep > n_features:
-            warnings.warn(
+            warn_user(
                 f"The 'n_latents' parameter of LatentSelector is {n_keep} but X "
                 f"has only {n_features} features; keeping all of them.",
                 UserWarning,
-                stacklevel=2,
             )
             n_keep = n_features
         signs = np.where(scores != 0, np.sign(scores), np.sign(corr))
@@ -329,13 +329,12 @@ class LatentSelector(SelectorMixin, BaseEstimator):
             point = reached[0]
         else:
             point = int(np.argmax(nnz))
-            warnings.warn(
+            warn_user(
                 f"The Lasso path of LatentSelector reached only {nnz[point]} of "
                 f"{n_target} non-zero coefficients (max_iter={self.max_iter} "
                 "steps, or collinear latents); the remaining latents are ranked "
                 "by |correlation|.",
                 ConvergenceWarning,
-                stacklevel=4,
             )
         return coefs[:, point], float(alphas[point]), int(n_iter)
 

@@ -6,6 +6,8 @@ import hashlib
 import importlib
 import json
 import os
+import sys
+import warnings
 from pathlib import Path
 
 CACHE_ENV_VAR = "SKLEARN_HYPOTHESAES_CACHE_DIR"
@@ -68,3 +70,19 @@ def stable_hash(obj) -> str:
     """SHA-256 of a JSON-serialisable object, independent of dict order."""
     blob = json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+_INTERNAL_PACKAGES = frozenset({"sklearn_hypothesaes", "sklearn"})
+
+
+def warn_user(message, category=UserWarning):
+    """Warn at the user's own line, past this package's and scikit-learn's
+    frames (Pipeline, set_output and metadata routing add a varying number)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None:
+        if frame.f_globals.get("__name__", "").partition(".")[0] not in (
+            _INTERNAL_PACKAGES
+        ):
+            break
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level + 1)

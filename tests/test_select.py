@@ -180,3 +180,15 @@ def test_feature_names_out():
     y = X[:, 2] + 0.1 * rng.normal(size=300)
     selector = LatentSelector(n_latents=1).fit(df, y)
     np.testing.assert_array_equal(selector.get_feature_names_out(), ["latent_2"])
+
+
+def test_warnings_point_at_the_callers_line():
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X = np.random.default_rng(0).normal(size=(30, 3))
+    y = X[:, 0]
+    pipe = make_pipeline(StandardScaler(), LatentSelector(n_latents=5))
+    with pytest.warns(UserWarning, match="keeping all of them") as record:
+        pipe.fit(X, y)
+    assert record[0].filename == __file__
