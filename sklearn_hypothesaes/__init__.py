@@ -4,6 +4,11 @@ Data flows one way: texts -> :class:`TextEmbedder` -> embeddings ->
 :class:`SparseAutoencoder` -> latent activations -> :class:`LatentSelector` ->
 :class:`HypothesisGenerator` -> hypotheses, annotations and statistics.
 
+The package is laid out by stage: ``text/`` (embedding), ``sae/`` (the sparse
+autoencoder), ``llm/`` (the LLM client), ``hypotheses/`` (selection, describers,
+annotators, the generator and statistics) and ``app/`` (run_method, command
+line, report, plots), over ``utils/``; each imports only stages below it.
+
 Public names are imported lazily so that ``import sklearn_hypothesaes`` stays
 cheap (torch and sentence-transformers load only when used).
 """
@@ -13,17 +18,17 @@ import importlib
 __version__ = "0.1.0"
 
 _LAZY = {
-    "SparseAutoencoder": "._sae",
-    "TextEmbedder": "._embed",
-    "LLMClient": "._llm",
-    "interpret_latents": "._interpret",
-    "annotate_texts": "._annotate",
-    "LatentSelector": "._select",
-    "HypothesisGenerator": "._hypotheses",
-    "evaluate_hypotheses": "._stats",
-    "run_method": "._method",
-    "MethodResult": "._method",
-    "render_report": "._report",
+    "TextEmbedder": ".text._embedder",
+    "SparseAutoencoder": ".sae._model",
+    "LLMClient": ".llm._client",
+    "LatentSelector": ".hypotheses._selection",
+    "interpret_latents": ".hypotheses._describe",
+    "annotate_texts": ".hypotheses._annotate",
+    "HypothesisGenerator": ".hypotheses._generator",
+    "evaluate_hypotheses": ".hypotheses._stats",
+    "run_method": ".app._method",
+    "MethodResult": ".app._method",
+    "render_report": ".app._report",
 }
 
 __all__ = sorted(_LAZY)

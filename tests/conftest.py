@@ -28,7 +28,7 @@ def fake_server():
 @pytest.fixture
 def fast_backoff(monkeypatch):
     """Backoff without Retry-After waits milliseconds, not seconds."""
-    from sklearn_hypothesaes import _retry
+    from sklearn_hypothesaes.utils import _retry
 
     monkeypatch.setattr(_retry, "BACKOFF_BASE", 0.01)
 

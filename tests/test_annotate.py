@@ -12,8 +12,8 @@ import pytest
 from fake_openai import FakeOpenAIServer, concept_judge, concept_present
 
 from sklearn_hypothesaes import LLMClient, annotate_texts
-from sklearn_hypothesaes._annotate import parse_multi_answer
-from sklearn_hypothesaes._store import SQLiteStore
+from sklearn_hypothesaes.hypotheses._annotate import parse_multi_answer
+from sklearn_hypothesaes.utils._store import SQLiteStore
 
 TEXTS = [
     "The dog chased a ball in the park.",

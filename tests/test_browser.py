@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sklearn_hypothesaes._cli import main
+from sklearn_hypothesaes.app._cli import main
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 CHROMIUM_FLAGS = [

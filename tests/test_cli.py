@@ -17,7 +17,7 @@ import sklearn
 from fake_openai import concept_judge, last_user_message
 
 from sklearn_hypothesaes import SparseAutoencoder
-from sklearn_hypothesaes._cli import main, read_table
+from sklearn_hypothesaes.app._cli import main, read_table
 
 SMALL = ["--n-latents", "16", "--k", "2", "--n-hypotheses", "4", "--quiet"]
 
@@ -164,7 +164,7 @@ def test_offline_run_writes_outputs_and_rerun_uses_caches(
 
 
 def test_interrupt_is_clean(tmp_path, capsys, planted_csv, monkeypatch):
-    import sklearn_hypothesaes._method as method
+    import sklearn_hypothesaes.app._method as method
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

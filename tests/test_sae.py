@@ -13,7 +13,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_hypothesaes import SparseAutoencoder
-from sklearn_hypothesaes._sae_torch import (
+from sklearn_hypothesaes.sae._kernels import (
     ColumnLayout,
     TrainState,
     decode_with_grad,
@@ -338,7 +338,7 @@ def test_wrong_width_after_fit(blobs):
 
 
 def test_partial_fit_epochs_shuffle_differently(blobs, monkeypatch):
-    import sklearn_hypothesaes._sae_training as training
+    import sklearn_hypothesaes.sae._training as training
 
     orders = []
     original = training.TrainState.step

@@ -9,7 +9,7 @@ from sklearn.metrics import roc_auc_score
 from statsmodels.stats.multitest import multipletests
 
 from sklearn_hypothesaes import evaluate_hypotheses
-from sklearn_hypothesaes._stats import COLUMNS
+from sklearn_hypothesaes.hypotheses._stats import COLUMNS
 
 
 def _data(n=600, h=4, seed=0):

@@ -8,7 +8,7 @@ import pytest
 from scipy import sparse
 from sklearn.feature_extraction.text import CountVectorizer
 
-from sklearn_hypothesaes._terms import (
+from sklearn_hypothesaes.hypotheses._terms import (
     PhraseAnnotator,
     contrastive_terms,
     format_hypothesis,

@@ -16,8 +16,8 @@ import warnings
 
 import numpy as np
 
-from ._llm import fill_prompt, load_prompt, parse_yes_no, strip_thinking
-from ._utils import warn_user
+from ..llm._client import fill_prompt, load_prompt, parse_yes_no, strip_thinking
+from ..utils._misc import warn_user
 
 _FENCE = re.compile(r"```[a-zA-Z]*")
 _PAIR = re.compile(

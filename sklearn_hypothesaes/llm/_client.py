@@ -23,9 +23,9 @@ from urllib.parse import urlparse
 from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval
 
-from ._retry import backoff_delay, is_retryable, retry_after
-from ._store import SQLiteStore
-from ._utils import import_optional, resolve_cache_dir, stable_hash, warn_user
+from ..utils._misc import import_optional, resolve_cache_dir, stable_hash, warn_user
+from ..utils._retry import backoff_delay, is_retryable, retry_after
+from ..utils._store import SQLiteStore
 
 _THINK_BLOCK = re.compile(r"<think(?:ing)?>.*?</think(?:ing)?>", re.DOTALL | re.I)
 _THINK_END = re.compile(r"</think(?:ing)?>", re.I)
@@ -544,8 +544,10 @@ def parse_yes_no(text: str | None) -> int:
 
 @functools.cache
 def load_prompt(name: str) -> str:
-    """The text of ``sklearn_hypothesaes/prompts/<name>.txt``."""
-    path = importlib.resources.files("sklearn_hypothesaes") / "prompts" / f"{name}.txt"
+    """The text of ``sklearn_hypothesaes/llm/prompts/<name>.txt``."""
+    path = (
+        importlib.resources.files("sklearn_hypothesaes.llm") / "prompts" / f"{name}.txt"
+    )
     return path.read_text(encoding="utf-8")
 
 

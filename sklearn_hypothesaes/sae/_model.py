@@ -365,7 +365,7 @@ class SparseAutoencoder(
 
     def _fit(self, X, X_val, *, warm, epochs, partial=False):
         torch = _torch()
-        from ._sae_training import train
+        from ._training import train
 
         prefixes = self._check_hyperparameters()
         device = self._torch_device()
@@ -474,7 +474,7 @@ class SparseAutoencoder(
         ``idx`` selects rows of X without copying X as a whole.
         """
         torch = _torch()
-        from ._sae_torch import as_tensor, encode
+        from ._kernels import as_tensor, encode
 
         device = self._torch_device()
         params = self._params_on(device)

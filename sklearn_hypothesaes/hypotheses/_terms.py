@@ -115,7 +115,7 @@ def contrastive_terms(
     Examples
     --------
     >>> import numpy as np
-    >>> from sklearn_hypothesaes._terms import contrastive_terms
+    >>> from sklearn_hypothesaes.hypotheses import contrastive_terms
     >>> texts = ["a brilliant film", "brilliant acting", "brilliant and moving",
     ...          "a dull film", "dull plot", "the plot is dull", "it is a film"]
     >>> fires = np.array([[1.0], [2.0], [1.5], [0], [0], [0], [0]])

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._retry import backoff_delay, is_retryable, retry_after
-from ._utils import import_optional
+from ..utils._misc import import_optional
+from ..utils._retry import backoff_delay, is_retryable, retry_after
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _PACKAGED_NAMES = {DEFAULT_MODEL, "sentence-transformers/" + DEFAULT_MODEL}

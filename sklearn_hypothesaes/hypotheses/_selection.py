@@ -15,7 +15,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._utils import warn_user
+from ..utils._misc import warn_user
 
 _TASKS = {"regression", "binary", "multiclass"}
 

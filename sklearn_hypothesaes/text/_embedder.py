@@ -10,15 +10,15 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 
-from ._embed_backends import (
+from ..utils._misc import resolve_cache_dir, stable_hash, warn_user
+from ..utils._store import SQLiteStore
+from ._backends import (
     DEFAULT_MODEL,
     OpenAIBackend,
     SentenceTransformerBackend,
     openai_identity,
     resolve_local_model,
 )
-from ._store import SQLiteStore
-from ._utils import resolve_cache_dir, stable_hash, warn_user
 
 # Bump when the meaning of cached vectors changes, so old rows are not reused.
 _CACHE_FORMAT = 1

@@ -225,7 +225,7 @@ def read_table(path) -> pd.DataFrame:
         if kind in ("csv", "tsv"):
             frame = pd.read_csv(path, sep="\t" if kind == "tsv" else ",")
         elif kind == "parquet":
-            from ._utils import import_optional
+            from ..utils._misc import import_optional
 
             import_optional("pyarrow", "Reading Parquet files")
             frame = pd.read_parquet(path)
@@ -350,7 +350,7 @@ def split_data(texts, y, task, *, holdout_fraction, max_rows, seed):
 
 
 def load_demo(max_rows, seed):
-    from .datasets import load_rotten_tomatoes
+    from ..datasets import load_rotten_tomatoes
 
     try:
         train = load_rotten_tomatoes(split="train")
@@ -392,7 +392,7 @@ def build_steps(args, task):
     """The four estimators of the method, from the command-line options."""
     from sklearn import config_context
 
-    from . import (
+    from .. import (
         HypothesisGenerator,
         LatentSelector,
         LLMClient,
@@ -443,7 +443,7 @@ def build_steps(args, task):
 
 
 def _fit_sae(params, X, verbose):
-    from . import SparseAutoencoder
+    from .. import SparseAutoencoder
 
     return SparseAutoencoder(**params, verbose=verbose).fit(X)
 
@@ -458,7 +458,7 @@ def _memoize_fit(sae, cache_dir):
     """
     import joblib
 
-    from ._utils import resolve_cache_dir
+    from ..utils._misc import resolve_cache_dir
 
     folder = resolve_cache_dir(cache_dir)
     if folder is None:
@@ -597,7 +597,7 @@ def run(args) -> int:
         )
         title = f"HypotheSAEs report: {Path(args.input).name}"
     if args.cache_dir:
-        from ._utils import resolve_cache_dir
+        from ..utils._misc import resolve_cache_dir
 
         resolve_cache_dir(args.cache_dir)
     steps = build_steps(args, task)

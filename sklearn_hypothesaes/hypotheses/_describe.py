@@ -16,9 +16,9 @@ import pandas as pd
 from scipy import sparse
 from sklearn.utils import check_random_state
 
+from ..llm._client import fill_prompt, load_prompt, strip_thinking
+from ..utils._misc import warn_user
 from ._annotate import _annotate_groups, _shorten
-from ._llm import fill_prompt, load_prompt, strip_thinking
-from ._utils import warn_user
 
 _COLUMNS = [
     "latent",

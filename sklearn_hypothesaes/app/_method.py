@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from ._embed import TextEmbedder
-from ._hypotheses import HypothesisGenerator
-from ._sae import SparseAutoencoder
-from ._select import LatentSelector
+from ..hypotheses._generator import HypothesisGenerator
+from ..hypotheses._selection import LatentSelector
+from ..sae._model import SparseAutoencoder
+from ..text._embedder import TextEmbedder
 
 
 @dataclass

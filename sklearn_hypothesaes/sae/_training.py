@@ -7,7 +7,7 @@ import math
 import numpy as np
 import torch
 
-from ._sae_torch import (
+from ._kernels import (
     TrainState,
     as_tensor,
     default_lr,
@@ -117,7 +117,7 @@ def train(
 
     val_sst = None
     if X_val is not None:
-        from ._sae import _CentredSquares
+        from ._model import _CentredSquares
 
         squares = _CentredSquares()
         for start in range(0, X_val.shape[0], 8192):

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ._utils import import_optional
-from .plotting import (
+from ..utils._misc import import_optional
+from ._plotting import (
     plot_hypotheses,
     plot_latent_frequency,
     plot_separation,
@@ -256,7 +256,7 @@ def _context(result, title) -> dict:
     get = lambda d, k: d.get(k)  # noqa: E731
     usage = dict(getattr(result, "usage", None) or {})
     timings = dict(getattr(result, "timings", None) or {})
-    from . import __version__
+    from .. import __version__
 
     return {
         "title": title,
@@ -322,7 +322,7 @@ def render_report(result, path, *, title="HypotheSAEs report") -> Path:
     """
     jinja2 = import_optional("jinja2", "The HTML report")
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("sklearn_hypothesaes", "templates"),
+        loader=jinja2.PackageLoader("sklearn_hypothesaes.app", "templates"),
         autoescape=True,
         trim_blocks=True,
         lstrip_blocks=True,

@@ -28,12 +28,12 @@ from sklearn.utils._tags import ClassifierTags, RegressorTags
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ..llm._client import _USAGE_KEYS
+from ..utils._misc import warn_user
 from ._annotate import annotate_texts
-from ._interpret import _fidelity, interpret_latents
-from ._llm import _USAGE_KEYS
+from ._describe import _fidelity, interpret_latents
 from ._stats import evaluate_hypotheses
 from ._terms import PhraseAnnotator, contrastive_terms, format_hypothesis
-from ._utils import warn_user
 
 _TRAILING_INT = re.compile(r"(\d+)$")
 # Columns a hypothesis row gets from _offline or _interpret, so hypotheses_
