@@ -1,0 +1,64 @@
+"""What a batch of LLM requests cost, returned by the call that made them."""
+
+from __future__ import annotations
+
+import dataclasses
+
+USAGE_KEYS = (
+    "calls",
+    "cache_hits",
+    "prompt_tokens",
+    "completion_tokens",
+    "retries",
+    "reasks",
+    "failures",
+)
+
+
+@dataclasses.dataclass
+class Usage:
+    """Counts of one call (or a sum of calls) to an LLM.
+
+    Attributes
+    ----------
+    calls : int
+        Requests answered by the endpoint.
+    cache_hits : int
+        Requests answered from the cache.
+    prompt_tokens, completion_tokens : int
+        Tokens reported by the endpoint.
+    retries : int
+        Transient errors (429, 5xx, timeouts) retried.
+    reasks : int
+        Unparseable answers asked again.
+    failures : int
+        Requests with no usable answer in the end.
+    cost : float or None
+        US dollars, when the client knows the model's prices.
+
+    Examples
+    --------
+    >>> Usage(calls=2, prompt_tokens=10) + Usage(calls=1, cost=0.5)
+    Usage(calls=3, cache_hits=0, prompt_tokens=10, completion_tokens=0, \
+retries=0, reasks=0, failures=0, cost=0.5)
+    """
+
+    calls: int = 0
+    cache_hits: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    retries: int = 0
+    reasks: int = 0
+    failures: int = 0
+    cost: float | None = None
+
+    def __add__(self, other: Usage) -> Usage:
+        if not isinstance(other, Usage):
+            return NotImplemented
+        counts = {k: getattr(self, k) + getattr(other, k) for k in USAGE_KEYS}
+        costs = [c for c in (self.cost, other.cost) if c is not None]
+        return Usage(**counts, cost=sum(costs) if costs else None)
+
+    def as_dict(self) -> dict:
+        """The counts and cost as a plain dict (for JSON and reports)."""
+        return dataclasses.asdict(self)

@@ -1,0 +1,198 @@
+"""One validation layer: texts and targets are checked here, the same way, for
+every estimator, public function and the command line."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+from sklearn.utils.multiclass import type_of_target
+
+from ._misc import warn_user
+
+#: The task vocabulary of the whole package.
+TASKS = ("binary", "multiclass", "regression")
+#: Integer targets with more distinct values than this are a regression under
+#: task="auto" (ratings 1-5 are classes; share or vote counts are not).
+MAX_AUTO_CLASSES = 10
+
+
+def check_texts(texts, *, caller, param="texts", n_rows=None, hint=None):
+    """A list of str, or a clear error naming ``caller`` and ``param``.
+
+    None, a single str, and any element that is not a str (None, NaN, numbers,
+    bytes) are rejected with the same message everywhere: a missing text must
+    never become the word "nan".
+
+    Parameters
+    ----------
+    texts : sequence of str
+        The texts (list, tuple, numpy array, pandas Series).
+    caller : str
+        What is checking, e.g. ``"HypothesisGenerator.fit"``.
+    param : str, default="texts"
+        The parameter's name in the message.
+    n_rows : int or None, default=None
+        The number of texts expected (rows of X), when known.
+    hint : str or None, default=None
+        Appended to the message when ``texts`` is None (how to pass them).
+
+    Returns
+    -------
+    texts : list of str
+
+    Examples
+    --------
+    >>> check_texts(["a", "b"], caller="f")
+    ['a', 'b']
+    >>> check_texts(["a", float("nan")], caller="f")
+    Traceback (most recent call last):
+    ...
+    TypeError: The 'texts' parameter of f must hold only str. Got float (nan) at \
+position 1. Drop or fill missing texts first, e.g. with df['text'].fillna('').
+    """
+    where = f"The {param!r} parameter of {caller}"
+    if texts is None:
+        raise ValueError(
+            f"{where} is required (the raw texts, one per row); got None."
+            + (f" {hint}" if hint else "")
+        )
+    if isinstance(texts, str | bytes):
+        raise TypeError(f"{where} must be a sequence of str; got a single str.")
+    if hasattr(texts, "tolist") and not isinstance(texts, list):
+        values = texts.tolist()
+    else:
+        try:
+            values = list(texts)
+        except TypeError:
+            raise TypeError(
+                f"{where} must be a sequence of str; got {type(texts).__name__}."
+            ) from None
+    if values and isinstance(values[0], list):
+        raise ValueError(
+            f"{where} must be one-dimensional (one text per row); got nested lists."
+        )
+    bad = [i for i, t in enumerate(values) if not isinstance(t, str)]
+    if bad:
+        first = values[bad[0]]
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise TypeError(
+            f"{where} must hold only str. Got {type(first).__name__} ({first!r}) "
+            f"at position {bad[0]}{more}. Drop or fill missing texts first, e.g. "
+            "with df['text'].fillna('')."
+        )
+    if n_rows is not None and len(values) != n_rows:
+        raise ValueError(
+            f"{where} must hold one text per row of X ({n_rows}); got {len(values)}."
+        )
+    return values
+
+
+def resolve_task(y, task="auto", *, caller, param="y"):
+    """The task of a target: ``"binary"``, ``"multiclass"`` or ``"regression"``.
+
+    ``task="auto"`` reads y: strings, booleans and two-valued targets are
+    classes; integers with at most ``MAX_AUTO_CLASSES`` distinct values are
+    classes, with more a regression (said in a warning, since counts such as
+    shares or votes are not categories); non-integer numbers are a regression.
+    An explicit task is checked against y.
+
+    Parameters
+    ----------
+    y : array-like of shape (n_samples,)
+        The target.
+    task : {"auto", "binary", "multiclass", "regression"}, default="auto"
+        The requested task.
+    caller : str
+        What is checking, for messages.
+    param : str, default="y"
+        The target's name in messages.
+
+    Returns
+    -------
+    task : str
+
+    Examples
+    --------
+    >>> resolve_task([0, 1, 1], caller="f")
+    'binary'
+    >>> resolve_task(["a", "b", "c"], caller="f")
+    'multiclass'
+    >>> resolve_task([0.5, 1.2, 3.0], caller="f")
+    'regression'
+    """
+    if task not in ("auto", *TASKS):
+        raise ValueError(
+            f"The 'task' parameter of {caller} must be one of "
+            f"{['auto', *TASKS]}. Got {task!r} instead."
+        )
+    y = np.asarray(y)
+    if y.ndim != 1:
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y.ravel()
+        else:
+            raise ValueError(
+                f"Unknown label type: {caller} needs a one-dimensional {param}; "
+                f"got shape {y.shape}. Pass one target column."
+            )
+    numeric = y.dtype.kind in "iuf"
+    distinct = np.unique(y[~_isnan(y)]) if numeric else _unique_objects(y)
+    n_values = len(distinct)
+    if task == "regression":
+        if not numeric:
+            raise ValueError(
+                f"{caller} with task='regression' needs a numeric {param}; got "
+                f"values such as {distinct[0]!r}. Use task='binary' or "
+                "'multiclass' for categories."
+            )
+        return "regression"
+    if n_values < 2:
+        raise ValueError(
+            f"{caller} needs at least 2 distinct values of {param}; got "
+            f"{n_values}" + (f" ({distinct[0]!r})." if n_values else ".")
+        )
+    if task == "binary":
+        if n_values != 2:
+            raise ValueError(
+                f"{caller} with task='binary' needs exactly 2 classes in {param}; "
+                f"got {n_values}. Use task='multiclass' or 'regression'."
+            )
+        return "binary"
+    if task == "multiclass":
+        return "binary" if n_values == 2 else "multiclass"
+    # task == "auto"
+    kind = type_of_target(y, input_name=param) if numeric else "multiclass"
+    if kind not in ("binary", "multiclass", "continuous"):
+        raise ValueError(
+            f"Unknown label type: {caller} got a {kind!r} {param}. Pass a "
+            "one-dimensional target of class labels or numbers."
+        )
+    if y.dtype.kind == "b" or n_values == 2:
+        return "binary"
+    if kind == "continuous":
+        return "regression"
+    if numeric and n_values > MAX_AUTO_CLASSES:
+        warn_user(
+            f"{caller}: {param} holds integers with {n_values} distinct values, "
+            f"more than {MAX_AUTO_CLASSES}; it is treated as a regression target "
+            "(counts and scores are not categories). Pass task='multiclass' to "
+            "treat them as classes."
+        )
+        return "regression"
+    return "multiclass"
+
+
+def _isnan(y):
+    return np.isnan(y) if y.dtype.kind == "f" else np.zeros(y.shape, dtype=bool)
+
+
+def _unique_objects(y):
+    values = [v for v in y.tolist() if not _is_missing(v)]
+    try:
+        return np.unique(np.asarray(values))
+    except TypeError:  # mixed types such as str and int
+        return np.asarray(list(dict.fromkeys(values)), dtype=object)
+
+
+def _is_missing(v):
+    return v is None or (isinstance(v, numbers.Real) and v != v)
