@@ -16,7 +16,7 @@ import warnings
 
 import numpy as np
 
-from ..llm._client import fill_prompt, load_prompt, parse_yes_no, strip_thinking
+from ..llm import fill_prompt, load_prompt, parse_yes_no, strip_thinking
 from ..utils._misc import warn_user
 
 _FENCE = re.compile(r"```[a-zA-Z]*")

@@ -16,7 +16,7 @@ import pandas as pd
 from scipy import sparse
 from sklearn.utils import check_random_state
 
-from ..llm._client import fill_prompt, load_prompt, strip_thinking
+from ..llm import fill_prompt, load_prompt, strip_thinking
 from ..utils._misc import warn_user
 from ._annotate import _annotate_groups, _shorten
 
