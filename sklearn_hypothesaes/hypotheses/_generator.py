@@ -28,7 +28,7 @@ from sklearn.utils._tags import ClassifierTags, RegressorTags
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ..llm import _USAGE_KEYS
+from ..llm import USAGE_KEYS as _USAGE_KEYS
 from ..utils._misc import warn_user
 from ._annotate import annotate_texts
 from ._describe import _fidelity, interpret_latents
