@@ -230,3 +230,16 @@ def test_render_report_is_public():
 
     assert "render_report" in sklearn_hypothesaes.__all__
     assert sklearn_hypothesaes.render_report is render_report
+
+
+@pytest.mark.parametrize("text", ["costs $$ a lot", "went from $20 to $5 a ticket"])
+def test_dollar_signs_are_drawn_literally(tmp_path, sae, text):
+    """Not mathtext: '$$' crashed the report, '$20 ... $5' was set in italics."""
+    result = make_result(sae)
+    result.hypotheses.loc[4, "hypothesis"] = text  # the strongest, drawn first
+    page = render_report(result, tmp_path / "r.html").read_text()
+    figure = page[page.index("<svg") : page.index("</svg>")]
+    assert f">{text}</text>" in figure
+    for plot in (plot_hypotheses, plot_separation):
+        ax = plot(result.hypotheses)
+        assert ax.get_yticklabels()[0].get_text() == text

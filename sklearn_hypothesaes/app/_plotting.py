@@ -101,11 +101,17 @@ def _hypothesis_rows(hypotheses, ax):
 
 
 def _label_rows(ax, rows, hypotheses, width):
-    """Hypotheses as y tick labels: at most three wrapped lines of ``width``."""
+    """Hypotheses as y tick labels: at most three wrapped lines of ``width``.
+
+    Drawn literally: a ``$`` in a hypothesis is a dollar, not mathtext (``$$``
+    would crash the drawing and ``$20 ... $5`` be set in italics).
+    """
     labels = [
         textwrap.shorten(str(h), width=3 * width, placeholder="…") for h in hypotheses
     ]
-    ax.set_yticks(rows, ["\n".join(textwrap.wrap(s, width)) for s in labels])
+    ax.set_yticks(
+        rows, ["\n".join(textwrap.wrap(s, width)) for s in labels], parse_math=False
+    )
 
 
 def plot_hypotheses(hypotheses, *, ax=None, max_label_width=_LABEL_WIDTH):
