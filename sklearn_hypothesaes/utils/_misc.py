@@ -1,4 +1,5 @@
-"""Small shared helpers: cache locations, optional imports, hashing."""
+"""Small shared helpers: cache locations, optional imports, hashing, redacting
+credentials from URLs."""
 
 from __future__ import annotations
 
@@ -6,9 +7,13 @@ import hashlib
 import importlib
 import json
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
+
+from sklearn.utils._param_validation import validate_params
 
 CACHE_ENV_VAR = "SKLEARN_HYPOTHESAES_CACHE_DIR"
 
@@ -86,3 +91,52 @@ def warn_user(message, category=UserWarning):
             break
         frame, level = frame.f_back, level + 1
     warnings.warn(message, category, stacklevel=level + 1)
+
+
+# Query parameters whose values are credentials: api-key, access_token,
+# X-Amz-Signature, X-Amz-Credential, password, sig, auth, session ...
+_SECRET_QUERY_KEY = re.compile(
+    r"key|token|secret|pass|pwd|auth|sig|credential|sess", re.I
+)
+REDACTED = "***"
+
+
+@validate_params({"url": [str, None]}, prefer_skip_nested_validation=True)
+def redact_url(url: str | None) -> str | None:
+    """``url`` with its credentials replaced by ``***``, for display and storage.
+
+    The password of the userinfo (``user:***@host``; a user name alone, which
+    is often a token, becomes ``***@host``) and the values of secret-looking
+    query parameters (``api-key``, ``access_token``, ``sig``, ...) are
+    replaced; everything else is kept as written.
+
+    Parameters
+    ----------
+    url : str or None
+        An endpoint URL, e.g. an LLM client's ``base_url``.
+
+    Returns
+    -------
+    str or None
+        The redacted URL; None when ``url`` is None.
+
+    Examples
+    --------
+    >>> from sklearn_hypothesaes.utils._misc import redact_url
+    >>> redact_url("https://me:hunter2@llm.example.com/v1?api-key=abc&v=2")
+    'https://me:***@llm.example.com/v1?api-key=***&v=2'
+    """
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, host = netloc.rpartition("@")
+        user, colon, _ = userinfo.partition(":")
+        netloc = f"{user}:{REDACTED}@{host}" if colon else f"{REDACTED}@{host}"
+    fields = []
+    for field in parts.query.split("&") if parts.query else []:
+        name, equals, _ = field.partition("=")
+        secret = equals and _SECRET_QUERY_KEY.search(unquote_plus(name))
+        fields.append(f"{name}={REDACTED}" if secret else field)
+    return urlunsplit(parts._replace(netloc=netloc, query="&".join(fields)))
