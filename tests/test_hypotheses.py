@@ -9,6 +9,7 @@ import pytest
 from fake_openai import FakeOpenAIServer, concept_judge, last_user_message
 from scipy import sparse
 from sklearn.base import clone, is_classifier, is_regressor
+from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.metrics import r2_score, roc_auc_score
 from sklearn.utils.estimator_checks import (
@@ -19,7 +20,12 @@ from sklearn.utils.estimator_checks import (
     check_set_params,
 )
 
-from sklearn_hypothesaes import HypothesisGenerator, evaluate_hypotheses
+from sklearn_hypothesaes import (
+    HypothesisGenerator,
+    LLMDescriber,
+    TermDescriber,
+    evaluate_hypotheses,
+)
 from sklearn_hypothesaes.hypotheses._stats import COLUMNS
 from sklearn_hypothesaes.hypotheses._terms import match_terms
 
@@ -69,7 +75,7 @@ def test_offline_planted_terms_fidelity_and_association():
     with pytest.warns(UserWarning, match=r"1 latent\(s\) got no hypothesis.*\[2\]"):
         gen = HypothesisGenerator(random_state=0).fit(acts, y, texts=texts)
     table = gen.hypotheses_
-    assert list(table["latent"]) == [0, 1]
+    assert list(table["column"]) == [0, 1]
     assert list(table["feature"]) == ["x0", "x1"]
     assert "dog" in " ".join(table["terms"][0])
     assert "rain" in " ".join(table["terms"][1])
@@ -100,13 +106,19 @@ def test_offline_planted_terms_fidelity_and_association():
     assert list(gen.get_feature_names_out()) == list(table["hypothesis"])
 
 
-def test_sparse_input_and_latent_names_from_feature_names():
+def test_sparse_input_and_feature_names_are_never_parsed_for_latent_ids():
     texts, acts, y = make_corpus()
     frame = pd.DataFrame(
         acts[:, :2], columns=["sparseautoencoder17", "sparseautoencoder3"]
     )
     gen = HypothesisGenerator().fit(frame, y, texts=texts)
-    assert list(gen.hypotheses_["latent"]) == [17, 3]
+    # Which SAE latent a column is, only the selector knows (pipeline_hypotheses).
+    assert "latent" not in gen.hypotheses_
+    assert list(gen.hypotheses_["column"]) == [0, 1]
+    assert list(gen.hypotheses_["feature"]) == [
+        "sparseautoencoder17",
+        "sparseautoencoder3",
+    ]
     dense = HypothesisGenerator().fit(acts[:, :2], y, texts=texts)
     on_sparse = HypothesisGenerator().fit(
         sparse.csr_matrix(acts[:, :2]), y, texts=texts
@@ -143,8 +155,11 @@ def test_regression_score_is_r2_of_least_squares():
     A = gen.transform(texts=texts)
     ref = LinearRegression().fit(A, y)
     assert gen.score(None, y, texts=texts) == pytest.approx(r2_score(y, ref.predict(A)))
-    with pytest.raises(AttributeError, match="continuous y"):
+    with pytest.raises(AttributeError, match="has no attribute 'predict_proba'"):
         gen.predict_proba(texts=texts)
+    assert not hasattr(gen, "predict_proba")
+    assert not hasattr(HypothesisGenerator(task="regression"), "predict_proba")
+    assert hasattr(HypothesisGenerator(), "predict_proba")
     assert is_regressor(gen) and not is_classifier(gen)
 
 
@@ -165,7 +180,9 @@ def test_llm_mode_planted_concepts(make_client):
     with FakeOpenAIServer(chat=planted_llm) as srv:
         client = make_client(srv, n_concurrent=4)
         gen = HypothesisGenerator(
-            client, n_fidelity=20, max_fit_annotations=50, random_state=0
+            LLMDescriber(client, n_fidelity=20),
+            max_fit_annotations=50,
+            random_state=0,
         )
         with pytest.warns(UserWarning, match=r"1 latent\(s\).*\[2\]"):
             gen.fit(acts, y, texts=texts)
@@ -180,10 +197,15 @@ def test_llm_mode_planted_concepts(make_client):
         assert gen.usage_["calls"] + gen.usage_["cache_hits"] == n_fit
         assert gen.usage_["prompt_tokens"] == srv.usage["prompt_tokens"]
 
+        fitted_usage = dict(gen.usage_)
+        found = gen.annotate(texts[:30])
         A = gen.transform(texts=texts[:30])
         expected = [[float("dog" in t), float("rain" in t)] for t in texts[:30]]
         np.testing.assert_array_equal(A, expected)
-        assert gen.usage_["calls"] + gen.usage_["cache_hits"] == n_fit + 30
+        np.testing.assert_array_equal(found.values, expected)
+        # Usage comes with the call; transform leaves the fitted usage alone.
+        assert found.usage.calls + found.usage.cache_hits == 30
+        assert gen.usage_ == fitted_usage
         examples = gen.examples(texts[:30], A, n=2, random_state=0)
         assert len(examples) == 2
         assert all("dog" in t for t in examples[0]["present"])
@@ -209,14 +231,29 @@ def test_pickle_keeps_transform():
 
 def test_errors_name_the_parameter():
     texts, acts, y = make_corpus(30)
-    with pytest.raises(ValueError, match="needs the 'texts' parameter"):
+    with pytest.raises(
+        ValueError, match="'texts' parameter of HypothesisGenerator.fit is required"
+    ):
         HypothesisGenerator().fit(acts, y)
     with pytest.raises(ValueError, match=r"one text per row of X \(30\); got 29"):
         HypothesisGenerator().fit(acts, y, texts=texts[:29])
     with pytest.raises(TypeError, match="single str"):
         HypothesisGenerator().fit(acts, y, texts="one text")
     with pytest.raises(ValueError, match="'n_terms' parameter"):
-        HypothesisGenerator(n_terms=0).fit(acts, y, texts=texts)
+        HypothesisGenerator(TermDescriber(n_terms=0)).fit(acts, y, texts=texts)
+    # A missing text never becomes the hypothesis 'mentions "nan"'.
+    with_nan = list(texts)
+    with_nan[4] = float("nan")
+    with pytest.raises(TypeError, match=r"only str. Got float \(nan\) at position 4"):
+        HypothesisGenerator().fit(acts, y, texts=with_nan)
+    with pytest.raises(TypeError, match=r"only str. Got NoneType \(None\)"):
+        HypothesisGenerator().fit(acts, y, texts=[None] + list(texts[1:]))
+    with pytest.raises(ValueError, match="Unknown label type"):
+        HypothesisGenerator(task="binary").fit(acts, y + 0.5 * acts[:, 0], texts=texts)
+    with pytest.raises(NotFittedError):
+        HypothesisGenerator().predict(texts=texts)
+    with pytest.raises(NotFittedError):
+        HypothesisGenerator().score(None, y, texts=texts)
 
 
 @pytest.mark.parametrize(
@@ -234,7 +271,8 @@ def test_sklearn_api_checks(check):
 
 
 def test_task_tags():
-    assert is_classifier(HypothesisGenerator(task="classification"))
+    assert is_classifier(HypothesisGenerator(task="binary"))
+    assert is_classifier(HypothesisGenerator(task="multiclass"))
     assert not is_classifier(HypothesisGenerator())
     assert is_regressor(HypothesisGenerator(task="regression"))
 
@@ -256,13 +294,13 @@ def test_no_hypothesis_found_degrades_to_a_constant_model(task):
         "regression": rng.normal(size=40),
         "multiclass": np.arange(40) % 3,
     }[task]
-    with pytest.warns(UserWarning, match="found no hypothesis.*min_term_score") as rec:
+    with pytest.warns(UserWarning, match="found no hypothesis.*min_score") as rec:
         gen = HypothesisGenerator(random_state=0).fit(acts, y, texts=texts)
     # The warning points at this file, not at scikit-learn's fit wrapper.
     assert [w.filename for w in rec] == [__file__]
     table = gen.hypotheses_
     assert len(table) == 0
-    expected = ["latent", "feature", "association", "hypothesis", "fidelity"]
+    expected = ["column", "feature", "association", "hypothesis", "fidelity"]
     expected += ["precision", "recall", "terms"]
     if task == "multiclass":
         expected.insert(2, "class")
@@ -299,9 +337,9 @@ def test_near_duplicate_hypotheses_are_dropped():
     twin = np.column_stack([acts[:, :2], 0.5 * acts[:, 0]])
     with pytest.warns(UserWarning, match=r"dropped 1 hypothesis.*max_redundancy=0.8"):
         gen = HypothesisGenerator(random_state=0).fit(twin, y, texts=texts)
-    assert list(gen.hypotheses_["latent"]) == [0, 1]
+    assert list(gen.hypotheses_["column"]) == [0, 1]
     assert gen.transform(texts=texts).shape == (len(texts), 2)
     assert len(gen.evaluate(texts, y).table) == 2
     kept = HypothesisGenerator(max_redundancy=None, random_state=0)
     kept.fit(twin, y, texts=texts)
-    assert list(kept.hypotheses_["latent"]) == [0, 1, 2]
+    assert list(kept.hypotheses_["column"]) == [0, 1, 2]

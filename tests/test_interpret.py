@@ -8,7 +8,8 @@ from fake_openai import FakeOpenAIServer, concept_judge, last_user_message
 from scipy import sparse
 
 from sklearn_hypothesaes import interpret_latents
-from sklearn_hypothesaes.hypotheses._describe import _fidelity, parse_hypothesis
+from sklearn_hypothesaes.hypotheses import fidelity_scores
+from sklearn_hypothesaes.hypotheses._interpret import parse_hypothesis
 
 
 def make_corpus():
@@ -66,7 +67,8 @@ def test_fidelity_equals_hand_counts():
     annotations = np.array([1.0, 1.0, 0.0, 0.0, np.nan, 1.0])
     fires = np.array([True, False, True, False, True, True])
     acts = np.array([2.0, 0.0, 1.0, 0.0, 5.0, 3.0])
-    got = _fidelity(annotations, fires, acts)
+    got = fidelity_scores(annotations, acts)
+    assert np.array_equal(acts > 0, fires)
     # Kept: pred [1,1,0,0,1], true [1,0,1,0,1] -> TP 2, FP 1, FN 1.
     assert got["precision"] == pytest.approx(2 / 3)
     assert got["recall"] == pytest.approx(2 / 3)

@@ -9,7 +9,7 @@ from scipy import sparse
 from sklearn.feature_extraction.text import CountVectorizer
 
 from sklearn_hypothesaes.hypotheses._terms import (
-    PhraseAnnotator,
+    PhraseMatcher,
     contrastive_terms,
     format_hypothesis,
     match_terms,
@@ -135,7 +135,7 @@ def test_match_terms_word_boundaries_and_case():
     )
     assert got.dtype == np.float64
     # Scores from contrastive_terms are accepted as they come.
-    annotator = PhraseAnnotator([[("Best Film", 3.0)]])
+    annotator = PhraseMatcher([[("Best Film", 3.0)]])
     assert annotator.term_lists == [["best film"]]
 
 
@@ -202,4 +202,4 @@ def test_contractions_stay_whole_in_terms_and_matching():
         [["doesn't work"], ["won't"], [("doesn’t", 2.0)]],
     )
     np.testing.assert_array_equal(got, [[1, 0, 1], [0, 0, 0], [0, 1, 0], [0, 0, 0]])
-    assert PhraseAnnotator([["Doesn’t"]]).term_lists == [["doesn't"]]
+    assert PhraseMatcher([["Doesn’t"]]).term_lists == [["doesn't"]]

@@ -1,5 +1,40 @@
-"""Stages 3-5, latents -> hypotheses -> statistics: :class:`LatentSelector`;
-the describers (latent activations + texts -> one description per latent, with
-fidelity) and annotators (texts x concepts -> matrix), offline and LLM-backed;
-:class:`HypothesisGenerator`, which composes them; and the statistics of
-:func:`evaluate_hypotheses`."""
+"""Stages 3-5, latents -> hypotheses -> statistics.
+
+- :class:`LatentSelector` picks the latents that predict the target.
+- Describers turn latent activations + texts into one description per latent,
+  with fidelity (``describe(texts, activations, *, annotator,
+  random_state)``): :class:`TermDescriber` (offline) and
+  :class:`LLMDescriber`.
+- Annotators turn texts x concepts into a matrix (``annotate(texts,
+  concepts)``): :class:`PhraseAnnotator` (offline) and :class:`LLMAnnotator`.
+- :class:`HypothesisGenerator` composes a describer and an annotator into a
+  scikit-learn estimator; :func:`evaluate_hypotheses` holds the statistics.
+"""
+
+from ._annotate import annotate_texts
+from ._annotators import Annotations, LLMAnnotator, PhraseAnnotator
+from ._describers import Descriptions, LLMDescriber, TermDescriber
+from ._fidelity import fidelity_scores
+from ._generator import HypothesisGenerator
+from ._interpret import interpret_latents
+from ._selection import LatentSelector
+from ._stats import evaluate_hypotheses
+from ._terms import contrastive_terms, format_hypothesis, match_terms
+
+__all__ = [
+    "Annotations",
+    "Descriptions",
+    "HypothesisGenerator",
+    "LLMAnnotator",
+    "LLMDescriber",
+    "LatentSelector",
+    "PhraseAnnotator",
+    "TermDescriber",
+    "annotate_texts",
+    "contrastive_terms",
+    "evaluate_hypotheses",
+    "fidelity_scores",
+    "format_hypothesis",
+    "interpret_latents",
+    "match_terms",
+]

@@ -16,8 +16,9 @@ import warnings
 
 import numpy as np
 
-from ..llm import fill_prompt, load_prompt, parse_yes_no, strip_thinking
+from ..llm import Usage, fill_prompt, load_prompt, parse_yes_no, strip_thinking
 from ..utils._misc import warn_user
+from ..utils._validation import check_texts
 
 _FENCE = re.compile(r"```[a-zA-Z]*")
 _PAIR = re.compile(
@@ -84,14 +85,14 @@ def parse_multi_answer(text: str, n_concepts: int) -> list[float]:
     return [found[i] for i in range(1, n_concepts + 1)]
 
 
-def _shorten(text: str, max_chars: int | None) -> str:
+def shorten_text(text: str, max_chars: int | None) -> str:
     text = " ".join(str(text).split())  # newlines would break the prompt layout
     if max_chars is not None and len(text) > max_chars:
         return text[:max_chars].rstrip() + "..."
     return text
 
 
-def _annotate_groups(
+def annotate_groups(
     groups,
     *,
     client,
@@ -101,11 +102,12 @@ def _annotate_groups(
     max_text_chars=None,
     prompt_template=None,
     desc=None,
-) -> list[np.ndarray]:
+) -> tuple[list[np.ndarray], Usage]:
     """Annotate ``[(text, [concept, ...]), ...]``; one float array per group.
 
-    The shared engine of :func:`annotate_texts` and the fidelity scores of
-    :func:`interpret_latents`: all requests go to the client in one batch.
+    The shared engine of :func:`annotate_texts` and :class:`LLMAnnotator`: all
+    requests go to the client in one batch. Returns the arrays and the usage
+    of this batch.
     """
     single = mode == "single" or probabilities
     template = prompt_template or load_prompt(
@@ -114,7 +116,7 @@ def _annotate_groups(
     messages, parsers, slots = [], [], []
     results = [np.full(len(concepts), np.nan) for _, concepts in groups]
     for g, (text, concepts) in enumerate(groups):
-        text = _shorten(text, max_text_chars)
+        text = shorten_text(text, max_text_chars)
         if single:
             for c, concept in enumerate(concepts):
                 prompt = fill_prompt(
@@ -141,6 +143,7 @@ def _annotate_groups(
             answers = client.complete_parsed(messages, parse_yes_no, desc=desc)
         else:
             answers = client.complete_parsed(messages, parsers, desc=desc)
+    usage = answers.usage
     for (g, cols), answer in zip(slots, answers, strict=True):
         if answer is not None:
             results[g][cols] = answer
@@ -153,23 +156,7 @@ def _annotate_groups(
             f"to retry only those; answers already received are cached. {detail}",
             UserWarning,
         )
-    return results
-
-
-def _check_strings(values, param: str) -> list[str]:
-    if isinstance(values, str) or not hasattr(values, "__iter__"):
-        raise TypeError(
-            f"The {param!r} parameter of annotate_texts must be a list of "
-            f"strings. Got {type(values).__name__} instead."
-        )
-    values = list(values)
-    bad = [v for v in values if not isinstance(v, str)]
-    if bad:
-        raise TypeError(
-            f"The {param!r} parameter of annotate_texts must contain only strings. "
-            f"Got {type(bad[0]).__name__} ({bad[0]!r}) instead."
-        )
-    return values
+    return results, usage
 
 
 def annotate_texts(
@@ -230,8 +217,8 @@ def annotate_texts(
     ...                client=client)  # doctest: +SKIP
     array([[1., 0.]])
     """
-    texts = _check_strings(texts, "texts")
-    concepts = _check_strings(concepts, "concepts")
+    texts = check_texts(texts, caller="annotate_texts")
+    concepts = check_texts(concepts, caller="annotate_texts", param="concepts")
     if mode not in ("multi", "single"):
         raise ValueError(
             f"The 'mode' parameter of annotate_texts must be 'multi' or 'single'. "
@@ -257,7 +244,7 @@ def annotate_texts(
     out = np.full((len(texts), len(concepts)), np.nan)
     if not texts or not concepts:
         return out
-    rows = _annotate_groups(
+    rows, _ = annotate_groups(
         [(text, concepts) for text in texts],
         client=client,
         mode=mode,

@@ -1,22 +1,21 @@
 """HypothesisGenerator: selected latents -> hypotheses -> annotations -> a model.
 
-The last step of the HypotheSAEs pipeline. Each selected latent becomes one
-natural-language hypothesis (an LLM's description, or offline the words that
-distinguish the texts where it fires), texts are annotated with the
-hypotheses, and a linear model on those annotations predicts y, so that a
-cross-validated score measures the hypotheses themselves.
+The last step of the HypotheSAEs pipeline. It composes two strategies: a
+*describer* names each selected latent in words, with a fidelity score, and an
+*annotator* says which texts have each description. A linear model on the
+annotations then predicts y, so that a cross-validated score measures the
+hypotheses themselves, and :meth:`HypothesisGenerator.evaluate` tests them.
 """
 
 from __future__ import annotations
 
-import re
-import warnings
+import sys
 from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
-from scipy import sparse
-from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+import sklearn
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, clone
 from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LinearRegression, LogisticRegression
@@ -25,130 +24,141 @@ from sklearn.pipeline import make_pipeline
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils._tags import ClassifierTags, RegressorTags
-from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ..llm import USAGE_KEYS as _USAGE_KEYS
+from ..llm import Usage
 from ..utils._misc import warn_user
-from ._annotate import annotate_texts
-from ._describe import _fidelity, interpret_latents
+from ..utils._validation import TASKS, check_texts, resolve_task
+from ._annotators import Annotations
+from ._describers import TermDescriber
 from ._stats import evaluate_hypotheses
-from ._terms import PhraseAnnotator, contrastive_terms, format_hypothesis
 
-_TRAILING_INT = re.compile(r"(\d+)$")
-# Columns a hypothesis row gets from _offline or _interpret, so hypotheses_
-# has them all even when no latent gets a hypothesis.
-_ROW_COLUMNS = ["hypothesis", "fidelity", "precision", "recall", "terms"]
+_ROUTING_HINT = (
+    "In a Pipeline, turn on metadata routing with "
+    "sklearn.set_config(enable_metadata_routing=True) and pass texts=texts to "
+    "fit, predict, transform and score (GridSearchCV(...).fit(X, y, texts=texts), "
+    "cross_val_score(..., params={'texts': texts}))."
+)
+#: Columns of ``hypotheses_`` before the describer's own (multiclass adds
+#: ``class`` after ``feature``).
+_LEAD_COLUMNS = ["column", "feature"]
 
 
-# No set_output wrapping: it would make X a required argument of transform.
+def _can_predict_proba(self):
+    """predict_proba exists for classes only (the task learned, else asked)."""
+    return (getattr(self, "task_", None) or self.task) != "regression"
+
+
+def _called_by_pipeline_without_routing() -> bool:
+    """True when a scikit-learn Pipeline calls us with metadata routing off.
+
+    Then the texts can reach ``fit`` (as ``hypotheses__texts``) but never
+    ``predict``, ``transform`` or ``score``, and a search would score every
+    candidate NaN; we refuse instead. Looking at the callers' modules is the
+    only way to tell this call from a direct ``fit(X, y, texts=texts)``.
+    """
+    if sklearn.get_config().get("enable_metadata_routing", False):
+        return False
+    frame = sys._getframe(2)
+    while frame is not None:
+        if frame.f_globals.get("__name__") == "sklearn.pipeline":
+            return True
+        frame = frame.f_back
+    return False
+
+
+# No set_output wrapping by sklearn: it would make X a required argument of
+# transform. set_output is implemented below instead.
 class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
     """Turn selected latents into hypotheses, annotations and predictions.
 
     ``fit`` receives the selected latent activations as X (from
     :class:`LatentSelector`) and the raw texts through scikit-learn metadata
-    routing (``texts``). It describes each latent by a hypothesis:
+    routing (``texts``). It composes two strategies:
 
-    - with an ``interpreter`` (:class:`LLMClient`), by
-      :func:`interpret_latents`: the LLM names the concept shared by texts
-      where the latent fires, and each candidate's fidelity (F1 of the
-      annotator's labels against "the latent fires" on held-out texts) picks
-      the best;
-    - offline (``interpreter=None``), by :func:`contrastive_terms`: the words
-      and phrases that most distinguish the texts where the latent fires from
-      those where it is silent; a text has the hypothesis when it contains one
-      of them (phrase matching), and fidelity is that match's F1 against
-      "fires" on the fit texts.
+    - a **describer** gives each latent (column of X) a description in words
+      with its fidelity: :class:`TermDescriber` offline (the words that
+      distinguish texts where the latent fires) or :class:`LLMDescriber` (an
+      LLM names the concept);
+    - an **annotator** says which texts have each description:
+      :class:`PhraseAnnotator` offline or :class:`LLMAnnotator`. The default
+      is the describer's ``default_annotator()``.
 
     A linear model on the annotations of the fit texts then serves
     :meth:`predict`, :meth:`predict_proba` and :meth:`score`: logistic
     regression for classes, least squares for a continuous y, with missing
-    annotations imputed by the training mean. With an LLM this costs
-    annotating training texts, so at most ``max_fit_annotations`` of them
-    (a random sample) are annotated for it.
+    annotations imputed by the training mean. An expensive annotator (an LLM)
+    annotates at most ``max_fit_annotations`` training texts (a random
+    sample) for it.
 
-    A single estimator serves both tasks: the task is learned in ``fit``
-    (``task_``) and ``score`` is R^2 for regression, ROC AUC for binary
-    classification (the paper's measure) and accuracy for multiclass. Set
-    ``task`` explicitly for :func:`~sklearn.base.is_classifier` to know it
-    (and cross-validation to stratify). Multiclass y is handled one-vs-rest:
-    each hypothesis is attached to the class it is most associated with
-    (``class`` column) and :meth:`evaluate` returns one table per class.
+    ``score`` is R^2 for regression, ROC AUC for a binary y (the paper's
+    measure) and accuracy for multiclass. Multiclass y is handled
+    one-vs-rest: each hypothesis is attached to the class it is most
+    associated with (``class`` column) and :meth:`evaluate` returns one table
+    per class.
 
     Parameters
     ----------
-    interpreter : LLMClient or None, default=None
-        The LLM that names latents; None is the offline mode.
-    annotator : LLMClient or None, default=None
-        The LLM that annotates texts; None uses ``interpreter``.
-    n_candidates : int, default=1
-        Candidate descriptions per latent (LLM mode); the one with the best
-        fidelity is kept.
-    n_examples : int, default=10
-        Firing (and as many silent) examples per interpretation prompt.
-    sampling : {"bins", "top"}, default="bins"
-        How firing examples are chosen (see :func:`interpret_latents`).
-    instructions : str or None, default=None
-        Task-specific guidance for the interpreter prompt.
-    n_fidelity : int, default=40
-        Held-out texts per latent on which fidelity is scored (LLM mode).
-    annotation_mode : {"multi", "single"}, default="multi"
-        How the LLM annotates (see :func:`annotate_texts`).
-    probabilities : bool, default=False
-        LLM annotations as P(yes) rather than 0/1.
-    n_terms : int, default=6
-        Offline mode: most terms per hypothesis.
-    min_term_score : "auto" or float, default="auto"
-        Offline mode: smallest z-score of a term (``min_score`` of
-        :func:`contrastive_terms`; "auto" is a Bonferroni bound over the
-        vocabulary). Latents with no term this distinctive get no hypothesis;
-        on a few hundred texts a lower bound such as 2.0 finds more.
-    task : {"auto", "regression", "classification"}, default="auto"
-        ``"auto"`` reads y with :func:`~sklearn.utils.multiclass.type_of_target`.
+    describer : describer or None, default=None
+        An object with ``describe(texts, activations, *, annotator,
+        random_state)`` (see :class:`TermDescriber`); None is
+        ``TermDescriber()``.
+    annotator : annotator or None, default=None
+        An object with ``annotate(texts, concepts)`` (see
+        :class:`PhraseAnnotator`); None is the describer's
+        ``default_annotator()``.
+    task : {"auto", "binary", "multiclass", "regression"}, default="auto"
+        ``"auto"`` reads y (integers with more than 10 distinct values are a
+        regression). Set it for :func:`~sklearn.base.is_classifier` to know
+        the task before fit (and cross-validation to stratify).
     correction : {"bonferroni", "holm", "fdr_bh", "none"}, default="bonferroni"
         Multiple-testing correction of :meth:`evaluate`.
     alpha : float in (0, 1), default=0.05
         Significance level of :meth:`evaluate`.
     max_fit_annotations : int, default=2000
-        LLM mode: training texts annotated to fit the predictive model.
+        Training texts an expensive annotator annotates to fit the model.
     max_redundancy : float in (0, 1] or None, default=0.8
         A hypothesis whose annotations of the fit texts correlate above this
         with those of a hypothesis more associated with y is dropped, with a
         warning: two latents for one concept give near-duplicate hypotheses,
-        which add nothing and can make the joint regression unidentifiable.
-        None keeps every hypothesis.
+        which add nothing and make the joint regression unstable. None keeps
+        every hypothesis.
     random_state : int, RandomState instance or None, default=None
-        Controls example sampling and the sample of ``max_fit_annotations``.
+        Controls the describer's sampling and the sample of
+        ``max_fit_annotations``.
     verbose : int, default=0
         Print what each step does.
 
     Attributes
     ----------
     hypotheses_ : pandas.DataFrame
-        One row per hypothesis: ``latent`` (index in the sparse autoencoder,
-        read from feature names such as ``sparseautoencoder12``, else the
-        column position), ``feature`` (input column name), ``class``
-        (multiclass only), ``association`` (Pearson r with y, or with the
-        class indicator, on the fit data), ``hypothesis``, ``fidelity`` (F1),
-        ``precision``, ``recall`` and ``terms`` (offline mode, else None).
-        Latents that never fire or get no description are left out, with a
-        warning. The columns are always there: when no latent gets a
-        hypothesis the table has zero rows (and fit warns why).
+        One row per hypothesis: ``column`` (its column in X), ``feature``
+        (that column's name), ``class`` (multiclass only), ``association``
+        (Pearson r with y, or with the class indicator, on the fit data),
+        ``hypothesis``, ``fidelity`` (F1 of the annotator against "the latent
+        fires"), ``precision``, ``recall`` and ``terms`` (offline, else None).
+        Which sparse-autoencoder latent a column is, only the selector before
+        this step knows: :func:`pipeline_hypotheses` adds a ``latent`` column
+        for a fitted Pipeline. Latents that get no description are left out,
+        with a warning; with none the table has its columns and zero rows.
+    describer_ : describer
+        The fitted clone of ``describer`` (or the default).
+    annotator_ : annotator
+        The annotator used by :meth:`transform`.
     model_ : estimator
-        The model on annotations behind :meth:`predict`. With no hypothesis
-        it is a constant model, :class:`~sklearn.dummy.DummyClassifier`
-        (class priors) or :class:`~sklearn.dummy.DummyRegressor` (training
-        mean), so predict still answers and score is that of a constant
-        (ROC AUC 0.5 for a binary y).
+        The model on annotations behind :meth:`predict`. With no hypothesis,
+        :class:`~sklearn.dummy.DummyClassifier` (class priors) or
+        :class:`~sklearn.dummy.DummyRegressor` (training mean).
     task_ : str
-        ``"regression"``, ``"binary"`` or ``"multiclass"``.
+        ``"binary"``, ``"multiclass"`` or ``"regression"``.
     classes_ : ndarray
         Class labels (classification only).
     usage_ : dict
-        LLM usage of this estimator's calls, summed over interpreter and
-        annotator: ``calls``, ``cache_hits``, ``prompt_tokens``,
-        ``completion_tokens``, ``retries``, ``reasks``, ``failures``,
-        ``cost`` (None without prices). Zeros offline.
+        LLM usage of ``fit`` (describing and annotating the fit texts):
+        ``calls``, ``cache_hits``, ``prompt_tokens``, ``completion_tokens``,
+        ``retries``, ``reasks``, ``failures``, ``cost``. Zeros offline. The
+        usage of later annotation comes with :meth:`annotate`.
     n_features_in_ : int
         Number of selected latents seen during :meth:`fit`.
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -157,19 +167,22 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
     See Also
     --------
     LatentSelector : Selects the latents this describes.
+    TermDescriber, LLMDescriber : The describers.
+    PhraseAnnotator, LLMAnnotator : The annotators.
     evaluate_hypotheses : The statistics behind :meth:`evaluate`.
 
     Examples
     --------
     >>> import numpy as np
     >>> from sklearn_hypothesaes import HypothesisGenerator
-    >>> texts = [f"a brilliant film {i}" for i in range(20)] + [
-    ...     f"a dull plot {i}" for i in range(20)]
-    >>> y = np.array([1] * 20 + [0] * 20)
-    >>> X = np.array([[1.0, 0.0]] * 20 + [[0.0, 1.0]] * 20)
+    >>> texts = ([f"a brilliant film {i}" for i in range(20)]
+    ...          + [f"a dull plot {i}" for i in range(20)]
+    ...          + [f"a film about trains {i}" for i in range(20)])
+    >>> y = np.array([1] * 20 + [0] * 20 + [1, 0] * 10)
+    >>> X = np.array([[1.0, 0.0]] * 20 + [[0.0, 1.0]] * 20 + [[0.0, 0.0]] * 20)
     >>> gen = HypothesisGenerator(random_state=0).fit(X, y, texts=texts)
-    >>> gen.hypotheses_[["latent", "hypothesis", "fidelity"]]
-       latent                 hypothesis  fidelity
+    >>> gen.hypotheses_[["column", "hypothesis", "fidelity"]]
+       column                 hypothesis  fidelity
     0       0  mentions "brilliant film"       1.0
     1       1       mentions "dull plot"       1.0
     >>> gen.transform(texts=["A brilliant film!", "Dull plot."])
@@ -187,21 +200,9 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
     __metadata_request__score = {"texts": True}
 
     _parameter_constraints: dict = {
-        "interpreter": [HasMethods(["complete_parsed"]), None],
-        "annotator": [HasMethods(["complete_parsed"]), None],
-        "n_candidates": [Interval(Integral, 1, None, closed="left")],
-        "n_examples": [Interval(Integral, 1, None, closed="left")],
-        "sampling": [StrOptions({"bins", "top"})],
-        "instructions": [str, None],
-        "n_fidelity": [Interval(Integral, 0, None, closed="left")],
-        "annotation_mode": [StrOptions({"multi", "single"})],
-        "probabilities": ["boolean"],
-        "n_terms": [Interval(Integral, 1, None, closed="left")],
-        "min_term_score": [
-            StrOptions({"auto"}),
-            Interval(Real, None, None, closed="neither"),
-        ],
-        "task": [StrOptions({"auto", "regression", "classification"})],
+        "describer": [HasMethods(["describe"]), None],
+        "annotator": [HasMethods(["annotate"]), None],
+        "task": [StrOptions({"auto", *TASKS})],
         "correction": [StrOptions({"bonferroni", "holm", "fdr_bh", "none"})],
         "alpha": [Interval(Real, 0, 1, closed="neither")],
         "max_fit_annotations": [Interval(Integral, 1, None, closed="left")],
@@ -212,18 +213,9 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
 
     def __init__(
         self,
-        interpreter=None,
+        describer=None,
         annotator=None,
         *,
-        n_candidates=1,
-        n_examples=10,
-        sampling="bins",
-        instructions=None,
-        n_fidelity=40,
-        annotation_mode="multi",
-        probabilities=False,
-        n_terms=6,
-        min_term_score="auto",
         task="auto",
         correction="bonferroni",
         alpha=0.05,
@@ -232,17 +224,8 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
         random_state=None,
         verbose=0,
     ):
-        self.interpreter = interpreter
+        self.describer = describer
         self.annotator = annotator
-        self.n_candidates = n_candidates
-        self.n_examples = n_examples
-        self.sampling = sampling
-        self.instructions = instructions
-        self.n_fidelity = n_fidelity
-        self.annotation_mode = annotation_mode
-        self.probabilities = probabilities
-        self.n_terms = n_terms
-        self.min_term_score = min_term_score
         self.task = task
         self.correction = correction
         self.alpha = alpha
@@ -263,7 +246,7 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
             or, without a sparse autoencoder, any features whose positive
             values mark a text).
         y : array-like of shape (n_texts,)
-            Target: continuous values or class labels.
+            Target: class labels or continuous values.
         texts : sequence of str of length n_texts
             The texts X was computed from (routed metadata in a Pipeline).
 
@@ -272,155 +255,105 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
         self : HypothesisGenerator
             The fitted generator.
         """
+        if _called_by_pipeline_without_routing():
+            raise RuntimeError(
+                "HypothesisGenerator is being fit inside a Pipeline with "
+                "scikit-learn's metadata routing off: the texts can reach fit, "
+                "but never predict, transform or score, so every cross-validated "
+                "score would be NaN. " + _ROUTING_HINT
+            )
         X, y = validate_data(
-            self,
-            X,
-            y,
-            accept_sparse=("csr", "csc"),
-            dtype=(np.float64, np.float32),
+            self, X, y, accept_sparse=("csr", "csc"), dtype=(np.float64, np.float32)
         )
-        texts = self._check_texts(texts, X.shape[0], "fit")
+        texts = check_texts(
+            texts,
+            caller="HypothesisGenerator.fit",
+            n_rows=X.shape[0],
+            hint=_ROUTING_HINT,
+        )
         targets = self._encode_target(y)
-        acts = sparse.csc_matrix(X) if sparse.issparse(X) else np.asarray(X)
-        dense = acts.toarray() if sparse.issparse(acts) else acts
+        describer = (
+            clone(self.describer) if self.describer is not None else TermDescriber()
+        )
+        if self.annotator is not None:
+            annotator = clone(self.annotator)
+        elif hasattr(describer, "default_annotator"):
+            annotator = describer.default_annotator()
+        else:
+            raise ValueError(
+                f"The 'annotator' parameter of HypothesisGenerator is required with "
+                f"a describer that has no default_annotator(); got annotator=None "
+                f"with describer={type(describer).__name__}. Pass an annotator "
+                "such as PhraseAnnotator() or LLMAnnotator(client)."
+            )
+        self.describer_, self.annotator_ = describer, annotator
+        rng = check_random_state(self.random_state)
+        seed = int(rng.randint(np.iinfo(np.int32).max))
+
+        found = describer.describe(texts, X, annotator=annotator, random_state=seed)
+        table = found.table.rename(columns={"description": "hypothesis"})
+        keep = table["column"].to_numpy(dtype=int)
+        self._warn_missing(found.missing, X.shape[1], len(keep))
         names = getattr(self, "feature_names_in_", None)
         if names is None:
             names = np.array([f"x{j}" for j in range(X.shape[1])], dtype=object)
-        latents = _latent_ids(names)
-        assoc = _pearson(dense, targets)  # (n_targets, n_features)
-        rng = check_random_state(self.random_state)
-        seed = int(rng.randint(np.iinfo(np.int32).max))
-        clients = self._clients()
-        before = [c.usage() for c in clients]
-
-        if self.interpreter is None:
-            rows, keep = self._offline(texts, acts, dense)
-        else:
-            rows, keep = self._interpret(texts, acts, seed)
-        self._warn_dropped(latents, keep, dense)
-        table = pd.DataFrame(rows, columns=_ROW_COLUMNS).astype(
-            {"hypothesis": object, "fidelity": float, "precision": float}
-            | {"recall": float, "terms": object}
-        )
-        table.insert(0, "latent", np.array([latents[j] for j in keep], dtype=int))
         table.insert(1, "feature", [str(names[j]) for j in keep])
-        best = np.abs(np.nan_to_num(assoc[:, keep])).argmax(axis=0)
+        dense = X[:, keep].toarray() if hasattr(X, "toarray") else X[:, keep]
+        assoc = _pearson(np.asarray(dense, dtype=float), targets)
+        best = np.abs(np.nan_to_num(assoc)).argmax(axis=0)
+        at = 2
         if self.task_ == "multiclass":
-            table.insert(2, "class", self.classes_[best])
-        table.insert(
-            2 + (self.task_ == "multiclass"),
-            "association",
-            assoc[best, keep] if keep else np.zeros(0),
-        )
+            table.insert(at, "class", self.classes_[best])
+            at += 1
+        table.insert(at, "association", assoc[best, np.arange(len(keep))])
         self.hypotheses_ = table.reset_index(drop=True)
-        self._columns = list(keep)
 
-        self._fit_model(texts, y, rng)
-        self.usage_ = _usage_delta(clients, before)
+        self.usage_ = (found.usage + self._fit_model(texts, y, rng)).as_dict()
         return self
 
-    def _warn_dropped(self, latents, keep, dense):
-        dropped = [j for j in range(len(latents)) if j not in keep]
-        if not dropped:
+    def _warn_missing(self, missing, n_columns, n_found):
+        if not missing:
             return
-        silent = sum(not (dense[:, j] > 0).any() for j in dropped)
-        reasons = [f"{silent} never fire on the fit texts"] if silent else []
-        if len(dropped) > silent and self.interpreter is not None:
-            reasons.append(
-                f"the LLM gave no usable description of {len(dropped) - silent}"
-            )
-            advice = "check usage_['failures'] and the selected latents"
-        elif len(dropped) > silent:
-            reasons.append(
-                f"{len(dropped) - silent} have no word or phrase whose z-score "
-                f"reaches min_term_score={self.min_term_score!r}"
-            )
-        if self.interpreter is None:
-            advice = (
-                "a lower min_term_score (e.g. 2.0), more texts, or more selected "
-                "latents may find some"
-            )
-        elif not silent < len(dropped):
-            advice = "select latents that fire on the fit texts"
-        why = " and ".join(reasons)
-        ids = [int(latents[j]) for j in dropped]
-        if not keep:
+        reasons = {}
+        for column, reason in missing.items():
+            reasons.setdefault(reason, []).append(int(column))
+        why = "; ".join(
+            f"{len(cols)} {reason}: columns {cols[:10]}"
+            + (" ..." if len(cols) > 10 else "")
+            for reason, cols in reasons.items()
+        )
+        if n_found == 0:
             warn_user(
-                f"HypothesisGenerator found no hypothesis: none of the "
-                f"{len(dropped)} latent(s) got one ({why}). hypotheses_ is empty, "
-                "transform returns no columns and predict uses a constant model "
-                f"(the training prior or mean); {advice}."
+                f"HypothesisGenerator found no hypothesis: none of the {n_columns} "
+                f"latent(s) got one ({why}). hypotheses_ is empty, transform returns "
+                "no columns and predict uses a constant model (the training prior "
+                "or mean). With TermDescriber, a lower min_score (e.g. 2.0), more "
+                "texts or more selected latents may find some."
             )
         else:
             warn_user(
-                f"HypothesisGenerator: {len(dropped)} latent(s) got no hypothesis "
-                f"({why}) and are left out: {ids[:10]}"
-                + (" ..." if len(ids) > 10 else "")
+                f"HypothesisGenerator: {len(missing)} latent(s) got no hypothesis "
+                f"and are left out ({why})."
             )
 
-    def _offline(self, texts, acts, dense):
-        terms = contrastive_terms(
-            texts, acts, n_terms=self.n_terms, min_score=self.min_term_score
-        )
-        keep = [j for j, t in enumerate(terms) if t]
-        term_lists = [[w for w, _ in terms[j]] for j in keep]
-        matched = PhraseAnnotator(term_lists).annotate(texts)
-        rows = []
-        for col, j in enumerate(keep):
-            fires = dense[:, j] > 0
-            score = _fidelity(matched[:, col], fires, dense[:, j])
-            rows.append(
-                {
-                    "hypothesis": format_hypothesis(term_lists[col]),
-                    "fidelity": score["f1"],
-                    "precision": score["precision"],
-                    "recall": score["recall"],
-                    "terms": term_lists[col],
-                }
-            )
-        return rows, keep
-
-    def _interpret(self, texts, acts, seed):
-        with warnings.catch_warnings():
-            # Dead latents are reported once, by fit.
-            warnings.filterwarnings("ignore", "interpret_latents: ")
-            frame = interpret_latents(
-                texts,
-                acts,
-                client=self.interpreter,
-                annotator=self.annotator,
-                n_candidates=self.n_candidates,
-                n_examples=self.n_examples,
-                sampling=self.sampling,
-                instructions=self.instructions,
-                n_fidelity=self.n_fidelity,
-                random_state=seed,
-                annotation_mode=self.annotation_mode,
-            )
-        best = frame[frame["best"]].sort_values("latent", kind="stable")
-        rows = [
-            {
-                "hypothesis": r.hypothesis,
-                "fidelity": r.f1,
-                "precision": r.precision,
-                "recall": r.recall,
-                "terms": None,
-            }
-            for r in best.itertuples()
-        ]
-        return rows, [int(j) for j in best["latent"]]
-
-    def _fit_model(self, texts, y, rng):
+    def _fit_model(self, texts, y, rng) -> Usage:
         n = len(texts)
         rows = np.arange(n)
-        if self.interpreter is not None and n > self.max_fit_annotations:
+        if (
+            getattr(self.annotator_, "expensive", False)
+            and n > self.max_fit_annotations
+        ):
             rows = np.sort(rng.choice(n, self.max_fit_annotations, replace=False))
         classify = self.task_ != "regression"
+        usage = Usage()
         if len(self.hypotheses_) == 0:
             model = DummyClassifier() if classify else DummyRegressor()
             A = np.zeros((len(rows), 0))
         else:
-            A = self._annotate([texts[i] for i in rows], "Annotating fit texts")
+            found = self._annotate_with(
+                self.annotator_, [texts[i] for i in rows], "Annotating fit texts"
+            )
+            A, usage = np.asarray(found.values, dtype=float), found.usage
             keep = self._drop_redundant(A)
             A = A[:, keep]
             final = LogisticRegression() if classify else LinearRegression()
@@ -429,6 +362,7 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
                 SimpleImputer(strategy="mean", keep_empty_features=True), final
             )
         self.model_ = model.fit(A, np.asarray(y)[rows])
+        return usage
 
     def _drop_redundant(self, A):
         """Keep hypotheses whose fit-text annotations are not near-copies of a
@@ -436,8 +370,8 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
         n_hyp = A.shape[1]
         if self.max_redundancy is None or n_hyp < 2:
             return np.arange(n_hyp)
-        filled = np.where(np.isnan(A), np.nanmean(A, axis=0), A)
         with np.errstate(invalid="ignore", divide="ignore"):
+            filled = np.where(np.isnan(A), np.nanmean(A, axis=0), A)
             corr = np.nan_to_num(np.corrcoef(filled, rowvar=False))
         strength = np.abs(self.hypotheses_["association"].to_numpy(dtype=float))
         kept, pairs = [], []
@@ -452,54 +386,73 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
         if not pairs:
             return np.arange(n_hyp)
         names = self.hypotheses_["hypothesis"].to_numpy()
-        listed = "; ".join(f"{names[j]!r} ~ {names[i]!r}" for j, i in pairs[:5])
+        columns = self.hypotheses_["column"].to_numpy()
+
+        def pair(j, i):
+            if names[j] == names[i]:
+                return (
+                    f"column {columns[j]} has the same description as column "
+                    f"{columns[i]}, {names[i]!r}"
+                )
+            return (
+                f"{names[j]!r} (column {columns[j]}) ~ {names[i]!r} "
+                f"(column {columns[i]}), r={corr[i, j]:.2f}"
+            )
+
+        listed = "; ".join(pair(j, i) for j, i in pairs[:5])
         warn_user(
-            f"HypothesisGenerator dropped {len(pairs)} hypothesis(es) that annotate "
-            f"the fit texts almost like a hypothesis more associated with y "
-            f"(correlation above max_redundancy={self.max_redundancy}): {listed}"
+            f"HypothesisGenerator dropped {len(pairs)} hypothesis(es) that mark "
+            "almost the same fit texts as a hypothesis more associated with y "
+            f"(correlation of annotations above max_redundancy="
+            f"{self.max_redundancy}): {listed}"
             + (" ..." if len(pairs) > 5 else "")
-            + ". Near-duplicates add nothing and destabilise the joint regression; "
-            "set max_redundancy=None to keep them."
+            + ". Two descriptions of one concept add nothing and make the joint "
+            "regression unstable; set max_redundancy=None to keep them."
         )
         kept = np.sort(kept)
         self.hypotheses_ = self.hypotheses_.iloc[kept].reset_index(drop=True)
-        self._columns = [self._columns[j] for j in kept]
-        self.__dict__.pop("_phrases", None)
         return kept
 
     def _encode_target(self, y):
+        self.task_ = resolve_task(y, self.task, caller="HypothesisGenerator")
         y = np.asarray(y)
-        task = self.task
-        if task == "auto":
-            kind = type_of_target(y, input_name="y")
-            if kind not in ("continuous", "binary", "multiclass"):
-                raise ValueError(
-                    "HypothesisGenerator needs a continuous, binary or multiclass "
-                    f"y; got a {kind!r} target."
-                )
-            task = "regression" if kind == "continuous" else "classification"
-        if task == "regression":
-            try:
-                y = y.astype(np.float64)
-            except (TypeError, ValueError) as exc:
-                raise ValueError(
-                    "HypothesisGenerator with task='regression' needs a numeric y; "
-                    f"got dtype {y.dtype}."
-                ) from exc
-            self.task_ = "regression"
-            return y[None, :]
+        if self.task_ == "regression":
+            return y.astype(np.float64)[None, :]
         self.classes_ = np.unique(y)
-        if len(self.classes_) < 2:
-            raise ValueError(
-                "HypothesisGenerator needs at least 2 classes in y; got "
-                f"{len(self.classes_)}."
-            )
-        self.task_ = "binary" if len(self.classes_) == 2 else "multiclass"
         if self.task_ == "binary":
             return (y == self.classes_[1]).astype(np.float64)[None, :]
         return np.stack([(y == c).astype(np.float64) for c in self.classes_])
 
     # --------------------------------------------------------------- inference
+    def annotate(self, texts, X=None) -> Annotations:
+        """Annotate texts with each hypothesis, with the usage of this call.
+
+        Parameters
+        ----------
+        texts : sequence of str
+            The texts to annotate.
+        X : {array-like, sparse matrix} or None, default=None
+            Ignored apart from checking its shape.
+
+        Returns
+        -------
+        annotations : Annotations
+            ``values`` of shape (n_texts, n_hypotheses): 1/0 (or P(yes)); NaN
+            where an LLM gave no usable answer. ``usage``: this call's LLM
+            usage.
+        """
+        check_is_fitted(self)
+        texts = self._check_inputs(X, texts, "annotate")
+        return self._annotate_with(self.annotator_, texts, "Annotating")
+
+    def _annotate_with(self, annotator, texts, desc) -> Annotations:
+        concepts = list(self.hypotheses_["hypothesis"])
+        if not concepts or not texts:
+            return Annotations(np.zeros((len(texts), len(concepts))))
+        if hasattr(annotator, "annotate_groups"):
+            return annotator.annotate(texts, concepts, desc=desc)
+        return annotator.annotate(texts, concepts)
+
     def transform(self, X=None, texts=None):
         """Annotate texts with each hypothesis.
 
@@ -513,20 +466,48 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
 
         Returns
         -------
-        annotations : ndarray of shape (n_texts, n_hypotheses)
-            1/0 (or P(yes) with ``probabilities=True``); NaN where an LLM gave
-            no usable answer. Shape (n_texts, 0) when there is no hypothesis.
+        annotations : ndarray or DataFrame of shape (n_texts, n_hypotheses)
+            1/0 (or P(yes)); NaN where an LLM gave no usable answer. A
+            DataFrame named by the hypotheses after
+            ``set_output(transform="pandas")``.
         """
         check_is_fitted(self)
         texts = self._check_inputs(X, texts, "transform")
-        before = [c.usage() for c in self._clients()]
-        out = self._annotate(texts, "Annotating")
-        self._add_usage(_usage_delta(self._clients(), before))
-        return out
+        values = np.asarray(
+            self._annotate_with(self.annotator_, texts, "Annotating").values,
+            dtype=float,
+        )
+        return self._wrap(values, X)
 
     def fit_transform(self, X, y, texts=None):
         """Fit, then annotate the fit texts (see :meth:`fit`, :meth:`transform`)."""
         return self.fit(X, y, texts=texts).transform(X, texts=texts)
+
+    def set_output(self, *, transform=None):
+        """Set the container of :meth:`transform`: "default", "pandas" or None.
+
+        Returns
+        -------
+        self : HypothesisGenerator
+        """
+        if transform not in (None, "default", "pandas"):
+            raise ValueError(
+                "The 'transform' parameter of HypothesisGenerator.set_output must "
+                f"be 'default', 'pandas' or None. Got {transform!r} instead."
+            )
+        if transform is not None:
+            self._output_transform = transform
+        return self
+
+    def _wrap(self, values, X):
+        container = (
+            getattr(self, "_output_transform", None)
+            or sklearn.get_config()["transform_output"]
+        )
+        if container != "pandas":
+            return values
+        index = X.index if isinstance(X, pd.DataFrame) else None
+        return pd.DataFrame(values, columns=self.get_feature_names_out(), index=index)
 
     def predict(self, X=None, texts=None):
         """Predict y from the texts' annotations with ``model_``.
@@ -544,22 +525,31 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
             With no hypothesis, the constant prediction of ``model_`` (the
             most frequent class or the training mean).
         """
-        return self.model_.predict(self.transform(X, texts=texts))
+        check_is_fitted(self)
+        return self.model_.predict(self._annotations(X, texts, "predict"))
 
+    @available_if(_can_predict_proba)
     def predict_proba(self, X=None, texts=None):
         """Class probabilities from the texts' annotations (classification).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} or None
+            Ignored apart from its shape.
+        texts : sequence of str
+            The texts.
 
         Returns
         -------
         proba : ndarray of shape (n_texts, n_classes)
         """
         check_is_fitted(self)
-        if self.task_ == "regression":
-            raise AttributeError(
-                "predict_proba is only available when HypothesisGenerator was fit "
-                "on classes; it was fit on a continuous y."
-            )
-        return self.model_.predict_proba(self.transform(X, texts=texts))
+        return self.model_.predict_proba(self._annotations(X, texts, "predict_proba"))
+
+    def _annotations(self, X, texts, method):
+        texts = self._check_inputs(X, texts, method)
+        found = self._annotate_with(self.annotator_, texts, "Annotating")
+        return np.asarray(found.values, dtype=float)
 
     def score(self, X, y, sample_weight=None, texts=None):
         """Held-out predictiveness of the hypotheses.
@@ -583,7 +573,7 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
         score : float
         """
         check_is_fitted(self)
-        A = self.transform(X, texts=texts)
+        A = self._annotations(X, texts, "score")
         y = np.asarray(y)
         if self.task_ == "regression":
             return float(
@@ -621,7 +611,7 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
         """
         check_is_fitted(self)
         if annotations is None:
-            annotations = self.transform(X, texts=texts)
+            annotations = self._annotations(X, texts, "evaluate")
         annotations = np.asarray(annotations, dtype=np.float64)
         if annotations.ndim != 2 or annotations.shape[1] != len(self.hypotheses_):
             raise ValueError(
@@ -686,71 +676,15 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
         """
         check_is_fitted(self)
         names, seen = [], set()
-        for h, latent in zip(
-            self.hypotheses_["hypothesis"], self.hypotheses_["latent"], strict=True
+        for h, column in zip(
+            self.hypotheses_["hypothesis"], self.hypotheses_["column"], strict=True
         ):
-            name = str(h) if str(h) not in seen else f"{h} [latent {latent}]"
+            name = str(h) if str(h) not in seen else f"{h} [column {column}]"
             seen.add(name)
             names.append(name)
         return np.asarray(names, dtype=object)
 
     # ---------------------------------------------------------------- helpers
-    def _clients(self):
-        clients = []
-        for c in (self.interpreter, self.annotator):
-            if c is not None and all(c is not d for d in clients):
-                clients.append(c)
-        return clients
-
-    def _add_usage(self, delta):
-        for key, value in delta.items():
-            if key == "cost":
-                if value is not None:
-                    self.usage_["cost"] = (self.usage_["cost"] or 0.0) + value
-            else:
-                self.usage_[key] += value
-
-    def _annotate(self, texts, desc):
-        if len(self.hypotheses_) == 0:
-            return np.zeros((len(texts), 0))
-        if self.interpreter is None:
-            phrases = self.__dict__.get("_phrases")
-            if phrases is None:
-                phrases = self._phrases = PhraseAnnotator(
-                    list(self.hypotheses_["terms"])
-                )
-            return phrases.annotate(texts)
-        return annotate_texts(
-            texts,
-            list(self.hypotheses_["hypothesis"]),
-            client=self.annotator if self.annotator is not None else self.interpreter,
-            mode=self.annotation_mode,
-            probabilities=self.probabilities,
-            desc=desc,
-        )
-
-    def _check_texts(self, texts, n_rows, method):
-        if texts is None:
-            raise ValueError(
-                f"HypothesisGenerator.{method} needs the 'texts' parameter (the "
-                "raw texts, one per row of X); got None. In a Pipeline, pass "
-                "texts=... with sklearn.set_config(enable_metadata_routing=True)."
-            )
-        if isinstance(texts, str):
-            raise TypeError(
-                f"The 'texts' parameter of HypothesisGenerator.{method} must be a "
-                "sequence of str; got a single str."
-            )
-        texts = [
-            str(t) for t in (texts.tolist() if hasattr(texts, "tolist") else texts)
-        ]
-        if n_rows is not None and len(texts) != n_rows:
-            raise ValueError(
-                f"The 'texts' parameter of HypothesisGenerator.{method} must hold "
-                f"one text per row of X ({n_rows}); got {len(texts)}."
-            )
-        return texts
-
     def _check_inputs(self, X, texts, method):
         n_rows = None
         if X is not None:
@@ -758,32 +692,24 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
                 self, X, accept_sparse=("csr", "csc"), dtype=None, reset=False
             )
             n_rows = X.shape[0]
-        return self._check_texts(texts, n_rows, method)
-
-    def __getstate__(self):
-        state = dict(super().__getstate__())
-        state.pop("_phrases", None)
-        return state
+        return check_texts(
+            texts,
+            caller=f"HypothesisGenerator.{method}",
+            n_rows=n_rows,
+            hint=_ROUTING_HINT,
+        )
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         tags.target_tags.required = True
-        if self.task == "classification":
+        if self.task in ("binary", "multiclass"):
             tags.estimator_type = "classifier"
-            tags.classifier_tags = ClassifierTags()
+            tags.classifier_tags = ClassifierTags(multi_class=self.task == "multiclass")
         elif self.task == "regression":
             tags.estimator_type = "regressor"
             tags.regressor_tags = RegressorTags()
         return tags
-
-
-def _latent_ids(names):
-    """SAE latent index from names like ``sparseautoencoder12``, else position."""
-    found = [_TRAILING_INT.search(str(n)) for n in names]
-    if all(found) and all(str(n).startswith("sparseautoencoder") for n in names):
-        return np.array([int(m.group(1)) for m in found])
-    return np.arange(len(names))
 
 
 def _pearson(X, targets):
@@ -793,15 +719,3 @@ def _pearson(X, targets):
     with np.errstate(divide="ignore", invalid="ignore"):
         r = (Tc @ Xc) / np.outer(np.linalg.norm(Tc, axis=1), np.linalg.norm(Xc, axis=0))
     return np.where(np.isfinite(r), r, np.nan)
-
-
-def _usage_delta(clients, before):
-    delta = dict.fromkeys(_USAGE_KEYS, 0)
-    delta["cost"] = None
-    for client, old in zip(clients, before, strict=True):
-        new = client.usage()
-        for key in _USAGE_KEYS:
-            delta[key] += new.get(key, 0) - old.get(key, 0)
-        if new.get("cost") is not None:
-            delta["cost"] = (delta["cost"] or 0.0) + new["cost"] - (old["cost"] or 0.0)
-    return delta

@@ -16,6 +16,8 @@ from scipy import sparse
 from scipy.stats import norm
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
 
+from ..utils._validation import check_texts
+
 # Words of two or more letters, as CountVectorizer's default, and contractions
 # kept whole ("doesn't", "won't", "I'm"): the default drops one-letter tokens,
 # which would leave fragments such as "doesn" and "wouldn".
@@ -123,7 +125,7 @@ def contrastive_terms(
     ...  for latent in contrastive_terms(texts, fires, min_df=2, min_score=1.0)]
     [[('brilliant', 2.09)]]
     """
-    texts = _check_texts(texts, "contrastive_terms")
+    texts = check_texts(texts, caller="contrastive_terms")
     if isinstance(min_score, str) and min_score != "auto":
         raise ValueError(
             "The 'min_score' parameter of contrastive_terms must be 'auto' or a "
@@ -205,7 +207,7 @@ def format_hypothesis(terms) -> str:
     return "mentions " + ", ".join(quoted[:-1]) + " or " + quoted[-1]
 
 
-class PhraseAnnotator:
+class PhraseMatcher:
     """Annotate texts by whole-phrase matching, the offline stand-in for an LLM.
 
     A text has hypothesis j when it contains one of ``term_lists[j]`` as a
@@ -221,7 +223,7 @@ class PhraseAnnotator:
 
     Examples
     --------
-    >>> annotator = PhraseAnnotator([["brilliant", "best film"], ["dull"]])
+    >>> annotator = PhraseMatcher([["brilliant", "best film"], ["dull"]])
     >>> annotator.annotate(["The best film.", "Dull, dull.", "best films"])
     array([[1., 0.],
            [0., 1.],
@@ -260,7 +262,7 @@ class PhraseAnnotator:
 
     def annotate(self, texts) -> np.ndarray:
         """0/1 matrix of shape (n_texts, n_hypotheses), as float like an LLM's."""
-        texts = _check_texts(texts, "PhraseAnnotator.annotate")
+        texts = check_texts(texts, caller="PhraseMatcher.annotate")
         if self._vectorizer is None:
             return np.zeros((len(texts), len(self.term_lists)))
         hits = self._vectorizer.transform(texts) @ self._membership
@@ -268,7 +270,7 @@ class PhraseAnnotator:
 
 
 def match_terms(texts, term_lists) -> np.ndarray:
-    """Annotate texts with term lists; see :class:`PhraseAnnotator`.
+    """Annotate texts with term lists; see :class:`PhraseMatcher`.
 
     Examples
     --------
@@ -276,24 +278,12 @@ def match_terms(texts, term_lists) -> np.ndarray:
     array([[1., 1.],
            [0., 1.]])
     """
-    return PhraseAnnotator(term_lists).annotate(texts)
+    return PhraseMatcher(term_lists).annotate(texts)
 
 
 def _normalize(text):
     """Lowercase with one apostrophe; the preprocessor of both vectorizers."""
     return text.lower().translate(_APOSTROPHES)
-
-
-def _check_texts(texts, where):
-    if isinstance(texts, str):
-        raise TypeError(f"{where} needs a sequence of texts; got a single str.")
-    texts = list(texts)
-    bad = [t for t in texts if not isinstance(t, str)]
-    if bad:
-        raise TypeError(
-            f"{where} needs texts as str; got {type(bad[0]).__name__} ({bad[0]!r})."
-        )
-    return texts
 
 
 def _check_activations(activations, n_texts):

@@ -146,6 +146,13 @@ def resolve_task(y, task="auto", *, caller, param="y"):
                 "'multiclass' for categories."
             )
         return "regression"
+    if task in ("binary", "multiclass") and numeric and y.dtype.kind == "f":
+        if not np.all(np.mod(distinct, 1) == 0):
+            raise ValueError(
+                f"Unknown label type: {caller} with task={task!r} got a continuous "
+                f"{param} (non-integer numbers). Use task='regression', or pass "
+                "class labels."
+            )
     if n_values < 2:
         raise ValueError(
             f"{caller} needs at least 2 distinct values of {param}; got "

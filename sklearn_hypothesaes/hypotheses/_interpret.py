@@ -16,9 +16,12 @@ import pandas as pd
 from scipy import sparse
 from sklearn.utils import check_random_state
 
-from ..llm import fill_prompt, load_prompt, strip_thinking
+from ..llm import Usage, fill_prompt, load_prompt, strip_thinking
 from ..utils._misc import warn_user
-from ._annotate import _annotate_groups, _shorten
+from ..utils._validation import check_texts
+from ._annotate import shorten_text
+from ._annotators import LLMAnnotator
+from ._fidelity import FIDELITY_KEYS, fidelity_scores
 
 _COLUMNS = [
     "latent",
@@ -57,29 +60,6 @@ def _column(activations, j: int) -> np.ndarray:
     return np.asarray(activations[:, j], dtype=float)
 
 
-def _fidelity(annotations, fires, acts) -> dict:
-    """Precision/recall/F1 of annotations vs firing; NaN answers are dropped."""
-    keep = ~np.isnan(annotations)
-    pred, true, acts = annotations[keep] > 0.5, fires[keep], acts[keep]
-    if not keep.any():
-        return dict.fromkeys(("precision", "recall", "f1", "correlation"), np.nan)
-    tp = float(np.sum(pred & true))
-    precision = tp / pred.sum() if pred.sum() else 0.0
-    recall = tp / true.sum() if true.sum() else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    # Undefined when either side is constant; 0.0, like the reference package.
-    if pred.min() == pred.max() or acts.min() == acts.max():
-        correlation = 0.0
-    else:
-        correlation = float(np.corrcoef(pred.astype(float), acts)[0, 1])
-    return {
-        "precision": precision,
-        "recall": recall,
-        "f1": f1,
-        "correlation": correlation,
-    }
-
-
 def _sample_prompts(acts, n_candidates, n_examples, n_fidelity, sampling, rng):
     """Held-out fidelity indices, and per candidate (positives, negatives)."""
     fire = np.flatnonzero(acts > 0)
@@ -113,7 +93,7 @@ def _sample_prompts(acts, n_candidates, n_examples, n_fidelity, sampling, rng):
 
 def _numbered(texts, indices, max_chars) -> str:
     return "\n".join(
-        f"{i}. {_shorten(texts[j], max_chars)}" for i, j in enumerate(indices, 1)
+        f"{i}. {shorten_text(texts[j], max_chars)}" for i, j in enumerate(indices, 1)
     )
 
 
@@ -146,8 +126,10 @@ def interpret_latents(
         Latents to interpret; None means all.
     client : LLMClient
         The interpreter model.
-    annotator : LLMClient, default=None
-        The model that labels held-out texts for fidelity; None uses ``client``.
+    annotator : LLMClient, annotator or None, default=None
+        What labels held-out texts for fidelity: an annotator object (with
+        ``annotate(texts, concepts)``, such as :class:`LLMAnnotator`), or an
+        LLMClient (asked in ``annotation_mode``); None uses ``client``.
     n_candidates : int, default=1
         Descriptions per latent, each from different examples.
     n_examples : int, default=10
@@ -168,7 +150,7 @@ def interpret_latents(
     max_text_chars : int or None, default=500
         Examples are cut to this many characters in prompts and annotation.
     annotation_mode : {"multi", "single"}, default="multi"
-        How candidates are annotated (see :func:`annotate_texts`).
+        How an LLMClient ``annotator`` asks (see :func:`annotate_texts`).
 
     Returns
     -------
@@ -180,6 +162,7 @@ def interpret_latents(
 
     See Also
     --------
+    LLMDescriber : The describer built on this function, with usage per call.
     annotate_texts : The annotation used for fidelity.
 
     Examples
@@ -193,7 +176,50 @@ def interpret_latents(
        latent  candidate     hypothesis  precision  recall  f1  correlation  best
     0       0          0  mentions dogs        NaN     NaN NaN          NaN  True
     """
-    texts = [str(t) for t in texts]
+    if annotator is None or not hasattr(annotator, "annotate"):
+        annotator = LLMAnnotator(
+            annotator if annotator is not None else client,
+            mode=annotation_mode,
+            max_text_chars=max_text_chars,
+        )
+    frame, _ = describe_latents_with_llm(
+        texts,
+        activations,
+        latent_indices,
+        client=client,
+        annotator=annotator,
+        n_candidates=n_candidates,
+        n_examples=n_examples,
+        sampling=sampling,
+        instructions=instructions,
+        n_fidelity=n_fidelity,
+        prompt_template=prompt_template,
+        random_state=random_state,
+        max_text_chars=max_text_chars,
+    )
+    return frame
+
+
+def describe_latents_with_llm(
+    texts,
+    activations,
+    latent_indices=None,
+    *,
+    client,
+    annotator,
+    n_candidates=1,
+    n_examples=10,
+    sampling="bins",
+    instructions=None,
+    n_fidelity=40,
+    prompt_template=None,
+    random_state=None,
+    max_text_chars=500,
+    warn_dead=True,
+):
+    """The engine of :func:`interpret_latents`: returns ``(frame, usage)``,
+    the usage summed over the interpreter's and the annotator's calls."""
+    texts = check_texts(texts, caller="interpret_latents")
     if not sparse.issparse(activations):
         activations = np.asarray(activations, dtype=float)
     if activations.ndim != 2 or activations.shape[0] != len(texts):
@@ -254,7 +280,7 @@ def interpret_latents(
                 )
             )
             owners.append((j, c))
-    if dead:
+    if dead and warn_dead:
         warn_user(
             f"interpret_latents: {len(dead)} latent(s) never fire and get no "
             f"hypothesis: {dead[:10]}",
@@ -265,6 +291,7 @@ def interpret_latents(
     )
     hypotheses = dict(zip(owners, answers, strict=True))
 
+    usage = answers.usage
     scores = {}
     if n_fidelity > 0:
         groups, keys = [], []
@@ -276,25 +303,19 @@ def interpret_latents(
             for i in held:
                 groups.append((texts[i], [cands[c] for c in named]))
             keys.append((j, named, held, acts))
-        annotated = _annotate_groups(
-            groups,
-            client=annotator if annotator is not None else client,
-            mode=annotation_mode,
-            max_text_chars=max_text_chars,
-            desc="Scoring fidelity",
-        )
+        annotated, used = _annotate_groups(annotator, groups)
+        usage = usage + used
         offset = 0
         for j, named, held, acts in keys:
             block = np.vstack(annotated[offset : offset + len(held)])
             offset += len(held)
-            fires = acts[held] > 0
             for col, c in enumerate(named):
-                scores[(j, c)] = _fidelity(block[:, col], fires, acts[held])
+                scores[(j, c)] = fidelity_scores(block[:, col], acts[held])
 
     rows = []
     for j in latents:
         for c in range(n_candidates):
-            score = scores.get((j, c), dict.fromkeys(_COLUMNS[3:7], np.nan))
+            score = scores.get((j, c), dict.fromkeys(FIDELITY_KEYS, np.nan))
             rows.append(
                 {
                     "latent": j,
@@ -317,4 +338,17 @@ def interpret_latents(
         )
         frame.loc[ranked.groupby("latent", sort=False).head(1).index, "best"] = True
         frame.loc[frame["hypothesis"].isna(), "best"] = False
-    return frame
+    return frame, usage
+
+
+def _annotate_groups(annotator, groups):
+    """Each held-out text asked about its own latent's candidates: in one batch
+    when the annotator can (LLMAnnotator.annotate_groups), else per group."""
+    if hasattr(annotator, "annotate_groups"):
+        return annotator.annotate_groups(groups, desc="Scoring fidelity")
+    rows, usage = [], Usage()
+    for text, concepts in groups:
+        out = annotator.annotate([text], concepts)
+        rows.append(np.asarray(out.values, dtype=float)[0])
+        usage = usage + out.usage
+    return rows, usage

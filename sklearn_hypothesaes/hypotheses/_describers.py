@@ -1,0 +1,338 @@
+"""Describers: latent activations + texts -> one description per latent.
+
+The protocol is one method, ``describe(texts, activations, *, annotator,
+random_state=None) -> Descriptions``: each column of ``activations`` gets a
+description in words (or a reason why not), with its fidelity measured by the
+``annotator`` that will later annotate texts with it. A describer may also
+offer ``default_annotator()``, the annotator its descriptions are written for.
+Two implementations ship: :class:`TermDescriber` (offline contrastive terms)
+and :class:`LLMDescriber` (an LLM names the concept).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from numbers import Integral, Real
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+
+from ..llm import Usage
+from ..utils._validation import check_texts
+from ._annotators import LLMAnnotator, PhraseAnnotator, _Config
+from ._fidelity import fidelity_scores
+from ._interpret import describe_latents_with_llm
+from ._terms import contrastive_terms, format_hypothesis
+
+#: Columns every describer's table has, in this order (extra ones follow).
+DESCRIPTION_COLUMNS = ["column", "description", "fidelity", "precision", "recall"]
+
+
+@dataclasses.dataclass
+class Descriptions:
+    """What a describer returns.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        One row per described column of the activations, in column order:
+        ``column`` (index into the activations), ``description``,
+        ``fidelity`` (F1 of the annotator's labels against "the latent
+        fires"), ``precision``, ``recall``, then describer-specific columns
+        (``terms`` for :class:`TermDescriber`).
+    missing : dict
+        ``{column: reason}`` for columns that got no description.
+    usage : Usage
+        LLM usage of this call, fidelity scoring included (zeros offline).
+    """
+
+    table: pd.DataFrame
+    missing: dict = dataclasses.field(default_factory=dict)
+    usage: Usage = dataclasses.field(default_factory=Usage)
+
+
+def _as_columns(activations, n_texts, caller):
+    if sparse.issparse(activations):
+        activations = sparse.csc_matrix(activations, dtype=np.float64)
+    else:
+        activations = np.asarray(activations, dtype=np.float64)
+    if activations.ndim != 2 or activations.shape[0] != n_texts:
+        raise ValueError(
+            f"The 'activations' parameter of {caller} must have shape (n_texts, "
+            f"n_latents) = ({n_texts}, n_latents). Got {activations.shape} instead."
+        )
+    return activations
+
+
+def _column(activations, j):
+    if sparse.issparse(activations):
+        return activations[:, [j]].toarray().ravel()
+    return activations[:, j]
+
+
+class TermDescriber(_Config):
+    """Offline describer: the words that distinguish the texts where a latent fires.
+
+    Each latent is described by the words and phrases with the highest
+    log-odds z-score between the texts where it fires and those where it is
+    silent (:func:`contrastive_terms`), written as ``mentions "a", "b" or
+    "c"``. Its default annotator, :class:`PhraseAnnotator`, says a text has the
+    description when it contains one of the terms; fidelity is that match's
+    agreement with "the latent fires" on the texts given.
+
+    Parameters
+    ----------
+    n_terms : int, default=6
+        Most terms per description.
+    min_score : "auto" or float, default="auto"
+        Smallest z-score of a term; "auto" is a Bonferroni bound over the
+        vocabulary. A latent with no term this distinctive gets no
+        description; on a few hundred texts a lower bound such as 2.0 finds
+        more.
+    n_fidelity : int or None, default=None
+        Texts (a random sample) on which an *expensive* annotator (an LLM)
+        scores fidelity; None scores on every text, which is what a cheap
+        annotator always does.
+
+    See Also
+    --------
+    LLMDescriber : Descriptions in words, by an LLM.
+    contrastive_terms : The scores behind the terms.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_hypothesaes import PhraseAnnotator, TermDescriber
+    >>> texts = [f"a brilliant film {i}" for i in range(20)] + [
+    ...     f"a dull plot {i}" for i in range(20)]
+    >>> acts = np.array([[1.0, 0.0]] * 20 + [[0.0, 1.0]] * 20)
+    >>> found = TermDescriber().describe(texts, acts, annotator=PhraseAnnotator())
+    >>> found.table[["column", "description", "fidelity"]]
+       column                description  fidelity
+    0       0  mentions "brilliant film"       1.0
+    1       1       mentions "dull plot"       1.0
+    """
+
+    _parameter_constraints: dict = {
+        "n_terms": [Interval(Integral, 1, None, closed="left")],
+        "min_score": [
+            StrOptions({"auto"}),
+            Interval(Real, None, None, closed="neither"),
+        ],
+        "n_fidelity": [Interval(Integral, 1, None, closed="left"), None],
+    }
+
+    def __init__(self, n_terms=6, min_score="auto", n_fidelity=None):
+        self.n_terms = n_terms
+        self.min_score = min_score
+        self.n_fidelity = n_fidelity
+
+    def default_annotator(self):
+        """:class:`PhraseAnnotator`, which reads the quoted terms."""
+        return PhraseAnnotator()
+
+    def describe(self, texts, activations, *, annotator, random_state=None):
+        """Describe every column of ``activations``.
+
+        Parameters
+        ----------
+        texts : sequence of str
+            The texts the activations were computed on.
+        activations : {array-like, sparse matrix} of shape (n_texts, n_latents)
+            Latent activations; a latent fires on a text when > 0.
+        annotator : annotator
+            Scores fidelity (an object with ``annotate(texts, concepts)``).
+        random_state : int, RandomState instance or None, default=None
+            The fidelity sample of an expensive annotator.
+
+        Returns
+        -------
+        descriptions : Descriptions
+        """
+        self._validate_params()
+        texts = check_texts(texts, caller="TermDescriber.describe")
+        acts = _as_columns(activations, len(texts), "TermDescriber.describe")
+        terms = contrastive_terms(
+            texts, acts, n_terms=self.n_terms, min_score=self.min_score
+        )
+        keep = [j for j, t in enumerate(terms) if t]
+        missing = {}
+        for j, t in enumerate(terms):
+            if not t:
+                missing[j] = (
+                    "never fires"
+                    if not (_column(acts, j) > 0).any()
+                    else f"no term reaches min_score={self.min_score!r}"
+                )
+        term_lists = [[w for w, _ in terms[j]] for j in keep]
+        descriptions = [format_hypothesis(t) for t in term_lists]
+        rows = np.arange(len(texts))
+        if getattr(annotator, "expensive", False) and self.n_fidelity is not None:
+            rng = check_random_state(random_state)
+            size = min(self.n_fidelity, len(texts))
+            rows = np.sort(rng.choice(len(texts), size, replace=False))
+        usage = Usage()
+        if keep:
+            found = annotator.annotate([texts[i] for i in rows], descriptions)
+            matched, usage = np.asarray(found.values, dtype=float), found.usage
+        table = pd.DataFrame(
+            [
+                {
+                    "column": j,
+                    "description": descriptions[col],
+                    **_fidelity_row(matched[:, col], _column(acts, j)[rows]),
+                    "terms": term_lists[col],
+                }
+                for col, j in enumerate(keep)
+            ],
+            columns=[*DESCRIPTION_COLUMNS, "terms"],
+        )
+        return Descriptions(_typed(table), missing, usage)
+
+
+class LLMDescriber(_Config):
+    """Describer that asks an LLM to name the concept where a latent fires.
+
+    The LLM sees numbered texts where the latent fires and texts where it
+    does not, and names the shared concept; each of ``n_candidates``
+    descriptions (from different examples) is scored on ``n_fidelity``
+    held-out texts that no prompt showed, by the annotator, and the best is
+    kept (see :func:`interpret_latents`).
+
+    Parameters
+    ----------
+    client : LLMClient
+        The interpreter model.
+    n_candidates : int, default=1
+        Candidate descriptions per latent; the best fidelity wins.
+    n_examples : int, default=10
+        Firing (and as many silent) examples per prompt.
+    sampling : {"bins", "top"}, default="bins"
+        How firing examples are chosen (see :func:`interpret_latents`).
+    instructions : str or None, default=None
+        Task-specific guidance for the prompt.
+    n_fidelity : int, default=40
+        Held-out texts per latent for fidelity; 0 skips scoring (the first
+        candidate is kept).
+    prompt_template : str or None, default=None
+        Replaces the packaged prompt.
+    max_text_chars : int or None, default=500
+        Examples are cut to this many characters.
+
+    See Also
+    --------
+    TermDescriber : The offline describer.
+    LLMAnnotator : The default annotator of these descriptions.
+
+    Examples
+    --------
+    >>> from sklearn_hypothesaes import LLMClient
+    >>> from sklearn_hypothesaes import LLMDescriber
+    >>> describer = LLMDescriber(LLMClient(model="gpt-4o-mini"), n_candidates=3)
+    >>> describer.default_annotator().client.model
+    'gpt-4o-mini'
+    """
+
+    _parameter_constraints: dict = {
+        "client": [HasMethods(["complete_parsed"])],
+        "n_candidates": [Interval(Integral, 1, None, closed="left")],
+        "n_examples": [Interval(Integral, 1, None, closed="left")],
+        "sampling": [StrOptions({"bins", "top"})],
+        "instructions": [str, None],
+        "n_fidelity": [Interval(Integral, 0, None, closed="left")],
+        "prompt_template": [str, None],
+        "max_text_chars": [Interval(Integral, 1, None, closed="left"), None],
+    }
+
+    def __init__(
+        self,
+        client,
+        *,
+        n_candidates=1,
+        n_examples=10,
+        sampling="bins",
+        instructions=None,
+        n_fidelity=40,
+        prompt_template=None,
+        max_text_chars=500,
+    ):
+        self.client = client
+        self.n_candidates = n_candidates
+        self.n_examples = n_examples
+        self.sampling = sampling
+        self.instructions = instructions
+        self.n_fidelity = n_fidelity
+        self.prompt_template = prompt_template
+        self.max_text_chars = max_text_chars
+
+    def default_annotator(self):
+        """:class:`LLMAnnotator` on the same client."""
+        return LLMAnnotator(self.client)
+
+    def describe(self, texts, activations, *, annotator, random_state=None):
+        """Describe every column of ``activations`` (see :class:`TermDescriber`).
+
+        Returns
+        -------
+        descriptions : Descriptions
+            The table has a ``terms`` column of None, so that tables of both
+            describers line up.
+        """
+        self._validate_params()
+        texts = check_texts(texts, caller="LLMDescriber.describe")
+        acts = _as_columns(activations, len(texts), "LLMDescriber.describe")
+        frame, usage = describe_latents_with_llm(
+            texts,
+            acts,
+            client=self.client,
+            annotator=annotator,
+            n_candidates=self.n_candidates,
+            n_examples=self.n_examples,
+            sampling=self.sampling,
+            instructions=self.instructions,
+            n_fidelity=self.n_fidelity,
+            prompt_template=self.prompt_template,
+            random_state=random_state,
+            max_text_chars=self.max_text_chars,
+            warn_dead=False,
+        )
+        best = frame[frame["best"]].sort_values("latent", kind="stable")
+        described = set(best["latent"])
+        missing = {
+            j: "never fires"
+            if not (_column(acts, j) > 0).any()
+            else "the LLM gave no usable description"
+            for j in range(acts.shape[1])
+            if j not in described
+        }
+        table = pd.DataFrame(
+            {
+                "column": best["latent"].to_numpy(dtype=int),
+                "description": best["hypothesis"].to_numpy(dtype=object),
+                "fidelity": best["f1"].to_numpy(dtype=float),
+                "precision": best["precision"].to_numpy(dtype=float),
+                "recall": best["recall"].to_numpy(dtype=float),
+                "terms": [None] * len(best),
+            },
+            columns=[*DESCRIPTION_COLUMNS, "terms"],
+        )
+        return Descriptions(_typed(table), missing, usage)
+
+
+def _fidelity_row(annotations, activations):
+    scores = fidelity_scores(annotations, activations)
+    return {
+        "fidelity": scores["f1"],
+        "precision": scores["precision"],
+        "recall": scores["recall"],
+    }
+
+
+def _typed(table):
+    return table.astype(
+        {"column": int, "description": object, "fidelity": float}
+        | {"precision": float, "recall": float}
+    ).reset_index(drop=True)
