@@ -11,7 +11,7 @@ from sklearn.utils import estimator_checks
 
 from sklearn_hypothesaes import LLMClient
 from sklearn_hypothesaes.llm import _client as _llm
-from sklearn_hypothesaes.llm._client import fill_prompt, parse_yes_no, strip_thinking
+from sklearn_hypothesaes.llm import fill_prompt, parse_yes_no, strip_thinking
 
 
 def _gaps(requests):

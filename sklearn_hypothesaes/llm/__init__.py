@@ -1,18 +1,17 @@
 """The LLM layer: :class:`LLMClient` (an OpenAI-compatible endpoint with bounded
-concurrency, retries, a durable answer cache and per-call usage), the packaged
-prompts and the parsing of answers. It knows nothing of latents or hypotheses."""
+concurrency, retries, a durable answer cache), :class:`Completions` and
+:class:`Usage` (the answers and cost of one call), the packaged prompts
+(``_prompts``) and the parsing of answers (``_parsing``). It knows nothing of
+latents or hypotheses."""
 
-from ._client import (
-    LLMClient,
-    fill_prompt,
-    load_prompt,
-    parse_yes_no,
-    strip_thinking,
-)
-from ._usage import USAGE_KEYS, Usage
+from ._client import LLMClient
+from ._parsing import parse_yes_no, strip_thinking
+from ._prompts import fill_prompt, load_prompt
+from ._usage import USAGE_KEYS, Completions, Usage
 
 __all__ = [
     "USAGE_KEYS",
+    "Completions",
     "LLMClient",
     "Usage",
     "fill_prompt",

@@ -1,18 +1,19 @@
 """An OpenAI-compatible chat client: bounded concurrency, retries, a durable cache.
 
-:class:`LLMClient` is a plain configuration object (cloneable, picklable). The
-``openai`` SDK client, the SQLite cache and the locks are built on first use
-and never pickled. Every answer is written to the cache as it arrives, so a
-run that is killed resumes where it stopped and pays for nothing twice.
+:class:`LLMClient` is a configuration object (cloneable, picklable), not an
+estimator. The ``openai`` SDK client, the SQLite cache and the locks are built
+on first use and never pickled. Every answer is written to the cache as it
+arrives, so a run that is killed resumes where it stopped and pays for nothing
+twice. Each call returns its answers as :class:`Completions`, which carry the
+:class:`Usage` of exactly that call's requests.
 """
 
 from __future__ import annotations
 
-import functools
-import importlib.resources
+import copy
+import inspect
 import math
 import os
-import re
 import threading
 import time
 from collections import deque
@@ -20,38 +21,30 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from numbers import Integral, Real
 from urllib.parse import urlparse
 
-from sklearn.base import BaseEstimator
-from sklearn.utils._param_validation import Interval
-
-from ..utils._misc import import_optional, resolve_cache_dir, stable_hash, warn_user
-from ..utils._retry import backoff_delay, is_retryable, retry_after
-from ..utils._store import SQLiteStore
-
-_THINK_BLOCK = re.compile(r"<think(?:ing)?>.*?</think(?:ing)?>", re.DOTALL | re.I)
-_THINK_END = re.compile(r"</think(?:ing)?>", re.I)
-_RUNTIME_LOCK = threading.Lock()
-_USAGE_KEYS = (
-    "calls",
-    "cache_hits",
-    "prompt_tokens",
-    "completion_tokens",
-    "retries",
-    "reasks",
-    "failures",
+from sklearn.utils import Tags, TargetTags
+from sklearn.utils._param_validation import (
+    Interval,
+    validate_parameter_constraints,
+    validate_params,
 )
 
+from ..utils._misc import (
+    import_optional,
+    redact_url,
+    resolve_cache_dir,
+    stable_hash,
+    warn_user,
+)
+from ..utils._retry import backoff_delay, is_retryable, retry_after
+from ..utils._store import SQLiteStore
+from ._parsing import parse_yes_no, strip_thinking
+from ._usage import USAGE_KEYS, Completions, Usage
 
-def strip_thinking(text: str | None) -> str | None:
-    """Drop reasoning blocks (``<think>...</think>``) from a model's answer.
-
-    Some servers strip the opening tag, so text up to a lone closing tag goes
-    too.
-    """
-    if text is None:
-        return None
-    text = _THINK_BLOCK.sub("", text)
-    parts = _THINK_END.split(text)
-    return parts[-1].strip()
+_RUNTIME_LOCK = threading.Lock()
+_OPENAI_URL = "https://api.openai.com/v1"  # the SDK's default endpoint
+# Set on a client unpickled without what it needs (see __getstate__).
+_CLIENT_DROPPED = "_client_dropped"
+_REDACTED_URL = "_redacted_base_url"
 
 
 class _RateLimiter:
@@ -82,26 +75,54 @@ class _RateLimiter:
             time.sleep(wait)
 
 
+class _Tally:
+    """The counts of one call, added to from its worker threads."""
+
+    def __init__(self):
+        self.counts = dict.fromkeys(USAGE_KEYS, 0)
+        self.last_error: str | None = None
+        self.lock = threading.Lock()
+
+    def add(self, **counts):
+        with self.lock:
+            for key, value in counts.items():
+                self.counts[key] += value
+
+    def usage(self, cost) -> Usage:
+        with self.lock:
+            counts = dict(self.counts)
+        return Usage(
+            **counts, cost=cost(counts["prompt_tokens"], counts["completion_tokens"])
+        )
+
+
 class _Runtime:
     """Everything that is built lazily and left out of pickles."""
 
     def __init__(self, client: LLMClient):
-        openai = import_optional("openai", "LLMClient")
-        base_url = client._resolved_base_url()
-        key = os.environ.get(client.api_key_env) if client.api_key_env else None
-        if not key:
-            if _is_openai_host(base_url):
-                raise ValueError(
-                    f"LLMClient needs an API key for {base_url or 'api.openai.com'}: "
-                    f"set the environment variable named by api_key_env "
-                    f"({client.api_key_env!r}). It is unset or empty."
-                )
-            key = "not-needed"  # local servers ignore it, the SDK insists on one
-        self.openai = openai
-        # Retries are ours (backoff with jitter, Retry-After, accounting).
-        self.sdk = openai.OpenAI(
-            api_key=key, base_url=base_url, timeout=client.timeout, max_retries=0
-        )
+        self.openai = import_optional("openai", "LLMClient")
+        if client.client is not None:
+            sdk = client.client
+            # Retries are ours (see LLMClient._request); the SDK's would multiply
+            # the attempts. with_options copies the client, sharing its pool.
+            if hasattr(sdk, "with_options"):
+                sdk = sdk.with_options(max_retries=0)
+        else:
+            base_url = client._resolved_base_url()
+            key = os.environ.get(client.api_key_env) if client.api_key_env else None
+            if not key:
+                if _is_openai_host(base_url):
+                    raise ValueError(
+                        "LLMClient needs an API key for "
+                        f"{redact_url(base_url) or 'api.openai.com'}: set the "
+                        "environment variable named by api_key_env "
+                        f"({client.api_key_env!r}). It is unset or empty."
+                    )
+                key = "not-needed"  # local servers ignore it, the SDK insists
+            sdk = self.openai.OpenAI(
+                api_key=key, base_url=base_url, timeout=client.timeout, max_retries=0
+            )
+        self.sdk = sdk
         folder = resolve_cache_dir(client.cache_dir)
         self.store = None if folder is None else SQLiteStore(folder / "llm.sqlite")
         self.limiter = (
@@ -110,7 +131,6 @@ class _Runtime:
             else None
         )
         self.lock = threading.Lock()
-        self.last_error: str | None = None
 
 
 def _is_openai_host(base_url: str | None) -> bool:
@@ -126,13 +146,31 @@ def _as_messages(item) -> list[dict]:
     return list(item)
 
 
-class LLMClient(BaseEstimator):
+def _has_chat_create(client) -> bool:
+    completions = getattr(getattr(client, "chat", None), "completions", None)
+    return callable(getattr(completions, "create", None))
+
+
+_CALL_CONSTRAINTS = {
+    "messages_list": ["array-like"],
+    "desc": [str, None],
+    "max_attempts": [Interval(Integral, 1, None, closed="left")],
+}
+
+
+class LLMClient:
     """Configuration of an OpenAI-compatible chat endpoint, and a fast runner.
+
+    A configuration object, not an estimator: it has no ``fit`` and learns
+    nothing. It supports ``get_params``, ``set_params``, :func:`~sklearn.base.clone`
+    and pickling so that estimators can hold it as a parameter (and
+    ``GridSearchCV`` can clone them).
 
     Works with OpenAI and with any OpenAI-compatible server (vLLM, llama.cpp
     server, Ollama). Requests run on ``n_concurrent`` threads, are retried with
     exponential backoff and jitter on 429, 5xx, timeouts and connection errors
-    (honouring ``Retry-After``), and answers are cached durably in SQLite.
+    (honouring ``Retry-After``), and answers are cached durably in SQLite,
+    keyed on the endpoint, the model, the messages and the sampling parameters.
 
     Parameters
     ----------
@@ -140,7 +178,10 @@ class LLMClient(BaseEstimator):
         Model name sent to the endpoint.
     base_url : str or None, default=None
         Endpoint, e.g. ``"http://localhost:8000/v1"``. None reads
-        ``$OPENAI_BASE_URL``, else OpenAI's API.
+        ``$OPENAI_BASE_URL``, else OpenAI's API. Credentials written in it
+        (``https://user:secret@host/v1``, ``?api-key=secret``) are replaced by
+        ``***`` in the repr, the cache key and pickles; prefer the environment
+        variable named by ``api_key_env``.
     api_key_env : str, default="OPENAI_API_KEY"
         Name of the environment variable holding the key. A key is only
         required for OpenAI's own API.
@@ -166,12 +207,14 @@ class LLMClient(BaseEstimator):
         used to report ``cost``.
     verbose : bool, default=False
         Show a progress bar.
-
-    Attributes
-    ----------
-    usage_ : dict
-        Running totals: calls, cache_hits, prompt_tokens, completion_tokens,
-        retries, reasks, failures, cost. Also returned by :meth:`usage`.
+    client : openai.OpenAI or None, default=None
+        A client you built (or any object with ``.chat.completions.create``),
+        used instead of one built from ``base_url``, ``api_key_env`` and
+        ``timeout``, which are then ignored. Its own retries are turned off
+        (``with_options(max_retries=0)``) in favour of ``max_retries``. The
+        cache key's endpoint is its ``base_url``. ``clone`` shares it; it is
+        never pickled: after unpickling, pass it again with
+        ``set_params(client=...)``.
 
     See Also
     --------
@@ -184,8 +227,14 @@ class LLMClient(BaseEstimator):
     >>> client = LLMClient(model="gpt-4o-mini", n_concurrent=8, cache_dir=False)
     >>> client.get_params()["n_concurrent"]
     8
-    >>> client.usage()["calls"]
-    0
+    >>> LLMClient(base_url="https://me:hunter2@llm.example.com/v1")
+    LLMClient(base_url='https://me:***@llm.example.com/v1')
+
+    Each call returns a list of answers with the usage of that call:
+
+    >>> answers = client.complete(["Say yes."])  # doctest: +SKIP
+    >>> answers.usage.calls, answers.usage.cost  # doctest: +SKIP
+    (1, None)
     """
 
     _parameter_constraints: dict = {
@@ -202,6 +251,7 @@ class LLMClient(BaseEstimator):
         "cache_dir": [str, os.PathLike, None, "boolean"],
         "prices": [dict, None],
         "verbose": ["boolean"],
+        "client": "no_validation",  # duck-typed, checked in _runtime
     }
 
     def __init__(
@@ -219,6 +269,7 @@ class LLMClient(BaseEstimator):
         cache_dir=None,
         prices=None,
         verbose=False,
+        client=None,
     ):
         self.model = model
         self.base_url = base_url
@@ -233,17 +284,128 @@ class LLMClient(BaseEstimator):
         self.cache_dir = cache_dir
         self.prices = prices
         self.verbose = verbose
+        self.client = client
 
-    # Pickling: configuration and totals only --------------------------------
-    def __getstate__(self):
-        state = dict(super().__getstate__())  # a copy: never touch the live object
-        state.pop("_rt", None)
-        return state
+    # The parameter protocol (what clone, GridSearchCV and repr use) ----------
+    # Not a BaseEstimator: sklearn's pretty printer reads a nested estimator's
+    # parameters directly, which would print a base_url's credentials inside
+    # every parent's repr; a plain object is printed through __repr__ below.
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        params = inspect.signature(cls.__init__).parameters
+        return [name for name in params if name != "self"]
+
+    def get_params(self, deep=True) -> dict:
+        """The constructor parameters (``deep`` is accepted for sklearn)."""
+        return {name: getattr(self, name) for name in self._get_param_names()}
 
     def set_params(self, **params):
+        """Set constructor parameters; the SDK client and cache are rebuilt."""
+        valid = self._get_param_names()
+        for name in params:
+            if name not in valid:
+                raise ValueError(
+                    f"Invalid parameter {name!r} for LLMClient. Valid parameters "
+                    f"are: {valid!r}."
+                )
         # The SDK client, cache and limits were built from the old values.
         self.__dict__.pop("_rt", None)
-        return super().set_params(**params)
+        if "client" in params:
+            self.__dict__.pop(_CLIENT_DROPPED, None)
+        for name, value in params.items():
+            setattr(self, name, value)
+        return self
+
+    def __sklearn_clone__(self):
+        # The SDK client is shared, never deep-copied (that fails on its locks
+        # and connection pool); everything else is copied as clone would.
+        params = {
+            name: value if name == "client" else copy.deepcopy(value)
+            for name, value in self.get_params().items()
+        }
+        twin = type(self)(**params)
+        for marker in (_CLIENT_DROPPED, _REDACTED_URL):
+            if marker in self.__dict__:
+                twin.__dict__[marker] = self.__dict__[marker]
+        return twin
+
+    def __deepcopy__(self, memo):
+        twin = object.__new__(type(self))
+        memo[id(self)] = twin
+        for name, value in self.__dict__.items():
+            if name == "_rt":
+                continue
+            twin.__dict__[name] = (
+                value if name == "client" else copy.deepcopy(value, memo)
+            )
+        return twin
+
+    def __sklearn_tags__(self) -> Tags:
+        return Tags(
+            estimator_type=None,
+            target_tags=TargetTags(required=False),
+            requires_fit=False,
+        )
+
+    def __repr__(self) -> str:
+        defaults = inspect.signature(type(self).__init__).parameters
+        shown = []
+        for name, value in self.get_params().items():
+            if name == "base_url" and isinstance(value, str):
+                value = redact_url(value)
+            if repr(value) != repr(defaults[name].default):
+                shown.append(f"{name}={value!r}")
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+    def _validate_params(self):
+        validate_parameter_constraints(
+            self._parameter_constraints,
+            self.get_params(deep=False),
+            caller_name=type(self).__name__,
+        )
+        if self.cache_dir is True:
+            raise ValueError(
+                "The 'cache_dir' parameter of LLMClient must be a path, None or "
+                "False. Got True instead."
+            )
+        if self.client is not None and not _has_chat_create(self.client):
+            raise ValueError(
+                "The 'client' parameter of LLMClient must be an openai.OpenAI "
+                "client (or an object with .chat.completions.create) or None. "
+                f"Got {type(self.client).__name__} instead."
+            )
+
+    # Pickling: configuration and totals only, never a secret ------------------
+    def __getstate__(self):
+        state = {k: v for k, v in self.__dict__.items() if k != "_rt"}
+        if state.get("client") is not None:
+            state["client"] = None
+            state[_CLIENT_DROPPED] = True
+        if isinstance(self.base_url, str):
+            redacted = redact_url(self.base_url)
+            if redacted != self.base_url:
+                state["base_url"] = state[_REDACTED_URL] = redacted
+        return state
+
+    def _check_restorable(self):
+        if self.client is not None:
+            return
+        if self.__dict__.get(_CLIENT_DROPPED):
+            raise ValueError(
+                "This LLMClient was unpickled without its 'client' parameter: an "
+                "SDK client is never pickled. Pass it again with "
+                "set_params(client=...)."
+            )
+        if self.base_url is not None and self.base_url == self.__dict__.get(
+            _REDACTED_URL
+        ):
+            raise ValueError(
+                f"The 'base_url' parameter of LLMClient is {self.base_url!r}: its "
+                "credentials were replaced by *** when it was pickled. Pass it "
+                "again with set_params(base_url=...), or give a base_url without "
+                "credentials and put the key in the environment variable named by "
+                f"api_key_env ({self.api_key_env!r})."
+            )
 
     def _resolved_base_url(self) -> str | None:
         return self.base_url or os.environ.get("OPENAI_BASE_URL") or None
@@ -255,44 +417,30 @@ class LLMClient(BaseEstimator):
                 rt = self.__dict__.get("_rt")
                 if rt is None:
                     self._validate_params()
-                    if self.cache_dir is True:
-                        raise ValueError(
-                            "The 'cache_dir' parameter of LLMClient must be a path, "
-                            "None or False. Got True instead."
-                        )
+                    self._check_restorable()
                     rt = self._rt = _Runtime(self)
-                    if not hasattr(self, "usage_"):
-                        self.usage_ = self._zero_usage()
         return rt
 
     # Accounting ---------------------------------------------------------------
-    def _zero_usage(self) -> dict:
-        usage = dict.fromkeys(_USAGE_KEYS, 0)
-        usage["cost"] = self._cost(0, 0)
-        return usage
-
     def _cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
         price = (self.prices or {}).get(self.model)
         if price is None:
             return None
         return (prompt_tokens * price[0] + completion_tokens * price[1]) / 1e6
 
-    def _add_usage(self, **counts):
-        with self._runtime().lock:
-            for key, value in counts.items():
-                self.usage_[key] += value
-            self.usage_["cost"] = self._cost(
-                self.usage_["prompt_tokens"], self.usage_["completion_tokens"]
-            )
-
     def usage(self) -> dict:
-        """A copy of the running totals (zeros before the first request)."""
-        usage = getattr(self, "usage_", None)
-        return dict(usage) if usage is not None else self._zero_usage()
+        """The running totals over every call, as a dict.
+
+        Zeros before the first request. The usage of one call is the
+        ``.usage`` of the :class:`Completions` it returned; prefer that where
+        calls may run concurrently.
+        """
+        total = self.__dict__.get("_usage_total")
+        return (total or Usage(cost=self._cost(0, 0))).as_dict()
 
     def reset_usage(self):
         """Set the running totals back to zero."""
-        self.usage_ = self._zero_usage()
+        self._usage_total = Usage(cost=self._cost(0, 0))
         return self
 
     # Requests -----------------------------------------------------------------
@@ -301,17 +449,47 @@ class LLMClient(BaseEstimator):
         merged.update(sampling)
         return {k: v for k, v in merged.items() if v is not None}
 
-    def cache_key(self, messages, **sampling) -> str:
-        """The cache key of one request (model, full messages, sampling)."""
+    def _endpoint(self) -> str:
+        """Where requests go, without credentials (part of the cache key)."""
+        if self.client is not None:
+            url = getattr(self.client, "base_url", None)
+            if url is None:
+                kind = type(self.client)
+                return f"{kind.__module__}.{kind.__qualname__}"
+            url = str(url)
+        else:
+            url = self._resolved_base_url() or _OPENAI_URL
+        return redact_url(url.rstrip("/"))
+
+    def _key(self, endpoint: str, messages: list[dict], sampling: dict) -> str:
         return stable_hash(
             {
+                "endpoint": endpoint,
                 "model": self.model,
-                "messages": _as_messages(messages),
-                "sampling": self._sampling(sampling),
+                "messages": messages,
+                "sampling": sampling,
             }
         )
 
-    def _request(self, messages: list[dict], sampling: dict) -> dict | None:
+    def cache_key(self, messages, **sampling) -> str:
+        """The cache key of one request: endpoint, model, messages and sampling.
+
+        The endpoint is the resolved ``base_url`` (or the ``client``'s) with
+        its credentials redacted, so changing a password keeps the cache.
+        """
+        return self._key(
+            self._endpoint(), _as_messages(messages), self._sampling(sampling)
+        )
+
+    # Our retry loop is kept over the SDK's (turned off with max_retries=0):
+    # openai 3.57 reports retries only on raw responses of requests that
+    # succeeded (nothing on the final exception, so usage.retries would be
+    # wrong), gives up at once on a Retry-After above 120 s, sends concurrent
+    # workers back together after a Retry-After (no jitter on it), and a
+    # user-built client would bring its own max_retries. test_llm.py shows each.
+    def _request(
+        self, messages: list[dict], sampling: dict, tally: _Tally
+    ) -> dict | None:
         """One answer, retried on transient errors; None after max_retries."""
         rt = self._runtime()
         errors = rt.openai
@@ -330,24 +508,24 @@ class LLMClient(BaseEstimator):
                 if not is_retryable(exc, errors):
                     if exc.status_code in (401, 403, 404):
                         raise  # configuration errors: every request would fail
-                    rt.last_error = f"HTTP {exc.status_code}: {exc.message}"
-                    self._add_usage(failures=1)
+                    tally.last_error = f"HTTP {exc.status_code}: {exc.message}"
+                    tally.add(failures=1)
                     return None
                 wait = retry_after(exc)
                 error = exc
             else:
-                return self._record(resp)
+                return self._record(resp, tally)
             if attempt == self.max_retries:
-                rt.last_error = f"{type(error).__name__}: {error}"
-                self._add_usage(failures=1)
+                tally.last_error = f"{type(error).__name__}: {error}"
+                tally.add(failures=1)
                 return None
-            self._add_usage(retries=1)
+            tally.add(retries=1)
             time.sleep(backoff_delay(attempt, wait))
         return None  # pragma: no cover
 
-    def _record(self, resp) -> dict:
+    def _record(self, resp, tally: _Tally) -> dict:
         usage = getattr(resp, "usage", None)
-        self._add_usage(
+        tally.add(
             calls=1,
             prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
             completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
@@ -363,20 +541,37 @@ class LLMClient(BaseEstimator):
             answer["top_logprobs"] = [[t.token, t.logprob] for t in tops]
         return answer
 
-    def _run(self, messages_list, sampling, accept, desc, max_attempts) -> list:
-        """Answer records aligned with ``messages_list`` (None where missing).
+    def _run(self, messages_list, sampling, accept, desc, max_attempts):
+        """Answers aligned with ``messages_list`` (None where missing).
 
         ``accept(record)`` (one callable, or one per request) returns the value
         to give back or raises; a cached record that it rejects is asked again.
         """
         rt = self._runtime()
-        rt.last_error = None
+        tally = _Tally()
+        try:
+            values, keys = self._answer(
+                rt, tally, messages_list, sampling, accept, desc, max_attempts
+            )
+        finally:
+            usage = tally.usage(self._cost)
+            with rt.lock:
+                total = self.__dict__.get("_usage_total")
+                self._usage_total = usage if total is None else total + usage
+        missing = sum(k not in values for k in keys)
+        if missing:
+            warn_user(
+                f"{missing} of {len(keys)} LLM requests got no usable answer "
+                f"(reported as None); last error: {tally.last_error}",
+                RuntimeWarning,
+            )
+        return Completions([values.get(k) for k in keys], usage=usage)
+
+    def _answer(self, rt, tally, messages_list, sampling, accept, desc, max_attempts):
         messages_list = [_as_messages(m) for m in messages_list]
         sampling = self._sampling(sampling)
-        keys = [
-            stable_hash({"model": self.model, "messages": m, "sampling": sampling})
-            for m in messages_list
-        ]
+        endpoint = self._endpoint()
+        keys = [self._key(endpoint, m, sampling) for m in messages_list]
         unique = dict(zip(keys, messages_list, strict=True))
         if callable(accept):
             accepts = dict.fromkeys(keys, accept)
@@ -389,28 +584,28 @@ class LLMClient(BaseEstimator):
                 values[key] = accepts[key](record)
             except Exception:
                 continue
-        self._add_usage(cache_hits=sum(k in values for k in keys))
+        tally.add(cache_hits=sum(k in values for k in keys))
         todo = [k for k in unique if k not in values]
 
         def work(key):
             for attempt in range(max_attempts):
-                record = self._request(unique[key], sampling)
+                record = self._request(unique[key], sampling, tally)
                 if record is None:
                     return None
                 try:
                     value = accepts[key](record)
                 except Exception as exc:
                     if attempt + 1 < max_attempts:
-                        self._add_usage(reasks=1)
+                        tally.add(reasks=1)
                     else:
-                        rt.last_error = (
+                        tally.last_error = (
                             f"unusable answer {record.get('text')!r} ({exc})"
                         )
                     continue
                 if rt.store is not None:
                     rt.store.put_json({key: record})
                 return value
-            self._add_usage(failures=1)
+            tally.add(failures=1)
             return None
 
         if todo:
@@ -427,16 +622,13 @@ class LLMClient(BaseEstimator):
             finally:
                 pool.shutdown(wait=True, cancel_futures=True)
                 bar.close()
-        missing = sum(k not in values for k in keys)
-        if missing:
-            warn_user(
-                f"{missing} of {len(keys)} LLM requests got no usable answer "
-                f"(reported as None); last error: {rt.last_error}",
-                RuntimeWarning,
-            )
-        return [values.get(k) for k in keys]
+        return values, keys
 
-    def complete(self, messages_list, *, desc=None, **sampling) -> list:
+    @validate_params(
+        {k: _CALL_CONSTRAINTS[k] for k in ("messages_list", "desc")},
+        prefer_skip_nested_validation=True,
+    )
+    def complete(self, messages_list, *, desc=None, **sampling) -> Completions:
         """Answer many chat requests; thinking blocks are stripped.
 
         Parameters
@@ -452,14 +644,19 @@ class LLMClient(BaseEstimator):
 
         Returns
         -------
-        list of str or None
-            Answers in input order; None where a request failed.
+        Completions
+            A list of answers (str, or None where a request failed) in input
+            order; its ``usage`` counts this call's requests.
         """
         return self.complete_parsed(messages_list, None, desc=desc, **sampling)
 
+    @validate_params(
+        {**_CALL_CONSTRAINTS, "parse": [callable, list, tuple, None]},
+        prefer_skip_nested_validation=True,
+    )
     def complete_parsed(
         self, messages_list, parse, *, desc=None, max_attempts=3, **sampling
-    ) -> list:
+    ) -> Completions:
         """Answer many requests and parse each answer.
 
         An answer for which ``parse(text)`` raises is asked again (bypassing the
@@ -482,9 +679,16 @@ class LLMClient(BaseEstimator):
 
         Returns
         -------
-        list
-            ``parse(text)`` per request in input order, or None where missing.
+        Completions
+            ``parse(text)`` per request in input order, or None where missing;
+            its ``usage`` counts this call's requests.
         """
+        if not (parse is None or callable(parse)) and len(parse) != len(messages_list):
+            raise ValueError(
+                "The 'parse' parameter of LLMClient.complete_parsed must be one "
+                "callable or a list with one per request "
+                f"({len(messages_list)}). Got a list of {len(parse)} instead."
+            )
 
         def accepter(fn):
             def accept(record):
@@ -501,18 +705,32 @@ class LLMClient(BaseEstimator):
             accept = [accepter(fn) for fn in parse]
         return self._run(messages_list, sampling, accept, desc, max_attempts)
 
+    @validate_params(_CALL_CONSTRAINTS, prefer_skip_nested_validation=True)
     def yes_probabilities(
         self, messages_list, *, desc=None, max_attempts=3, **sampling
-    ) -> list:
+    ) -> Completions:
         """P(yes) for yes/no questions, read from the first output token.
 
         Uses ``logprobs`` (top 10 alternatives) where the endpoint returns
         them: P(yes) = p(yes) / (p(yes) + p(no)). Endpoints without logprobs
         give 1.0 or 0.0 from the answer text.
 
+        Parameters
+        ----------
+        messages_list : list of (list of dict or str)
+            As in :meth:`complete`.
+        desc : str, default=None
+            Label of the progress bar.
+        max_attempts : int, default=3
+            Requests per item, counting the first, before it is missing.
+        **sampling
+            As in :meth:`complete`.
+
         Returns
         -------
-        list of float or None
+        Completions
+            P(yes) (float, or None where missing) per request in input order;
+            its ``usage`` counts this call's requests.
         """
         sampling = {"logprobs": True, "top_logprobs": 10, "max_tokens": 1, **sampling}
 
@@ -529,39 +747,3 @@ class LLMClient(BaseEstimator):
             return float(parse_yes_no(record.get("text")))
 
         return self._run(messages_list, sampling, accept, desc, max_attempts)
-
-
-def parse_yes_no(text: str | None) -> int:
-    """1 for an answer starting with yes/true/1, 0 for no/false/0, else raise."""
-    words = re.findall(r"[a-z0-9]+", strip_thinking(text or "").lower())
-    if words:
-        if words[0] in ("yes", "y", "true", "1"):
-            return 1
-        if words[0] in ("no", "n", "false", "0"):
-            return 0
-    raise ValueError(f"Expected an answer starting with yes or no. Got {text!r}.")
-
-
-@functools.cache
-def load_prompt(name: str) -> str:
-    """The text of ``sklearn_hypothesaes/llm/prompts/<name>.txt``."""
-    path = (
-        importlib.resources.files("sklearn_hypothesaes.llm") / "prompts" / f"{name}.txt"
-    )
-    return path.read_text(encoding="utf-8")
-
-
-def fill_prompt(template: str, param: str, **fields) -> str:
-    """Replace ``{field}`` placeholders; other braces (JSON examples) stay.
-
-    ``param`` names the parameter the template came from, for the error.
-    """
-    for name in fields:
-        if "{" + name + "}" not in template:
-            raise ValueError(
-                f"The {param!r} template must contain the placeholder {{{name}}}. "
-                f"Got a template without it: {template[:80]!r}..."
-            )
-    # One pass, so that a value containing "{name}" is never substituted again.
-    pattern = re.compile("|".join(re.escape("{" + n + "}") for n in fields))
-    return pattern.sub(lambda m: str(fields[m.group(0)[1:-1]]), template)

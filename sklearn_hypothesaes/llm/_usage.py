@@ -1,4 +1,5 @@
-"""What a batch of LLM requests cost, returned by the call that made them."""
+"""What a batch of LLM requests cost, returned with the answers by the call that
+made them (:class:`Completions`)."""
 
 from __future__ import annotations
 
@@ -62,3 +63,37 @@ retries=0, reasks=0, failures=0, cost=0.5)
     def as_dict(self) -> dict:
         """The counts and cost as a plain dict (for JSON and reports)."""
         return dataclasses.asdict(self)
+
+
+class Completions(list):
+    """Answers of one call to :class:`LLMClient`, with what that call cost.
+
+    A ``list`` (answers in input order, None where missing), so code that
+    expects a list keeps working, plus the :class:`Usage` of exactly the
+    requests this call made: concurrent calls on one client each get their own.
+
+    Parameters
+    ----------
+    answers : iterable, default=()
+        The answers.
+    usage : Usage or None, default=None
+        What the call cost; None means nothing (``Usage()``).
+
+    Attributes
+    ----------
+    usage : Usage
+        Requests, cache hits, tokens, retries, re-asks, failures and cost.
+
+    Examples
+    --------
+    >>> answers = Completions(["yes", None], usage=Usage(calls=2))
+    >>> answers == ["yes", None], answers.usage.calls
+    (True, 2)
+    """
+
+    def __init__(self, answers=(), usage: Usage | None = None):
+        super().__init__(answers)
+        self.usage = Usage() if usage is None else usage
+
+    def __repr__(self) -> str:
+        return f"Completions({list.__repr__(self)}, usage={self.usage!r})"
