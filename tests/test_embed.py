@@ -5,8 +5,10 @@ import json
 import os
 import pickle
 import signal
+import socket
 import subprocess
 import sys
+import time
 import warnings
 
 import numpy as np
@@ -14,6 +16,7 @@ import pandas as pd
 import pytest
 from fake_openai import embedding_for
 from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
@@ -30,9 +33,13 @@ from sklearn.utils.estimator_checks import (
     check_parameters_default_constructible,
     check_set_params,
     check_valid_tag_types,
+    parametrize_with_checks,
 )
+from sklearn.utils.validation import _check_feature_names_in, validate_data
+from text_harness import rows_to_texts
 
 from sklearn_hypothesaes import TextEmbedder
+from sklearn_hypothesaes.text import _backends
 from sklearn_hypothesaes.utils._store import SQLiteStore
 
 sentence_transformers = pytest.importorskip("sentence_transformers")
@@ -139,7 +146,7 @@ def test_layer_hidden_states_pooled(tmp_path, minilm):
     first = emb.set_params(layer=0).transform(texts)
     assert np.abs(first - last).max() > 0.1
     assert emb._get_backend().model is model  # options did not reload the model
-    assert len(emb.get_feature_names_out()) == 384
+    assert len(emb.fit(texts).get_feature_names_out()) == 384
     with pytest.raises(ValueError, match=r"'layer' .* \[-7, 6\] .* Got 7"):
         emb.set_params(layer=7).transform(texts)
 
@@ -383,7 +390,7 @@ def api_embedder(server, **params):
 def test_openai_vectors_batches_and_order(fake_server):
     texts = TEXTS[:50] + TEXTS[:3]
     emb = api_embedder(fake_server, batch_size=8)
-    X = emb.transform(texts)
+    X = emb.fit_transform(texts)
     want = np.stack([embedding_for(t, 16) for t in texts])
     np.testing.assert_allclose(X, want, atol=1e-6)
     bodies = [r["body"] for r in fake_server.requests_to("/embeddings")]
@@ -518,3 +525,134 @@ def test_grid_search_with_two_processes(tmp_path, reference):
         serial.cv_results_["mean_test_score"],
     )
     assert len(SQLiteStore(tmp_path / "embeddings.sqlite")) == 40
+
+
+# The output width is found in fit -------------------------------------------
+def test_feature_names_need_no_request_after_fit(fake_server):
+    emb = api_embedder(fake_server, batch_size=8)
+    with pytest.raises(NotFittedError, match="Call 'fit' or 'fit_transform'"):
+        emb.get_feature_names_out()
+    assert fake_server.requests == []
+    emb.fit(TEXTS[:20])
+    # fit embeds only the first text to learn the width.
+    assert [r["body"]["input"] for r in fake_server.requests] == [[TEXTS[0]]]
+    assert emb.n_features_out_ == 16
+    names = emb.get_feature_names_out()
+    restored = pickle.loads(pickle.dumps(emb))
+    assert list(restored.get_feature_names_out()) == list(names)
+    assert list(names[[0, -1]]) == ["embedding0", "embedding15"]
+    assert len(fake_server.requests) == 1
+    # transform leaves the fitted width alone.
+    emb.transform(TEXTS[:3])
+    assert emb.n_features_out_ == 16 and len(fake_server.requests) == 2
+
+
+def test_feature_names_never_load_the_model(tmp_path, monkeypatch):
+    emb = TextEmbedder(cache_dir=tmp_path).fit(TEXTS[:3])
+    assert emb.n_features_out_ == 384
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(_backends.SentenceTransformerBackend, "__init__", no_loading)
+    restored = pickle.loads(pickle.dumps(emb))  # holds no model
+    assert len(restored.get_feature_names_out()) == 384
+    # With the first text cached, fit finds the width without a model too.
+    fresh = TextEmbedder(cache_dir=tmp_path).fit(TEXTS[:1] + ["never embedded"])
+    assert fresh.n_features_out_ == 384
+
+
+# Unknown model names fail fast, offline ---------------------------------------
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to open a network connection fails the test."""
+
+    def connect(self, address):
+        raise AssertionError(f"network connection attempted to {address}")
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket, "create_connection", connect)
+
+
+def test_unknown_model_fails_at_once_naming_it(tmp_path, monkeypatch, no_network):
+    monkeypatch.setenv("SENTENCE_TRANSFORMERS_HOME", str(tmp_path / "st-home"))
+    start = time.perf_counter()
+    with pytest.raises(ValueError) as info:
+        TextEmbedder("all-MiniLM-L6-v3", cache_dir=False).fit(["A text."])
+    assert time.perf_counter() - start < 5
+    message = str(info.value)
+    assert "'model' parameter of TextEmbedder is 'all-MiniLM-L6-v3'" in message
+    assert "'sentence-transformers/all-MiniLM-L6-v3'" in message
+    assert str(tmp_path / "st-home") in message  # where it was looked for
+    assert "Did you mean 'all-MiniLM-L6-v2'?" in message
+    assert "pass a local folder" in message
+    assert "hf download sentence-transformers/all-MiniLM-L6-v3" in message
+    with pytest.raises(ValueError, match="not a local model folder"):
+        TextEmbedder(str(tmp_path / "no-such-folder"), cache_dir=False).fit(["a"])
+
+
+def test_model_in_the_hub_cache_loads_offline(
+    tmp_path, monkeypatch, reference, no_network
+):
+    # The layout huggingface_hub writes: refs/main names a snapshot folder.
+    repo = tmp_path / "models--sentence-transformers--minilm-copy"
+    snapshot = repo / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123abcd")
+    source = gt_minilm.get_model_path()
+    for item in source.iterdir():
+        (snapshot / item.name).symlink_to(item)
+    monkeypatch.setenv("SENTENCE_TRANSFORMERS_HOME", str(tmp_path))
+    # Loaded this way, sentence-transformers skips the packaged copy's
+    # folder-less Normalize module: normalize=True puts it back.
+    emb = TextEmbedder("minilm-copy", cache_dir=False, normalize=True)
+    np.testing.assert_allclose(emb.fit_transform(TEXTS[:3]), reference[:3], atol=ATOL)
+
+
+# The whole scikit-learn check suite, through numbers made into texts ---------
+class NumericTextEmbedder(TextEmbedder):
+    """TextEmbedder behind numeric input, for scikit-learn's checks only.
+
+    The checks feed numeric matrices: this validates them as scikit-learn
+    expects (``n_features_in_``, NaN, sparse input, dtypes), makes each row a
+    text with :func:`rows_to_texts` and hands the texts to the real
+    TextEmbedder. Everything else (fit, transform, the output width, names,
+    cloning, pickling, set_output) is TextEmbedder's own.
+    """
+
+    def fit(self, X, y=None):
+        X = validate_data(self, X, reset=True)
+        return super().fit(rows_to_texts(X), y)
+
+    def fit_transform(self, X, y=None):
+        X = validate_data(self, X, reset=True)
+        return super().fit_transform(rows_to_texts(X), y)
+
+    def transform(self, X):
+        X = validate_data(self, X, reset=False)
+        return super().transform(rows_to_texts(X))
+
+    def get_feature_names_out(self, input_features=None):
+        # The numeric columns exist only in this harness: check them here.
+        _check_feature_names_in(self, input_features, generate_names=False)
+        return super().get_feature_names_out()
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = True
+        tags.input_tags.one_d_array = False
+        tags.input_tags.string = False
+        # The fake server's vector is a function of the text alone.
+        tags.non_deterministic = False
+        return tags
+
+
+@parametrize_with_checks(
+    # The endpoint comes from $OPENAI_BASE_URL, set per test, so that the test
+    # ids do not carry the fake server's random port.
+    [NumericTextEmbedder("fake-embed", backend="openai", cache_dir=False)]
+)
+def test_sklearn_check_suite(estimator, check, fake_server, monkeypatch):
+    monkeypatch.setenv("OPENAI_BASE_URL", fake_server.base_url)
+    check(estimator)

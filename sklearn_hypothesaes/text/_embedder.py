@@ -9,6 +9,7 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils.validation import check_is_fitted
 
 from ..utils._misc import resolve_cache_dir, stable_hash, warn_user
 from ..utils._store import SQLiteStore
@@ -116,7 +117,10 @@ class TextEmbedder(TransformerMixin, BaseEstimator):
     Each distinct text is embedded once per model and options and stored in a
     durable SQLite cache as batches finish, so a second ``transform`` of the
     same texts does no model work and a killed run resumes where it stopped.
-    The transformer is stateless: ``fit`` only validates.
+    ``fit`` validates and records the output width (``n_features_out_``) by
+    embedding the first text (from the cache when it is there), so that
+    :meth:`get_feature_names_out` never loads a model or sends a request;
+    ``transform`` needs no fit.
 
     Parameters
     ----------
@@ -170,6 +174,11 @@ class TextEmbedder(TransformerMixin, BaseEstimator):
         e.g. nomic's, need it).
     verbose : bool, default=False
         Show a progress bar and model-loading output.
+
+    Attributes
+    ----------
+    n_features_out_ : int
+        Length of the embedding vectors (the number of output columns).
 
     See Also
     --------
@@ -254,7 +263,10 @@ class TextEmbedder(TransformerMixin, BaseEstimator):
     # scikit-learn API ------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
-        """Validate the parameters and texts; nothing is learned.
+        """Validate the parameters and texts and find the output width.
+
+        The width comes from embedding the first text, which is looked up in
+        the cache first; an unknown model name fails here.
 
         Parameters
         ----------
@@ -268,8 +280,29 @@ class TextEmbedder(TransformerMixin, BaseEstimator):
         self : TextEmbedder
         """
         self._check_options()
-        check_texts(X, allow_empty=self.allow_empty)
+        texts = check_texts(X, allow_empty=self.allow_empty)
+        self.n_features_out_ = self._embed_texts(texts[:1]).shape[1]
         return self
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit_transform(self, X, y=None):
+        """Embed texts and record the output width; one pass over the texts.
+
+        Parameters
+        ----------
+        X : list, array, Series or one-column DataFrame of str
+            Texts.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        embeddings : ndarray of shape (n_texts, n_dims), float32
+        """
+        self._check_options()
+        embeddings = self._embed_texts(check_texts(X, allow_empty=self.allow_empty))
+        self.n_features_out_ = embeddings.shape[1]
+        return embeddings
 
     def transform(self, X):
         """Embed texts, row for row.
@@ -285,21 +318,13 @@ class TextEmbedder(TransformerMixin, BaseEstimator):
         """
         self._validate_params()
         self._check_options()
-        texts = check_texts(X, allow_empty=self.allow_empty)
-        if self.chunk_words is None:
-            return self._finish(self._embed(texts))
-        pieces = [split_words(t, self.chunk_words) for t in texts]
-        counts = np.array([len(p) for p in pieces])
-        chunk_rows = self._embed([c for p in pieces for c in p])
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        if self.chunk_pooling == "max":
-            pooled = np.maximum.reduceat(chunk_rows, starts, axis=0)
-        else:
-            pooled = np.add.reduceat(chunk_rows, starts, axis=0) / counts[:, None]
-        return self._finish(pooled)
+        return self._embed_texts(check_texts(X, allow_empty=self.allow_empty))
 
     def get_feature_names_out(self, input_features=None):
         """Output names ``embedding0`` ... ``embedding{d-1}``.
+
+        The width ``d`` was found in :meth:`fit`: no model is loaded and no
+        request is sent here.
 
         Parameters
         ----------
@@ -310,16 +335,15 @@ class TextEmbedder(TransformerMixin, BaseEstimator):
         -------
         feature_names_out : ndarray of str objects
         """
-        seen = getattr(self, "_n_features_out", None)
-        # The size seen by the last transform holds only for the same model/options.
-        same = seen is not None and seen[0] == stable_hash(self._cache_identity())
-        n_out = seen[1] if same else None
-        if n_out is None:
-            backend = self._get_backend()
-            n_out = backend.dim
-            if n_out is None:  # an API's size is known only from a reply
-                n_out = self.transform(["."]).shape[1]
-        return np.asarray([f"embedding{i}" for i in range(n_out)], dtype=object)
+        check_is_fitted(
+            self,
+            "n_features_out_",
+            msg="This %(name)s instance does not know its output width yet. Call "
+            "'fit' or 'fit_transform' before 'get_feature_names_out'.",
+        )
+        return np.asarray(
+            [f"embedding{i}" for i in range(self.n_features_out_)], dtype=object
+        )
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -417,6 +441,20 @@ class TextEmbedder(TransformerMixin, BaseEstimator):
             store = self._store_obj = SQLiteStore(path)
         return store
 
+    def _embed_texts(self, texts: list[str]) -> np.ndarray:
+        """Output rows for validated texts: chunked, pooled and normalized."""
+        if self.chunk_words is None:
+            return self._finish(self._embed(texts))
+        pieces = [split_words(t, self.chunk_words) for t in texts]
+        counts = np.array([len(p) for p in pieces])
+        chunk_rows = self._embed([c for p in pieces for c in p])
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        if self.chunk_pooling == "max":
+            pooled = np.maximum.reduceat(chunk_rows, starts, axis=0)
+        else:
+            pooled = np.add.reduceat(chunk_rows, starts, axis=0) / counts[:, None]
+        return self._finish(pooled)
+
     def _embed(self, texts: list[str]) -> np.ndarray:
         """Rows for ``texts``; each distinct text is looked up or embedded once."""
         unique = list(dict.fromkeys(texts))
@@ -475,5 +513,4 @@ class TextEmbedder(TransformerMixin, BaseEstimator):
         if self.normalize:
             norms = np.linalg.norm(matrix, axis=1, keepdims=True)
             matrix = matrix / np.where(norms > 0, norms, 1)
-        self._n_features_out = (stable_hash(self._cache_identity()), matrix.shape[1])
         return matrix
