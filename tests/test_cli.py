@@ -116,7 +116,7 @@ def test_offline_run_writes_outputs_and_rerun_uses_caches(
     argv += [*SMALL, "-o", out, "--cache-dir", tmp_path / "cache", "--seed", "1"]
     code, stdout, err = run_cli(capsys, *argv)
     assert code == 0, err
-    assert "350 training and 150 held-out texts, task classification, offline" in err
+    assert "350 training and 150 held-out texts, task binary, offline" in err
     assert re.search(r"\d+ hypotheses, \d+ significant on 150 held-out", stdout)
 
     table = pd.read_csv(out / "hypotheses.csv")
@@ -273,8 +273,8 @@ def test_no_hypothesis_found_still_writes_outputs(tmp_path, capsys):
     assert payload["hypotheses"] == [] and payload["metrics"]["n_hypotheses"] == 0
     assert payload["metrics"]["score"] == 0.5  # the constant model's ROC AUC
     report = (out / "report.html").read_text()
-    assert 'id="no-hypotheses"' in report and "min_term_score" in report
-    assert joblib.load(out / "pipeline.joblib")[-1].min_term_score == "auto"
+    assert 'id="no-hypotheses"' in report and "--min-term-score" in report
+    assert joblib.load(out / "pipeline.joblib")[-1].describer.min_score == "auto"
 
     # The advice works: a lower bound lets the generator use weaker terms.
     with warnings.catch_warnings():
@@ -283,7 +283,7 @@ def test_no_hypothesis_found_still_writes_outputs(tmp_path, capsys):
             capsys, path, *SMALL, "--min-term-score", "0.5", "-o", out
         )
     assert code == 0, err
-    assert joblib.load(out / "pipeline.joblib")[-1].min_term_score == 0.5
+    assert joblib.load(out / "pipeline.joblib")[-1].describer.min_score == 0.5
 
 
 @pytest.mark.parametrize("suffix", ["parquet", "jsonl", "csv.gz", "tsv"])
@@ -299,3 +299,305 @@ def test_reads_each_format(tmp_path, suffix):
     else:
         frame.to_csv(path, index=False, sep="\t" if suffix == "tsv" else ",")
     pd.testing.assert_frame_equal(read_table(path)[["text", "target"]], frame)
+
+
+# ------------------------------------------------------------- options, checks
+def test_help_shows_every_default(capsys):
+    from sklearn_hypothesaes.app._cli import build_parser
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    page = " ".join(capsys.readouterr().out.split())
+    parser = build_parser()
+    formatter = parser._get_formatter()
+    for action in parser._actions:
+        if action.option_strings and action.nargs != 0:
+            assert "default" in formatter._get_help_string(action), action.dest
+    for shown in [
+        "(default: text)",
+        "(default: 0.3)",
+        "(default: 256)",
+        "(default: 8)",
+        "(default: 20)",
+        "(default: all-MiniLM-L6-v2)",
+        "(default: utf-8)",
+        "(default: auto)",
+        "(default: hypothesaes_output)",
+        "(default: all rows)",
+    ]:
+        assert shown in page, shown
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["--n-latents", "16", "--k", "32"],
+            "--k 32 is larger than --n-latents 16; --k must be at most "
+            "--n-latents. Lower --k or raise --n-latents.",
+        ),
+        (
+            ["--n-latents", "16", "--n-hypotheses", "20"],
+            "--n-hypotheses 20 is larger than --n-latents 16; --n-hypotheses "
+            "must be at most --n-latents. Lower --n-hypotheses or raise "
+            "--n-latents.",
+        ),
+        (
+            ["--no-cache", "--cache-dir", "c"],
+            "--no-cache and --cache-dir c contradict each other",
+        ),
+        (["--task", "classification"], "invalid choice: 'classification'"),
+        (["--encoding", "klingon"], "unknown encoding 'klingon'"),
+    ],
+)
+def test_contradictory_options_exit_2(capsys, argv, message):
+    with pytest.raises(SystemExit) as exc:
+        main(["data.csv", *argv])
+    assert exc.value.code == 2
+    assert message in " ".join(capsys.readouterr().err.split())
+
+
+def test_demo_and_an_input_file_exit_2(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["data.csv", "--demo"])
+    assert exc.value.code == 2
+    assert "got an input file too (data.csv)" in capsys.readouterr().err
+
+
+@pytest.fixture
+def no_run(monkeypatch):
+    """The method must not start: the checks come first."""
+    import sklearn_hypothesaes.app._method as method
+
+    def fail(*args, **kwargs):
+        raise AssertionError("run_method was called")
+
+    monkeypatch.setattr(method, "run_method", fail)
+
+
+def test_output_that_is_a_file_is_refused_first(tmp_path, capsys, no_run):
+    (tmp_path / "out").write_text("mine")
+    # The input does not exist either: the output is checked before reading it.
+    code, _, err = run_cli(capsys, tmp_path / "none.csv", "-o", tmp_path / "out")
+    assert_one_line_error(
+        code,
+        err,
+        re.escape(
+            f"--output '{tmp_path / 'out'}' is a file; give a folder (new, or "
+            "written by an earlier run)."
+        ),
+    )
+    (tmp_path / "file").write_text("x")
+    code, _, err = run_cli(capsys, "x.csv", "-o", tmp_path / "file" / "out")
+    assert_one_line_error(
+        code,
+        err,
+        re.escape(f"--output '{tmp_path / 'file' / 'out'}' cannot be written: "),
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "out"]
+
+
+def test_output_with_other_files_is_refused(tmp_path, capsys, no_run):
+    out = tmp_path / "results"
+    out.mkdir()
+    (out / "report.html").write_text("old")
+    (out / "notes.txt").write_text("mine")
+    code, _, err = run_cli(capsys, "x.csv", "-o", out)
+    assert_one_line_error(
+        code,
+        err,
+        re.escape(
+            f"--output '{out}' holds files that are not outputs of "
+            "sklearn-hypothesaes (notes.txt); each run replaces the folder's "
+            "content, so give a new folder or one written by an earlier run."
+        ),
+    )
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_unusable_cache_is_refused_first(tmp_path, capsys, planted_csv, no_run):
+    cache = tmp_path / "cache"
+    cache.write_text("a file, not a folder")
+    code, _, err = run_cli(
+        capsys, planted_csv, "--cache-dir", cache, "-o", tmp_path / "out"
+    )
+    assert_one_line_error(
+        code,
+        err,
+        re.escape(f"--cache-dir '{cache}' cannot be created or written (")
+        + r".*\. Give a writable --cache-dir, or run with --no-cache\.$",
+    )
+    cache.unlink()
+    cache.mkdir()
+    (cache / "embeddings.sqlite").write_bytes(b"not a database " * 40)
+    code, _, err = run_cli(
+        capsys, planted_csv, "--cache-dir", cache, "-o", tmp_path / "out"
+    )
+    assert_one_line_error(
+        code,
+        err,
+        re.escape(
+            f"The cache file '{cache / 'embeddings.sqlite'}' is not a readable "
+            "SQLite database (file is not a database). It only holds cached "
+            "results: delete it, or point cache_dir (--cache-dir on the command "
+            "line) at another folder, or turn caching off with cache_dir=False "
+            "(--no-cache)."
+        ),
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_not_utf8_suggests_encoding(tmp_path, capsys):
+    path = tmp_path / "latin.csv"
+    frame = pd.DataFrame({"text": ["café crème", "naïve plot"], "target": [1, 0]})
+    frame.to_csv(path, index=False, encoding="latin-1")
+    code, _, err = run_cli(capsys, path, "-o", tmp_path / "out")
+    assert_one_line_error(
+        code,
+        err,
+        re.escape(
+            f"cannot read '{path}' as CSV: it is not utf-8 text (invalid "
+            "continuation byte). Give its encoding with --encoding, "
+            "e.g. --encoding latin-1 or --encoding cp1252."
+        ),
+    )
+    pd.testing.assert_frame_equal(read_table(path, encoding="latin-1"), frame)
+
+
+# ------------------------------------------------------------------------ task
+@pytest.mark.parametrize(
+    "target, task, expected",
+    [
+        ([0, 1] * 12, "auto", "binary"),
+        ([True, False] * 12, "auto", "binary"),
+        (["a", "b", "c"] * 8, "auto", "multiclass"),
+        ([1, 2, 3, 4, 5] * 5, "auto", "multiclass"),
+        (list(range(12)) * 2, "auto", "regression"),  # 12 > 10 integer values
+        (list(range(12)) * 2, "multiclass", "multiclass"),
+        ([0.5, 1.5, 2.25] * 8, "auto", "regression"),
+        ([1, 2, 3] * 8, "regression", "regression"),
+    ],
+)
+def test_task_is_decided_as_the_api_decides(target, task, expected):
+    from sklearn_hypothesaes.app._cli import prepare_data
+    from sklearn_hypothesaes.utils._validation import resolve_task
+
+    frame = pd.DataFrame({"text": [f"t{i}" for i in range(len(target))]})
+    frame["target"] = target
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, y, resolved = prepare_data(frame, "text", "target", task)
+        assert resolved == expected == resolve_task(target, task, caller="api")
+    if expected == "regression":
+        assert y.dtype == np.float64
+    else:
+        assert y.tolist() == target
+
+
+def test_many_integer_values_are_a_regression_said_on_stderr(capsys):
+    from sklearn_hypothesaes.app._cli import prepare_data
+
+    frame = pd.DataFrame({"text": list("abcdefghijkl"), "votes": range(12)})
+    assert prepare_data(frame, "text", "votes", "auto")[2] == "regression"
+    err = capsys.readouterr().err
+    assert "12 distinct values, more than 10" in err
+    assert "Pass --task multiclass to treat them as classes." in err
+
+
+def test_multiclass_split_is_stratified():
+    from sklearn_hypothesaes.app._cli import split_data
+
+    y = np.array([0] * 60 + [1] * 30 + [2] * 10)
+    texts = np.array([f"t{i}" for i in range(100)], dtype=object)
+    _, _, y_train, y_test = split_data(
+        texts, y, "multiclass", holdout_fraction=0.3, max_rows=None, seed=0
+    )
+    assert np.bincount(y_test).tolist() == [18, 9, 3]
+    assert np.bincount(y_train).tolist() == [42, 21, 7]
+
+
+# --------------------------------------------------------------------- outputs
+def fake_result(hypotheses, coef, settings=None):
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from sklearn_hypothesaes.app._method import MethodResult
+
+    n = len(hypotheses)
+    table = pd.DataFrame(
+        {
+            "latent": range(n),
+            "hypothesis": hypotheses,
+            "coef": coef,
+            "significant": [True] * n,
+        }
+    )
+    return MethodResult(
+        pipeline=Pipeline([("scale", StandardScaler())]),
+        hypotheses=table,
+        metrics={"auc": 0.7, "n": 10},
+        examples=[{"present": [f"yes {h}"], "absent": []} for h in hypotheses],
+        sae=None,
+        usage={},
+        settings=settings or {},
+    )
+
+
+def test_outputs_are_ranked_like_the_report(tmp_path):
+    from sklearn_hypothesaes.app._cli import write_outputs
+
+    result = fake_result(["small", "none", "large", "medium"], [0.1, np.nan, -2, 1])
+    out = tmp_path / "out"
+    write_outputs(result, out, title="t")
+    ranked = ["large", "medium", "small", "none"]
+    assert pd.read_csv(out / "hypotheses.csv")["hypothesis"].tolist() == ranked
+    payload = json.loads((out / "hypotheses.json").read_text())
+    assert [h["hypothesis"] for h in payload["hypotheses"]] == ranked
+    assert [e["present"] for e in payload["examples"]] == [[f"yes {h}"] for h in ranked]
+    report = (out / "report.html").read_text()
+    assert [report.index(f">{h}</a>") for h in ranked] == sorted(
+        report.index(f">{h}</a>") for h in ranked
+    )
+
+
+@pytest.mark.parametrize("failure", [RuntimeError("disk full"), KeyboardInterrupt()])
+def test_outputs_are_all_or_nothing(tmp_path, monkeypatch, failure):
+    import sklearn_hypothesaes.app._report as report
+    from sklearn_hypothesaes.app._cli import write_outputs
+
+    out = tmp_path / "out"
+    write_outputs(fake_result(["old"], [1.0]), out, title="t")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def broken(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(report, "render_report", broken)
+    with pytest.raises(type(failure)):
+        write_outputs(fake_result(["new"], [2.0]), out, title="t")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # nothing left behind
+
+    monkeypatch.undo()
+    write_outputs(fake_result(["new"], [2.0]), out, title="t")
+    assert pd.read_csv(out / "hypotheses.csv")["hypothesis"].tolist() == ["new"]
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_credentials_in_urls_are_not_written(tmp_path):
+    from sklearn_hypothesaes.app._cli import write_outputs
+
+    settings = {
+        "hypotheses": {
+            "describer": "LLMDescriber(client=LLMClient(base_url="
+            "'http://user:s3cret@llm.example.com/v1', model='m'))"
+        },
+        "embed": {"base_url": "https://proxy.example.com/v1?api-key=s3cret"},
+    }
+    out = tmp_path / "out"
+    write_outputs(fake_result(["a"], [1.0], settings), out, title="t")
+    for name in ("hypotheses.json", "report.html"):
+        text = (out / name).read_text()
+        assert "s3cret" not in text, name
+        assert "user:***@llm.example.com" in text, name
+        assert "api-key=***" in text, name

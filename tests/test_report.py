@@ -243,3 +243,19 @@ def test_dollar_signs_are_drawn_literally(tmp_path, sae, text):
     for plot in (plot_hypotheses, plot_separation):
         ax = plot(result.hypotheses)
         assert ax.get_yticklabels()[0].get_text() == text
+
+
+def test_credentials_in_settings_are_redacted(tmp_path, sae):
+    result = make_result(sae)
+    result.settings = {
+        "hypotheses": {
+            "describer": "LLMDescriber(client=LLMClient("
+            "base_url='http://me:hunter2@llm.example.com/v1', model='m'))"
+        },
+        "embed": {"base_url": "https://me@proxy.example.com/v1?access_token=abc"},
+    }
+    page = render_report(result, tmp_path / "r.html").read_text()
+    assert "hunter2" not in page and "access_token=abc" not in page
+    settings = page[page.index('id="settings-table"') :]
+    assert "base_url=&#39;http://me:***@llm.example.com/v1&#39;" in settings
+    assert "https://***@proxy.example.com/v1?access_token=***" in settings

@@ -8,23 +8,39 @@ the hypotheses on the held-out texts and writes to ``--output``:
 - ``hypotheses.csv`` and ``hypotheses.json``: one row per hypothesis with its
   held-out statistics (the JSON also has the metrics, usage, timings and
   settings);
-- ``pipeline.joblib``: the fitted pipeline, reloadable with ``joblib.load``;
+- ``pipeline.joblib``: the fitted pipeline, reloadable with ``joblib.load``
+  (a pickle: load it only from places you trust);
 - ``report.html``: a self-contained report.
 
-Embeddings and LLM answers are cached durably by the library, so a second
-run on the same inputs reuses them, and an interrupted run loses nothing that
-was already computed.
+Rows are in the report's order: largest absolute coefficient first. The
+output and cache folders are checked before any work, and the outputs are
+written all at once: into a new hidden sibling folder that then replaces
+``--output``, so a failed or interrupted run leaves the previous outputs as
+they were.
+
+Embeddings, LLM answers and the fitted autoencoder (as arrays, never a pickle)
+are cached durably, so a second run on the same inputs reuses them, and an
+interrupted run loses nothing that was already computed; ``--no-cache`` keeps
+nothing on disk.
 """
 
 from __future__ import annotations
 
 import argparse
+import codecs
 import dataclasses
 import json
 import os
+import re
+import shutil
+import signal
 import sys
+import threading
 import time
 import traceback
+import uuid
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -43,10 +59,29 @@ _READERS = {
     ".json": "json",
 }
 _COMPRESSION = {".gz", ".bz2", ".xz", ".zst", ".zip"}
+#: What a run writes in --output; a folder holding anything else is refused,
+#: since each run replaces the whole folder.
+OUTPUT_FILES = {
+    "csv": "hypotheses.csv",
+    "json": "hypotheses.json",
+    "pipeline": "pipeline.joblib",
+    "report": "report.html",
+}
 
 
 class InputError(Exception):
     """A problem with the user's input, reported as one line, no traceback."""
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Examples kept as written; every option's help ends with its default."""
+
+    def _get_help_string(self, action):
+        help = action.help or ""
+        takes_value = action.nargs != 0
+        if takes_value and action.option_strings and "default" not in help:
+            help += " (default: %(default)s)"
+        return help
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
             "      --base-url http://localhost:8000/v1 "
             "--interpreter-model Qwen/Qwen3-8B"
         ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     data = parser.add_argument_group("data")
     data.add_argument(
@@ -75,26 +110,33 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="?",
         help="CSV, TSV, Parquet, JSON or JSONL file (CSV may be compressed).",
     )
-    data.add_argument("--text-column", default="text", help="default: %(default)s")
-    data.add_argument("--target-column", default="target", help="default: %(default)s")
+    data.add_argument("--text-column", default="text", help="column of texts")
+    data.add_argument("--target-column", default="target", help="column of the outcome")
+    data.add_argument(
+        "--encoding",
+        type=_encoding,
+        default="utf-8",
+        help="text encoding of a CSV, TSV or JSON input, e.g. latin-1 or cp1252",
+    )
     data.add_argument(
         "--task",
-        choices=["auto", "regression", "classification"],
+        choices=["auto", "binary", "multiclass", "regression"],
         default="auto",
-        help="auto: classification for integer or string targets with few "
-        "values, regression otherwise (default: %(default)s).",
+        help="auto: strings, booleans, two values and integers with at most 10 "
+        "distinct values are classes; other numbers a regression",
     )
     data.add_argument(
         "--holdout-fraction",
         type=_fraction,
         default=0.3,
-        help="share of rows held out to test the hypotheses (default: %(default)s)",
+        help="share of rows held out to test the hypotheses",
     )
     data.add_argument(
         "--max-rows",
         type=_positive_int,
         default=None,
-        help="use a random subset of this many rows (stratified for classes)",
+        help="use a random subset of this many rows, stratified for classes "
+        "(default: all rows)",
     )
     data.add_argument(
         "--demo",
@@ -107,19 +149,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--embedding-model",
         default="all-MiniLM-L6-v2",
         help="sentence-transformers model or folder, or an OpenAI embedding "
-        "model name such as text-embedding-3-small (default: %(default)s)",
+        "model name such as text-embedding-3-small",
     )
     model.add_argument(
-        "--n-latents", type=_positive_int, default=256, help="SAE size M"
+        "--n-latents",
+        type=_positive_int,
+        default=256,
+        help="latents of the sparse autoencoder (M)",
     )
     model.add_argument(
-        "--k", type=_positive_int, default=8, help="active latents per text"
+        "--k",
+        type=_positive_int,
+        default=8,
+        help="active latents per text; at most --n-latents",
     )
     model.add_argument(
         "--n-hypotheses",
         type=_positive_int,
         default=20,
-        help="latents selected and described (default: %(default)s)",
+        help="latents selected and described; at most --n-latents",
     )
     model.add_argument(
         "--min-term-score",
@@ -129,7 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: a Bonferroni bound over the vocabulary, about 4; lower it, "
         "e.g. to 2, on small data)",
     )
-    model.add_argument("--seed", type=int, default=0, help="default: %(default)s")
+    model.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the split, the autoencoder and the example texts",
+    )
     llm = parser.add_argument_group(
         "LLM (offline by default: hypotheses are the words that distinguish "
         "each latent's texts)"
@@ -154,8 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     llm.add_argument(
         "--api-key-env",
         default="OPENAI_API_KEY",
-        help="name of the environment variable holding the API key "
-        "(default: %(default)s)",
+        help="name of the environment variable holding the API key",
     )
     llm.add_argument(
         "--offline", action="store_true", help="never call an LLM, even if configured"
@@ -165,19 +217,59 @@ def build_parser() -> argparse.ArgumentParser:
         "--output",
         "-o",
         default="hypothesaes_output",
-        help="output folder (default: %(default)s)",
+        help="output folder: new, or written by an earlier run (each run "
+        "replaces its content)",
     )
     out.add_argument(
         "--cache-dir",
         default=None,
-        help="cache folder for embeddings and LLM answers (default: "
-        "$SKLEARN_HYPOTHESAES_CACHE_DIR or the user cache folder)",
+        help="cache folder for embeddings, LLM answers and fitted autoencoders "
+        "(default: $SKLEARN_HYPOTHESAES_CACHE_DIR or the user cache folder)",
+    )
+    out.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="cache nothing on disk: embeddings, LLM answers and the "
+        "autoencoder are computed anew",
     )
     out.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     out.add_argument(
         "--debug", action="store_true", help="show full tracebacks on errors"
     )
     return parser
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """Parse and cross-check the options; exit with status 2 on a bad one."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for option, value in (("--k", args.k), ("--n-hypotheses", args.n_hypotheses)):
+        if value > args.n_latents:
+            parser.error(
+                f"{option} {value} is larger than --n-latents {args.n_latents}; "
+                f"{option} must be at most --n-latents. Lower {option} or raise "
+                "--n-latents."
+            )
+    if args.no_cache and args.cache_dir is not None:
+        parser.error(
+            f"--no-cache and --cache-dir {args.cache_dir} contradict each other; "
+            "give one of them."
+        )
+    if args.demo and args.input:
+        parser.error(
+            f"--demo runs on the built-in reviews; got an input file too "
+            f"({args.input}). Give one of them."
+        )
+    return args
+
+
+def _encoding(value: str) -> str:
+    try:
+        return codecs.lookup(value).name
+    except LookupError:
+        raise argparse.ArgumentTypeError(
+            f"unknown encoding {value!r}; e.g. utf-8, latin-1, cp1252 or utf-16"
+        ) from None
 
 
 def _fraction(value: str) -> float:
@@ -203,8 +295,11 @@ def _positive_int(value: str) -> int:
 
 
 # --------------------------------------------------------------------- input
-def read_table(path) -> pd.DataFrame:
-    """Read a CSV, TSV, Parquet, JSON or JSONL file, or raise InputError."""
+def read_table(path, encoding="utf-8") -> pd.DataFrame:
+    """Read a CSV, TSV, Parquet, JSON or JSONL file, or raise InputError.
+
+    ``encoding`` applies to the text formats (Parquet stores its own).
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(f"input file '{path}' does not exist.")
@@ -223,27 +318,30 @@ def read_table(path) -> pd.DataFrame:
         raise InputError(f"input file '{path}' is empty.")
     try:
         if kind in ("csv", "tsv"):
-            frame = pd.read_csv(path, sep="\t" if kind == "tsv" else ",")
+            frame = pd.read_csv(
+                path, sep="\t" if kind == "tsv" else ",", encoding=encoding
+            )
         elif kind == "parquet":
             from ..utils._misc import import_optional
 
             import_optional("pyarrow", "Reading Parquet files")
             frame = pd.read_parquet(path)
         elif kind == "jsonl":
-            frame = pd.read_json(path, lines=True)
+            frame = pd.read_json(path, lines=True, encoding=encoding)
         else:
             try:
-                frame = pd.read_json(path)
+                frame = pd.read_json(path, encoding=encoding)
             except ValueError:
-                frame = pd.read_json(path, lines=True)
+                frame = pd.read_json(path, lines=True, encoding=encoding)
     except pd.errors.EmptyDataError:
         raise InputError(f"input file '{path}' is empty.") from None
     except ImportError as exc:
         raise InputError(str(exc)) from None
     except UnicodeDecodeError as exc:
         raise InputError(
-            f"cannot read '{path}' as {kind.upper()}: it is not UTF-8 text "
-            f"({exc.reason} at byte {exc.start})."
+            f"cannot read '{path}' as {kind.upper()}: it is not {encoding} text "
+            f"({exc.reason}). Give its encoding with "
+            "--encoding, e.g. --encoding latin-1 or --encoding cp1252."
         ) from None
     except PermissionError as exc:
         raise InputError(f"cannot read '{path}': {exc.strerror}.") from None
@@ -260,7 +358,12 @@ def read_table(path) -> pd.DataFrame:
 
 def prepare_data(frame, text_column, target_column, task):
     """Texts, target and the resolved task; rows with gaps dropped (said on
-    stderr); InputError for a missing column or an unusable target."""
+    stderr); InputError for a missing column or an unusable target.
+
+    The task is decided by :func:`~sklearn_hypothesaes.utils._validation.
+    resolve_task`, as the estimators decide it: ``"binary"``,
+    ``"multiclass"`` or ``"regression"``.
+    """
     columns = [str(c) for c in frame.columns]
     for option, column in (
         ("--text-column", text_column),
@@ -296,21 +399,22 @@ def prepare_data(frame, text_column, target_column, task):
     numeric = pd.api.types.is_numeric_dtype(target) and not pd.api.types.is_bool_dtype(
         target
     )
-    if task == "auto":
-        is_integer = numeric and np.all(np.mod(target.to_numpy(float), 1) == 0)
-        task = (
-            "classification"
-            if not numeric or (is_integer and n_values <= 10) or n_values == 2
-            else "regression"
+    if task == "regression" and not numeric:
+        raise InputError(
+            f"--task regression needs a numeric --target-column; "
+            f"{target_column!r} holds values such as {_show(target.iloc[0])}."
         )
+    if numeric:
+        values = target.to_numpy(dtype=np.float64)
+        # Whole numbers read as floats (a column with gaps) are labels 1, 2.
+        if np.all(np.mod(values, 1) == 0):
+            values = values.astype(np.int64)
+    else:
+        values = target.to_numpy()
+    task = _resolve_task(values, task, target_column)
     if task == "regression":
-        if not numeric:
-            raise InputError(
-                f"--task regression needs a numeric --target-column; "
-                f"{target_column!r} holds values such as {_show(target.iloc[0])}."
-            )
-        target = target.astype(np.float64)
-    if task == "classification":
+        values = values.astype(np.float64)
+    else:
         counts = target.value_counts()
         if counts.min() < 2:
             raise InputError(
@@ -318,7 +422,31 @@ def prepare_data(frame, text_column, target_column, task):
                 f"{_show(counts.idxmin())} has only 1 row; every class needs at "
                 "least 2 for a held-out split."
             )
-    return texts.to_numpy(dtype=object), target.to_numpy(), task
+    return texts.to_numpy(dtype=object), values, task
+
+
+def _resolve_task(y, task, target_column):
+    from ..utils._validation import resolve_task
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            task = resolve_task(
+                y,
+                task,
+                caller="sklearn-hypothesaes",
+                param=f"--target-column {target_column!r}",
+            )
+        except ValueError as exc:
+            raise InputError(_as_options(str(exc))) from None
+    for warning in caught:
+        _note(_as_options(str(warning.message)))
+    return task
+
+
+def _as_options(message: str) -> str:
+    """The library's "task='multiclass'" as the command line's option."""
+    return re.sub(r"task='(\w+)'", r"--task \1", message)
 
 
 def _show(value) -> str:
@@ -329,12 +457,13 @@ def _show(value) -> str:
 def split_data(texts, y, task, *, holdout_fraction, max_rows, seed):
     from sklearn.model_selection import train_test_split
 
-    stratify = y if task == "classification" else None
+    classes = task in ("binary", "multiclass")
+    stratify = y if classes else None
     if max_rows is not None and max_rows < len(texts):
         texts, _, y, _ = train_test_split(
             texts, y, train_size=max_rows, stratify=stratify, random_state=seed
         )
-        stratify = y if task == "classification" else None
+        stratify = y if classes else None
     try:
         return train_test_split(
             texts,
@@ -390,19 +519,20 @@ def _llm_mode(args) -> bool:
 
 def build_steps(args, task):
     """The four estimators of the method, from the command-line options."""
-    from sklearn import config_context
-
     from .. import (
         HypothesisGenerator,
         LatentSelector,
+        LLMAnnotator,
         LLMClient,
+        LLMDescriber,
         SparseAutoencoder,
+        TermDescriber,
         TextEmbedder,
     )
 
     verbose = not args.quiet
-    cache = args.cache_dir
-    interpreter = annotator = None
+    cache = False if args.no_cache else args.cache_dir
+    annotator = None  # the describer's default_annotator()
     if _llm_mode(args):
         interpreter_model = args.interpreter_model or "gpt-4o-mini"
         common = dict(
@@ -411,70 +541,111 @@ def build_steps(args, task):
             cache_dir=cache,
             verbose=verbose,
         )
-        interpreter = LLMClient(model=interpreter_model, **common)
+        describer = LLMDescriber(client=LLMClient(model=interpreter_model, **common))
         if args.annotator_model and args.annotator_model != interpreter_model:
-            annotator = LLMClient(model=args.annotator_model, **common)
+            annotator = LLMAnnotator(
+                client=LLMClient(model=args.annotator_model, **common)
+            )
+    else:
+        describer = TermDescriber(
+            min_score="auto" if args.min_term_score is None else args.min_term_score
+        )
     generator = HypothesisGenerator(
-        interpreter=interpreter,
+        describer=describer,
         annotator=annotator,
-        min_term_score="auto" if args.min_term_score is None else args.min_term_score,
         task=task,
         random_state=args.seed,
         verbose=int(verbose),
     )
-    # The saved pipeline needs the raw texts routed to its last step:
-    # ``pipe.transform(texts, texts=texts)`` under enable_metadata_routing.
-    with config_context(enable_metadata_routing=True):
-        for method in ("fit", "transform", "predict", "predict_proba", "score"):
-            getattr(generator, f"set_{method}_request")(texts=True)
     return dict(
         embedder=TextEmbedder(
             model=args.embedding_model, cache_dir=cache, verbose=verbose
         ),
         sae=SparseAutoencoder(
             n_latents=args.n_latents,
-            k=min(args.k, args.n_latents),
+            k=args.k,
             random_state=args.seed,
             verbose=int(verbose),
         ),
-        selector=LatentSelector(n_latents=min(args.n_hypotheses, args.n_latents)),
+        selector=LatentSelector(n_latents=args.n_hypotheses),
         generator=generator,
     )
 
 
-def _fit_sae(params, X, verbose):
-    from .. import SparseAutoencoder
+# ------------------------------------------------------------------ preflight
+def check_output(output) -> Path:
+    """Refuse, before any work, an --output that the run could not replace.
 
-    return SparseAutoencoder(**params, verbose=verbose).fit(X)
-
-
-def _memoize_fit(sae, cache_dir):
-    """Make ``sae.fit`` reuse a fit of the same parameters on the same data.
-
-    Embeddings and LLM answers are cached by the library; the SAE's training
-    is the one slow step left on a rerun. run_method fits every step it is
-    given, so the fit of this one instance goes through joblib.Memory, as
-    ``Pipeline(memory=...)`` would do. The caller removes the override.
+    It must be a folder (or not exist yet) holding only outputs of earlier
+    runs, in a folder where a sibling can be created; nothing is created
+    here but the parent folders.
     """
-    import joblib
+    output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise InputError(
+            f"--output '{output}' is a file; give a folder (new, or written by "
+            "an earlier run)."
+        )
+    if output.is_dir():
+        ours = set(OUTPUT_FILES.values())
+        others = sorted(
+            p.name
+            for p in output.iterdir()
+            if p.name not in ours and p.name.removesuffix(".partial") not in ours
+        )
+        if others:
+            shown = ", ".join(others[:5]) + (" ..." if len(others) > 5 else "")
+            raise InputError(
+                f"--output '{output}' holds files that are not outputs of "
+                f"sklearn-hypothesaes ({shown}); each run replaces the folder's "
+                "content, so give a new folder or one written by an earlier run."
+            )
+    parent = output.absolute().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        probe = parent / f".{output.name}.check-{uuid.uuid4().hex[:8]}"
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as exc:
+        raise InputError(
+            f"--output '{output}' cannot be written: cannot create a folder in "
+            f"'{parent}' ({exc.strerror or exc}). Give a writable folder."
+        ) from None
+    return output
 
+
+def check_cache(args) -> Path | None:
+    """The cache folder, checked before any work: creatable and writable, and
+    its SQLite files openable and writable. None with --no-cache."""
     from ..utils._misc import resolve_cache_dir
+    from ..utils._store import CacheError, SQLiteStore
 
-    folder = resolve_cache_dir(cache_dir)
-    if folder is None:
-        return
-    memory = joblib.Memory(folder / "fitted_sae", verbose=0)
-    cached = memory.cache(_fit_sae, ignore=["verbose"])
-
-    def fit(X, y=None):
-        params = sae.get_params()
-        verbose = params.pop("verbose")
-        fitted = cached(params, X, verbose)
-        state = {k: v for k, v in vars(fitted).items() if k != "verbose"}
-        sae.__dict__.update(state)
-        return sae
-
-    sae.fit = fit
+    if args.no_cache:
+        return None
+    where = "--cache-dir" if args.cache_dir is not None else "the cache folder"
+    try:
+        folder = resolve_cache_dir(args.cache_dir)
+        probe = folder / f".check-{uuid.uuid4().hex[:8]}"
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as exc:
+        target = args.cache_dir or exc.filename or "the default cache folder"
+        raise InputError(
+            f"{where} '{target}' cannot be created or written "
+            f"({exc.strerror or exc}). Give a writable --cache-dir, or run with "
+            "--no-cache."
+        ) from None
+    for path in sorted(folder.glob("*.sqlite")):
+        store = None
+        try:
+            store = SQLiteStore(path)
+            store.check_writable()
+        except CacheError as exc:
+            raise InputError(str(exc)) from None
+        finally:
+            if store is not None:
+                store.close()
+    return folder
 
 
 # --------------------------------------------------------------------- output
@@ -492,48 +663,98 @@ def _jsonable(value):
     return repr(value)
 
 
+def ranked(result):
+    """The result with its hypotheses (and their examples) in the report's
+    order, ``rank_hypotheses``: largest absolute coefficient first."""
+    from ._plotting import rank_hypotheses
+
+    table = result.hypotheses.reset_index(drop=True)
+    order = rank_hypotheses(table).index.to_numpy()
+    examples = list(result.examples or [])
+    if len(examples) == len(table):
+        examples = [examples[i] for i in order]
+    return dataclasses.replace(
+        result,
+        hypotheses=table.iloc[order].reset_index(drop=True),
+        examples=examples,
+    )
+
+
 def write_outputs(result, output: Path, *, title: str) -> dict:
-    """Write the tables, the pipeline and the report; return their paths."""
+    """Write the tables, the pipeline and the report; return their paths.
+
+    All or nothing: the files are written into a new hidden sibling of
+    ``output``, which then replaces it. A failure or Ctrl-C on the way
+    leaves ``output`` as it was and no sibling behind.
+    """
+    output = Path(output)
+    parent = output.absolute().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = parent / f".{output.name}.partial-{uuid.uuid4().hex[:8]}"
+    try:
+        staging.mkdir()
+        _write_files(ranked(result), staging, title=title)
+        _replace_folder(staging, output)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {key: output / name for key, name in OUTPUT_FILES.items()}
+
+
+def _write_files(result, folder: Path, *, title: str):
     import joblib
 
-    from ._report import render_report
+    from ._report import redact_settings, render_report
 
-    output.mkdir(parents=True, exist_ok=True)
-    table = result.hypotheses.copy()
-    paths = {
-        "csv": output / "hypotheses.csv",
-        "json": output / "hypotheses.json",
-        "pipeline": output / "pipeline.joblib",
-        "report": output / "report.html",
-    }
+    paths = {key: folder / name for key, name in OUTPUT_FILES.items()}
+    table = result.hypotheses
     csv_table = table.copy()
     if "terms" in csv_table:
         csv_table["terms"] = csv_table["terms"].map(
             lambda t: "; ".join(t) if isinstance(t, list | tuple | np.ndarray) else ""
         )
-    _atomic(paths["csv"], lambda p: csv_table.to_csv(p, index=False))
+    csv_table.to_csv(paths["csv"], index=False)
     payload = {
         "hypotheses": _jsonable(table.to_dict(orient="records")),
         "metrics": _jsonable(result.metrics),
         "examples": _jsonable(result.examples),
         "usage": _jsonable(result.usage),
         "timings": _jsonable(result.timings),
-        "settings": _jsonable(result.settings),
+        "settings": redact_settings(_jsonable(result.settings)),
     }
-    _atomic(
-        paths["json"],
-        lambda p: p.write_text(json.dumps(payload, indent=2, ensure_ascii=False)),
+    paths["json"].write_text(
+        json.dumps(payload, indent=2, ensure_ascii=False), encoding="utf-8"
     )
-    _atomic(paths["pipeline"], lambda p: joblib.dump(result.pipeline, p))
+    joblib.dump(result.pipeline, paths["pipeline"])
     render_report(result, paths["report"], title=title)
-    return paths
 
 
-def _atomic(path: Path, write):
-    # Write then rename: an interrupted run never leaves a truncated file.
-    partial = path.with_name(path.name + ".partial")
-    write(partial)
-    partial.replace(path)
+def _replace_folder(new: Path, output: Path):
+    """Put ``new`` in the place of ``output``: the old folder is moved aside,
+    then deleted. Ctrl-C is ignored during the two renames; the run's work
+    is done by then."""
+    old = new.with_name(new.name.replace(".partial-", ".old-"))
+    with _sigint_ignored():
+        if output.exists():
+            output.rename(old)
+        try:
+            new.rename(output)
+        except BaseException:
+            if old.exists():
+                old.rename(output)
+            raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def _sigint_ignored():
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous or signal.default_int_handler)
 
 
 def _note(message: str):
@@ -541,6 +762,7 @@ def _note(message: str):
 
 
 def _summary(result, paths, seconds) -> str:
+    from ._plotting import rank_hypotheses
     from ._report import headline
 
     metrics = result.metrics or {}
@@ -552,19 +774,18 @@ def _summary(result, paths, seconds) -> str:
         f"{head['score']}.".replace("R²", "R^2"),
     ]
     if len(table) == 0:
-        offline = (result.settings or {}).get("hypotheses", {}).get("interpreter")
+        command_line = (result.settings or {}).get("command line", {})
         lines.append(
             "No hypothesis was found: no selected latent got one"
             + (
                 " (no word or phrase distinguishes the texts where it fires); "
                 "a lower --min-term-score (e.g. 2), more rows (--max-rows) or "
                 "latents (--n-hypotheses) may find some."
-                if offline is None
+                if command_line.get("hypotheses") == "offline"
                 else " (see the LLM failures in the report)."
             )
         )
-    top = table.reindex(table["coef"].abs().sort_values(ascending=False).index)
-    for _, row in top.head(5).iterrows():
+    for _, row in rank_hypotheses(table).head(5).iterrows():
         significant = row.get("significant")
         star = "*" if pd.notna(significant) and bool(significant) else " "
         coef = f"{row['coef']:+.3f}" if pd.notna(row["coef"]) else "   n/a"
@@ -577,13 +798,15 @@ def _summary(result, paths, seconds) -> str:
 # ----------------------------------------------------------------------- main
 def run(args) -> int:
     start = time.perf_counter()
+    output = check_output(args.output)
+    cache = check_cache(args)
     if args.demo:
         X_train, X_test, y_train, y_test = load_demo(args.max_rows, args.seed)
-        task, title = "classification", "HypotheSAEs report: Rotten Tomatoes demo"
+        task, title = "binary", "HypotheSAEs report: Rotten Tomatoes demo"
     else:
         if not args.input:
             raise InputError("give an input file, or --demo (see --help).")
-        frame = read_table(args.input)
+        frame = read_table(args.input, encoding=args.encoding)
         texts, y, task = prepare_data(
             frame, args.text_column, args.target_column, args.task
         )
@@ -596,42 +819,42 @@ def run(args) -> int:
             seed=args.seed,
         )
         title = f"HypotheSAEs report: {Path(args.input).name}"
-    if args.cache_dir:
-        from ..utils._misc import resolve_cache_dir
-
-        resolve_cache_dir(args.cache_dir)
     steps = build_steps(args, task)
-    mode = "LLM" if steps["generator"].interpreter is not None else "offline"
+    mode = "LLM" if _llm_mode(args) else "offline"
     _note(
         f"{len(X_train)} training and {len(X_test)} held-out texts, task {task}, "
         f"{mode} hypotheses."
     )
-    from ._method import run_method
+    from . import _method
 
-    sae = steps["sae"]
-    _memoize_fit(sae, args.cache_dir)
-    try:
-        result = run_method(
-            X_train, y_train, holdout_texts=X_test, holdout_y=y_test, **steps
-        )
-    finally:
-        sae.__dict__.pop("fit", None)
+    # The fitted autoencoder is cached as arrays and JSON, never a pickle.
+    result = _method.run_method(
+        X_train,
+        y_train,
+        holdout_texts=X_test,
+        holdout_y=y_test,
+        memory=None if cache is None else cache / "fitted_sae",
+        **steps,
+    )
     settings = {
         **dict(result.settings or {}),
         "command line": {
             "input": "demo: Rotten Tomatoes" if args.demo else str(args.input),
             "text_column": args.text_column,
             "target_column": args.target_column,
+            "task": task,
+            "hypotheses": mode,
             "holdout_fraction": args.holdout_fraction,
             "max_rows": args.max_rows,
             "seed": args.seed,
+            "cache": "off" if cache is None else str(cache),
             "n_train": len(X_train),
             "n_holdout": len(X_test),
         },
     }
     result = dataclasses.replace(result, settings=settings)
-    paths = write_outputs(result, Path(args.output), title=title)
-    print(_summary(result, paths, time.perf_counter() - start))
+    paths = write_outputs(result, output, title=title)
+    print(_summary(ranked(result), paths, time.perf_counter() - start))
     return 0
 
 
@@ -641,16 +864,23 @@ def main(argv=None) -> int:
     Returns the exit status: 0 on success, 1 on bad input or a failure, 2 on
     bad options (argparse), 130 when interrupted.
     """
-    args = build_parser().parse_args(argv)
+    from ..utils._store import CacheError
+
+    args = parse_args(argv)
     try:
         return run(args)
-    except InputError as exc:
+    except (InputError, CacheError) as exc:
         _note(f"error: {exc}")
         return 1
     except KeyboardInterrupt:
         _note(
-            "interrupted. Embeddings and LLM answers computed so far are cached; "
-            "run the same command again to resume."
+            "interrupted; the previous outputs are as they were. "
+            + (
+                "Nothing was cached (--no-cache)."
+                if args.no_cache
+                else "Embeddings and LLM answers computed so far are cached; "
+                "run the same command again to resume."
+            )
         )
         return 130
     except Exception as exc:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..utils._misc import import_optional
+from ..utils._misc import import_optional, redact_url
 from ._plotting import (
     plot_hypotheses,
     plot_latent_frequency,
@@ -21,7 +21,7 @@ from ._plotting import (
     rank_hypotheses,
 )
 
-__all__ = ["render_report"]
+__all__ = ["redact_settings", "render_report"]
 
 _TEMPLATE = "report.html.j2"
 # Fitted SparseAutoencoder attributes shown as "reconstruction" figures.
@@ -61,6 +61,40 @@ _USAGE = [
     ("cost", "cost (USD)"),
 ]
 _MAX_EXAMPLE_CHARS = 600
+# A URL inside a setting, also within a repr such as LLMClient(base_url='...').
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"]+")
+
+
+def redact_settings(settings):
+    """``settings`` with credentials in every URL replaced by ``***``.
+
+    Walks dicts and lists and applies
+    :func:`~sklearn_hypothesaes.utils._misc.redact_url` to each URL found in a
+    string (a ``base_url`` of ``http://user:secret@host/v1`` is written as
+    ``http://user:***@host/v1``), so reports and JSON never hold a password.
+
+    Parameters
+    ----------
+    settings : dict, list or value
+        Settings as plain values (strings, numbers, reprs).
+
+    Returns
+    -------
+    redacted : same type as ``settings``
+
+    Examples
+    --------
+    >>> redact_settings({"hypotheses": {"interpreter":
+    ...     "LLMClient(base_url='http://me:hunter2@host/v1')"}})
+    {'hypotheses': {'interpreter': "LLMClient(base_url='http://me:***@host/v1')"}}
+    """
+    if isinstance(settings, dict):
+        return {key: redact_settings(value) for key, value in settings.items()}
+    if isinstance(settings, list | tuple):
+        return type(settings)(redact_settings(value) for value in settings)
+    if isinstance(settings, str):
+        return _URL.sub(lambda match: redact_url(match.group(0)), settings)
+    return settings
 
 
 def _missing(value) -> bool:
@@ -219,7 +253,10 @@ def _offline(table, settings) -> bool:
     if "terms" in table and table["terms"].notna().any():
         return True
     generator = (settings or {}).get("hypotheses") or {}
-    return len(table) == 0 and generator.get("interpreter", "") is None
+    describer = generator.get("describer", "")
+    # None is the default describer, TermDescriber().
+    offline = describer is None or str(describer).startswith("TermDescriber(")
+    return len(table) == 0 and offline
 
 
 def _context(result, title) -> dict:
@@ -269,7 +306,7 @@ def _context(result, title) -> dict:
         "offline": _offline(table, getattr(result, "settings", None)),
         "figures": figures,
         "sae_rows": sae_rows,
-        "settings": _flatten(getattr(result, "settings", None)),
+        "settings": _flatten(redact_settings(getattr(result, "settings", None))),
         "usage": _pairs(usage, _USAGE, getter=get),
         "timings": [(step, f"{float(s):.1f} s") for step, s in timings.items()],
         "total_time": (
