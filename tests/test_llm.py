@@ -2,16 +2,29 @@
 
 import copy
 import pickle
+import threading
 
+import numpy as np
 import openai
 import pytest
-from fake_openai import FakeOpenAIServer
-from sklearn.base import clone
-from sklearn.utils import estimator_checks
+from fake_openai import FakeOpenAIServer, last_user_message
+from sklearn.base import BaseEstimator, clone
+from sklearn.model_selection import GridSearchCV
+from sklearn.utils import estimator_checks, get_tags
+from sklearn.utils._param_validation import InvalidParameterError
 
 from sklearn_hypothesaes import LLMClient
+from sklearn_hypothesaes.llm import (
+    Completions,
+    Usage,
+    fill_prompt,
+    load_prompt,
+    parse_yes_no,
+    strip_thinking,
+)
 from sklearn_hypothesaes.llm import _client as _llm
-from sklearn_hypothesaes.llm import fill_prompt, parse_yes_no, strip_thinking
+from sklearn_hypothesaes.utils import _retry
+from sklearn_hypothesaes.utils._misc import redact_url
 
 
 def _gaps(requests):
@@ -39,9 +52,15 @@ def test_500_is_retried_then_reported_missing(fake_server, make_client, fast_bac
     fake_server.reset()
     fake_server.fail(status=503, times=10)
     with pytest.warns(RuntimeWarning, match="1 of 1 LLM requests"):
-        assert client.complete(["second"]) == [None]
+        answers = client.complete(["second"])
+    assert answers == [None]
     assert len(fake_server.requests) == 3  # first try + max_retries
+    # The call's own usage counts the retries of a request that failed in the
+    # end: the SDK's retry loop reports nothing on its final exception.
+    assert (answers.usage.retries, answers.usage.failures) == (2, 1)
+    assert answers.usage.calls == 0
     assert client.usage()["failures"] == 1
+    assert client.usage()["retries"] == 4
 
 
 def test_client_errors_are_not_retried(fake_server, make_client):
@@ -243,3 +262,261 @@ def test_rate_limits_per_minute(monkeypatch):
 )
 def test_sklearn_api_checks(check):
     check("LLMClient", LLMClient(cache_dir=False))
+
+
+# The cache key names the endpoint ---------------------------------------------
+def test_same_model_on_two_servers_is_not_shared_through_the_cache(tmp_path):
+    with (
+        FakeOpenAIServer(default_reply="answer of A") as srv_a,
+        FakeOpenAIServer(default_reply="answer of B") as srv_b,
+    ):
+        a = LLMClient(model="same-model", base_url=srv_a.base_url, cache_dir=tmp_path)
+        b = LLMClient(model="same-model", base_url=srv_b.base_url, cache_dir=tmp_path)
+        assert a.complete(["question"]) == ["answer of A"]
+        assert b.complete(["question"]) == ["answer of B"]
+        assert (len(srv_a.requests), len(srv_b.requests)) == (1, 1)
+        # Each answer is cached under its own endpoint.
+        again = LLMClient(model="same-model", base_url=srv_a.base_url + "/")
+        again.set_params(cache_dir=tmp_path)
+        assert again.complete(["question"]) == ["answer of A"]
+        assert again.complete(["question"]).usage.cache_hits == 1
+        assert (len(srv_a.requests), len(srv_b.requests)) == (1, 1)
+    assert a.cache_key("question") != b.cache_key("question")
+
+
+# Usage is returned per call -----------------------------------------------------
+def test_concurrent_calls_each_get_their_own_usage(make_client, fast_backoff):
+    lock, seen = threading.Lock(), {}
+
+    def chat(body):
+        text = last_user_message(body)
+        with lock:
+            seen[text] = seen.get(text, 0) + 1
+            if text == "beta x 0" and seen[text] <= 2:
+                raise RuntimeError("flaky")  # the server answers 500
+        return "no"
+
+    prompts = {
+        "A": ["alpha one", "alpha two", "alpha three"],  # 2 words each
+        "B": [f"beta x {i}" for i in range(5)],  # 3 words each
+    }
+    with FakeOpenAIServer(chat=chat, delay=0.2) as srv:
+        client = make_client(srv, n_concurrent=8, prices={"fake-model": (1.0, 2.0)})
+        start, results = threading.Barrier(2), {}
+
+        def ask(name):
+            start.wait()
+            results[name] = client.complete(prompts[name])
+
+        threads = [threading.Thread(target=ask, args=(n,)) for n in prompts]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        # More requests were in flight together than either call sent alone.
+        assert srv.in_flight_max > 5
+
+    a, b = results["A"], results["B"]
+    assert isinstance(a, Completions) and isinstance(a, list)
+    assert a == ["no"] * 3 and b == ["no"] * 5
+    assert a.usage == Usage(
+        calls=3, prompt_tokens=6, completion_tokens=3, cost=(6 + 2 * 3) / 1e6
+    )
+    assert b.usage == Usage(
+        calls=5,
+        prompt_tokens=15,
+        completion_tokens=5,
+        retries=2,
+        cost=(15 + 2 * 5) / 1e6,
+    )
+    total = client.usage()
+    assert (total["calls"], total["retries"], total["prompt_tokens"]) == (8, 2, 21)
+    assert total["cost"] == pytest.approx(37e-6)
+
+
+def test_usage_of_cached_and_reasked_calls(fake_server, make_client):
+    client = make_client(fake_server)
+    first = client.complete(["q"])
+    assert first.usage == Usage(calls=1, prompt_tokens=1, completion_tokens=1)
+    second = client.complete(["q", "q"])
+    assert second.usage == Usage(cache_hits=2)
+    fake_server.malformed(times=1)
+    parsed = client.complete_parsed(["other"], parse_yes_no)
+    assert parsed == [0]
+    assert (parsed.usage.calls, parsed.usage.reasks) == (2, 1)
+    probs = client.yes_probabilities(["third"])
+    assert probs == [0.0] and probs.usage.calls == 1
+
+
+# LLMClient is a configuration ---------------------------------------------------
+def test_llmclient_is_a_configuration_object():
+    client = LLMClient(model="m", n_concurrent=3, cache_dir=False)
+    assert get_tags(client).requires_fit is False
+    twin = clone(client)
+    assert twin is not client
+    assert twin.get_params() == client.get_params()
+    assert not hasattr(client, "fit")
+    assert not [name for name in vars(client) if name.endswith("_")]
+    with pytest.raises(ValueError, match="Invalid parameter 'modle' for LLMClient"):
+        client.set_params(modle="x")
+
+
+# A user-built client -------------------------------------------------------------
+class _AsksTheLLM(BaseEstimator):
+    """A parent estimator holding an LLMClient, as a describer or annotator does."""
+
+    def __init__(self, llm=None, expected="yes"):
+        self.llm = llm
+        self.expected = expected
+
+    def fit(self, X, y=None):
+        self.n_answers_ = len(self.llm.complete(list(X)))
+        return self
+
+    def score(self, X, y=None, sample_weight=None):
+        answers = self.llm.complete(list(X))
+        return float(np.mean([a == self.expected for a in answers]))
+
+
+def test_user_built_openai_client(fake_server, tmp_path):
+    sdk = openai.OpenAI(base_url=fake_server.base_url, api_key="x")
+    client = LLMClient(model="fake-model", client=sdk, cache_dir=tmp_path)
+    assert client.complete(["hi"]) == ["no"]
+    assert len(fake_server.requests) == 1
+    # Its endpoint is the SDK client's base_url: the same cache entry as a
+    # client built from that URL.
+    built = LLMClient(model="fake-model", base_url=fake_server.base_url)
+    assert client.cache_key("hi") == built.set_params(cache_dir=tmp_path).cache_key(
+        "hi"
+    )
+    assert built.complete(["hi"]).usage.cache_hits == 1
+
+    # clone shares it (deep-copying an SDK client fails on its locks).
+    assert clone(client).client is sdk
+    assert copy.deepcopy(client).client is sdk
+    parent = _AsksTheLLM(llm=client)
+    assert clone(parent).llm.client is sdk
+    texts = [f"text {i}" for i in range(6)]
+    search = GridSearchCV(parent, {"expected": ["yes", "no"]}, cv=2).fit(texts)
+    assert search.best_params_ == {"expected": "no"}
+    assert search.best_estimator_.llm.client is sdk
+    assert search.best_estimator_.llm is not client
+
+    # It is never pickled; the unpickled client says how to give it back.
+    restored = pickle.loads(pickle.dumps(parent)).llm
+    assert restored.client is None
+    with pytest.raises(ValueError, match=r"Pass it again with set_params\(client="):
+        restored.complete(["hi"])
+    with pytest.raises(ValueError, match=r"set_params\(client="):
+        clone(restored).complete(["hi"])
+    assert restored.set_params(client=sdk).complete(["again"]) == ["no"]
+
+    with pytest.raises(ValueError, match="'client' parameter of LLMClient"):
+        LLMClient(client="not a client", cache_dir=False).complete(["x"])
+
+
+def test_user_client_retries_are_not_multiplied(fake_server, fast_backoff):
+    # The SDK client retries twice by default; only our max_retries applies.
+    sdk = openai.OpenAI(base_url=fake_server.base_url, api_key="x")
+    assert sdk.max_retries == 2
+    client = LLMClient(model="m", client=sdk, max_retries=1, cache_dir=False)
+    fake_server.fail(status=503, times=10)
+    with pytest.warns(RuntimeWarning, match="1 of 1 LLM requests"):
+        answers = client.complete(["x"])
+    assert len(fake_server.requests) == 2
+    assert (answers.usage.retries, answers.usage.failures) == (1, 1)
+    assert sdk.max_retries == 2  # the user's client is left as it was
+
+
+def test_retry_after_above_the_sdk_cap_is_waited_for(fake_server, monkeypatch):
+    # The SDK gives up at once on a Retry-After above its cap (120 s) ...
+    fake_server.fail(status=429, times=1, retry_after=200)
+    sdk = openai.OpenAI(base_url=fake_server.base_url, api_key="x", max_retries=2)
+    with pytest.raises(openai.RateLimitError):
+        sdk.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "x"}]
+        )
+    assert len(fake_server.requests) == 1
+    # ... ours waits as long as its own cap allows (shortened here) and retries.
+    monkeypatch.setattr(_retry, "MAX_RETRY_AFTER", 0.2)
+    fake_server.reset()
+    fake_server.fail(status=429, times=1, retry_after=200)
+    client = LLMClient(model="m", base_url=fake_server.base_url, cache_dir=False)
+    answers = client.complete(["x"])
+    assert answers == ["no"]
+    assert (answers.usage.retries, answers.usage.calls) == (1, 1)
+    gap = fake_server.requests[1]["time"] - fake_server.requests[0]["time"]
+    assert gap >= 0.19
+
+
+# Credentials in base_url ---------------------------------------------------------
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://me:s3cret@host/v1", "https://me:***@host/v1"),
+        ("https://tok-s3cret@host:8443/v1", "https://***@host:8443/v1"),
+        (
+            "https://host/v1?api-version=2024&api-key=s3cret",
+            "https://host/v1?api-version=2024&api-key=***",
+        ),
+        (
+            "https://h/v1?X-Amz-Signature=s3cret&access_token=s3cret&flag",
+            "https://h/v1?X-Amz-Signature=***&access_token=***&flag",
+        ),
+        ("http://127.0.0.1:8000/v1", "http://127.0.0.1:8000/v1"),
+        (None, None),
+    ],
+)
+def test_redact_url(url, expected):
+    assert redact_url(url) == expected
+
+
+def test_credentials_in_base_url_are_not_written(fake_server, tmp_path):
+    port = fake_server.port
+    url = f"http://user:s3cret@127.0.0.1:{port}/v1"
+    client = LLMClient(model="fake-model", base_url=url, cache_dir=tmp_path)
+    assert client.complete(["hi"]) == ["no"]  # the real URL is used
+    assert repr(client) == (
+        f"LLMClient(model='fake-model', base_url='http://user:***@127.0.0.1:{port}"
+        f"/v1', cache_dir={tmp_path!r})"
+    )
+    azure = LLMClient(base_url="https://h.example.com/v1?api-key=s3cret")
+    assert repr(azure) == "LLMClient(base_url='https://h.example.com/v1?api-key=***')"
+    parent = _AsksTheLLM(llm=client)
+    assert "s3cret" not in repr(parent) and "user:***@" in repr(parent)
+    blob = pickle.dumps(parent)
+    assert b"s3cret" not in blob and b"s3cret" not in pickle.dumps(azure)
+    # A changed password keeps the cache: the key holds the redacted URL.
+    other = clone(client).set_params(base_url=url.replace("s3cret", "other"))
+    assert other.cache_key("hi") == client.cache_key("hi")
+
+    restored = pickle.loads(blob).llm
+    assert restored.base_url == f"http://user:***@127.0.0.1:{port}/v1"
+    with pytest.raises(ValueError, match=r"set_params\(base_url=\.\.\.\)") as info:
+        restored.complete(["hi"])
+    assert "'OPENAI_API_KEY'" in str(info.value)
+    with pytest.raises(ValueError, match="replaced by"):
+        clone(restored).complete(["hi"])
+    restored.set_params(base_url=url)
+    assert restored.complete(["hi"]) == ["no"]
+    assert len(fake_server.requests) == 1  # from the cache
+
+
+# Public functions validate their parameters -------------------------------------
+def test_public_functions_validate_parameters(fake_server, make_client):
+    with pytest.raises(InvalidParameterError, match="'template' parameter of fill_"):
+        fill_prompt(3, "prompt_template", text="x")
+    with pytest.raises(InvalidParameterError, match="'text' parameter of parse_yes"):
+        parse_yes_no(1)
+    with pytest.raises(InvalidParameterError, match="'url' parameter of redact_url"):
+        redact_url(b"http://h")
+    with pytest.raises(ValueError, match="'name' parameter of load_prompt must be"):
+        load_prompt("nope")
+    client = make_client(fake_server)
+    with pytest.raises(InvalidParameterError, match="'max_attempts' parameter"):
+        client.complete_parsed(["x"], parse_yes_no, max_attempts=0)
+    with pytest.raises(InvalidParameterError, match="'messages_list' parameter"):
+        client.complete("a bare string")
+    with pytest.raises(ValueError, match="one per request \\(2\\). Got a list of 1"):
+        client.complete_parsed(["x", "y"], [parse_yes_no])
+    assert fake_server.requests == []

@@ -179,9 +179,10 @@ class LLMClient:
     base_url : str or None, default=None
         Endpoint, e.g. ``"http://localhost:8000/v1"``. None reads
         ``$OPENAI_BASE_URL``, else OpenAI's API. Credentials written in it
-        (``https://user:secret@host/v1``, ``?api-key=secret``) are replaced by
-        ``***`` in the repr, the cache key and pickles; prefer the environment
-        variable named by ``api_key_env``.
+        (``https://user:secret@host/v1``) are replaced by ``***`` in the repr,
+        the cache key and pickles, but a parent estimator's ``get_params()``
+        (and so its HTML display) shows the value as given: prefer the
+        environment variable named by ``api_key_env``, or pass ``client``.
     api_key_env : str, default="OPENAI_API_KEY"
         Name of the environment variable holding the key. A key is only
         required for OpenAI's own API.
