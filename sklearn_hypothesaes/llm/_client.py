@@ -487,7 +487,7 @@ class LLMClient:
     # succeeded (nothing on the final exception, so usage.retries would be
     # wrong), gives up at once on a Retry-After above 120 s, sends concurrent
     # workers back together after a Retry-After (no jitter on it), and a
-    # user-built client would bring its own max_retries. test_llm.py shows each.
+    # user-built client would bring its own max_retries. See utils/_retry.py.
     def _request(
         self, messages: list[dict], sampling: dict, tally: _Tally
     ) -> dict | None:

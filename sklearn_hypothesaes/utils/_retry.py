@@ -6,14 +6,15 @@ themselves (the SDK's own retries are turned off) with the same rules: 408,
 server's ``Retry-After`` is honoured; otherwise the wait doubles per attempt,
 with jitter so that concurrent workers do not return in lockstep.
 
-Why not the ``openai`` SDK's own retry policy (checked on openai 3.57 against a
-loopback server; tests/test_llm.py keeps the evidence): the SDK reports how
-many retries it took only on raw responses of requests that succeeded, and
-nothing on its final exception, so per-call ``usage.retries`` could not be
-counted; it gives up at once when ``Retry-After`` exceeds 120 s instead of
-waiting; it sleeps exactly ``Retry-After`` with no jitter, so every worker told
-to wait returns at the same instant; and a client built by the user brings its
-own ``max_retries``, which would multiply ours.
+Why not the ``openai`` SDK's own retry policy (checked on openai 3.57 against
+a loopback server): the SDK reports how many retries it took only on raw
+responses of requests that succeeded, and nothing on its final exception, so
+per-call ``usage.retries`` could not be counted; it gives up at once when
+``Retry-After`` exceeds 120 s instead of waiting; it sleeps exactly
+``Retry-After`` with no jitter, so every worker told to wait returns at the
+same instant; and a client built by the user brings its own ``max_retries``,
+which would multiply ours. tests/test_llm.py shows the retries counted, the
+long ``Retry-After`` waited for and the attempts not multiplied.
 """
 
 from __future__ import annotations
