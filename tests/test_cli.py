@@ -138,13 +138,29 @@ def test_offline_run_writes_outputs_and_rerun_uses_caches(
     with sklearn.config_context(enable_metadata_routing=True):
         annotations = pipeline.transform(new, texts=new)
     assert annotations.shape == (2, len(table))
-    assert annotations[:, happiest].tolist() == [1.0, 0.0]
+    # The CSV is ranked by effect; transform's columns are named.
+    column = list(pipeline[-1].get_feature_names_out()).index(
+        table.loc[happiest, "hypothesis"]
+    )
+    assert annotations[:, column].tolist() == [1.0, 0.0]
     report = (out / "report.html").read_text()
     for hypothesis in table["hypothesis"]:
         assert hypothesis.replace('"', "&#34;") in report
-    assert not list(out.glob("*.partial"))
+    assert sorted(p.name for p in out.iterdir()) == [
+        "hypotheses.csv",
+        "hypotheses.json",
+        "pipeline.joblib",
+        "report.html",
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "out"]
+    # Nothing in the cache is a pickle (anyone who can write there could
+    # otherwise run code as the user).
+    cached = [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+    assert any("fitted_sae" in p.parts for p in cached)
+    for path in cached:
+        assert not path.read_bytes().startswith(b"\x80"), path
 
-    # Rerun: embeddings come from the cache and the SAE fit from joblib.Memory.
+    # Rerun: embeddings come from the cache and the SAE fit from the array cache.
     fits = []
     original = SparseAutoencoder.fit
     monkeypatch.setattr(
@@ -211,6 +227,8 @@ def llm(body):
 
 def test_llm_mode_through_an_endpoint(tmp_path, capsys, fake_server, monkeypatch):
     fake_server.chat = llm
+    host = fake_server.base_url.split("://", 1)[1]
+    base_url = f"http://user:s3cret@{host}"
     rng = np.random.default_rng(0)
     words = np.array(["funny", "boring", "actors", "music"])
     picks = rng.integers(0, 4, size=300)
@@ -225,7 +243,7 @@ def test_llm_mode_through_an_endpoint(tmp_path, capsys, fake_server, monkeypatch
         capsys,
         path,
         "--base-url",
-        fake_server.base_url,
+        base_url,
         "--interpreter-model",
         "fake-model",
         "--api-key-env",
@@ -252,6 +270,9 @@ def test_llm_mode_through_an_endpoint(tmp_path, capsys, fake_server, monkeypatch
     usage = payload["usage"]
     assert usage["calls"] == len(fake_server.requests) > 0
     assert "r2" in payload["metrics"]
+    for name in ("hypotheses.json", "report.html"):
+        text = (tmp_path / "out" / name).read_text()
+        assert "s3cret" not in text and "user:***@" in text, name
 
 
 def test_no_hypothesis_found_still_writes_outputs(tmp_path, capsys):
@@ -601,3 +622,28 @@ def test_credentials_in_urls_are_not_written(tmp_path):
         assert "s3cret" not in text, name
         assert "user:***@llm.example.com" in text, name
         assert "api-key=***" in text, name
+
+
+def test_no_cache_and_encoding(tmp_path, capsys, monkeypatch):
+    """A cp1252 table, run with nothing cached anywhere."""
+    cache = tmp_path / "default-cache"
+    monkeypatch.setenv("SKLEARN_HYPOTHESAES_CACHE_DIR", str(cache))
+    rng = np.random.default_rng(0)
+    rows = [
+        (f"{w} café n°{i}", int(w == "superbe") if rng.random() < 0.9 else 1)
+        for i, w in enumerate(rng.choice(["superbe", "ennuyeux", "long"], 150))
+    ]
+    path = tmp_path / "avis.csv"
+    pd.DataFrame(rows, columns=["text", "target"]).to_csv(
+        path, index=False, encoding="cp1252"
+    )
+    out = tmp_path / "out"
+    code, _, err = run_cli(
+        capsys, path, *SMALL, "--encoding", "cp1252", "--no-cache", "-o", out
+    )
+    assert code == 0, err
+    assert not cache.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["avis.csv", "out"]
+    payload = json.loads((out / "hypotheses.json").read_text())
+    assert payload["settings"]["command line"]["cache"] == "off"
+    assert any("café" in t for e in payload["examples"] for t in e["present"])

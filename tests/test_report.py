@@ -259,3 +259,11 @@ def test_credentials_in_settings_are_redacted(tmp_path, sae):
     settings = page[page.index('id="settings-table"') :]
     assert "base_url=&#39;http://me:***@llm.example.com/v1&#39;" in settings
     assert "https://***@proxy.example.com/v1?access_token=***" in settings
+
+
+def test_plot_without_any_coefficient_has_no_legend(recwarn):
+    table = pd.DataFrame({"hypothesis": ["a", "b"], "coef": [np.nan, np.nan]})
+    ax = plot_hypotheses(table)
+    assert ax.get_legend() is None
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b"]
+    assert not [w for w in recwarn if "legend" in str(w.message)]

@@ -156,6 +156,7 @@ def plot_hypotheses(hypotheses, *, ax=None, max_label_width=_LABEL_WIDTH):
         if "significant" in table
         else np.zeros(n, dtype=bool)
     )
+    plotted = False
     for sig, color, face in (
         (True, _SIGNIFICANT, _SIGNIFICANT),
         (False, _NOT_SIGNIFICANT, "white"),
@@ -163,6 +164,7 @@ def plot_hypotheses(hypotheses, *, ax=None, max_label_width=_LABEL_WIDTH):
         mask = (significant == sig) & np.isfinite(coef)
         if not mask.any():
             continue
+        plotted = True
         xerr = np.vstack([coef[mask] - low[mask], high[mask] - coef[mask]])
         ax.errorbar(
             coef[mask],
@@ -179,7 +181,7 @@ def plot_hypotheses(hypotheses, *, ax=None, max_label_width=_LABEL_WIDTH):
     ax.set_ylim(-0.7, max(n, 1) - 0.3)
     ax.set_xlabel("coefficient in the joint held-out model")
     ax.grid(axis="x", alpha=0.3)
-    if n:
+    if plotted:  # with no coefficient (a joint model that failed), no legend
         ax.legend(loc="best", fontsize="small")
     return ax
 
