@@ -162,7 +162,7 @@ def test_callable_and_task_override():
     assert selector.selected_[0] == 6 and selector.signs_[6] == -1
     with pytest.raises(ValueError, match="one score per feature"):
         LatentSelector(method=lambda X, y: [1.0]).fit(X, y > 3)
-    with pytest.raises(ValueError, match="'binary' but y has"):
+    with pytest.raises(ValueError, match="task='binary': LatentSelector got 8"):
         LatentSelector(task="binary").fit(X, y)
 
 
@@ -192,3 +192,56 @@ def test_warnings_point_at_the_callers_line():
     with pytest.warns(UserWarning, match="keeping all of them") as record:
         pipe.fit(X, y)
     assert record[0].filename == __file__
+
+
+def test_task_vocabulary_is_the_packages():
+    X, rng = _sae_like(n=300, p=10)
+    ratings = rng.integers(1, 6, size=300)  # 5 values: classes
+    assert LatentSelector(n_latents=2).fit(X, ratings).task_ == "multiclass"
+    votes = rng.integers(0, 40, size=300)  # many integers: a count
+    with pytest.warns(UserWarning, match="treated as a regression"):
+        assert LatentSelector(n_latents=2).fit(X, votes).task_ == "regression"
+    two = LatentSelector(n_latents=2, task="multiclass").fit(X, ratings > 3)
+    assert two.task_ == "binary" and two.scores_.shape == (10,)
+    with pytest.raises(ValueError, match="task='regression' needs a numeric y"):
+        LatentSelector(task="regression").fit(X, np.where(ratings > 3, "a", "b"))
+
+
+@pytest.mark.parametrize(
+    "y",
+    [
+        np.zeros((300, 2), dtype=int),  # multilabel indicator
+        np.arange(600.0).reshape(300, 2),  # continuous multioutput
+    ],
+)
+def test_unknown_label_type(y):
+    X, _ = _sae_like(n=300, p=10)
+    y[::2, 0] = 1
+    with pytest.raises(ValueError, match="Unknown label type: LatentSelector"):
+        LatentSelector(n_latents=2).fit(X, y)
+
+
+@pytest.mark.parametrize("fmt", [np.asarray, sparse.csr_matrix, sparse.csc_matrix])
+def test_correlation_of_constant_and_offset_columns(fmt):
+    # r_regression alone gives the constant column -inf (ranked first) and the
+    # offset column 0.02 instead of 0.67: sum(x^2) - n mean^2 cancels.
+    X, rng = _sae_like(n=800, p=6)
+    y = X[:, 0] + rng.normal(size=800)
+    X[:, 1] = 1000.0
+    X[:, 2] = 1e6 + 1e-3 * y + 1e-3 * rng.normal(size=800)
+    selector = LatentSelector(n_latents=2).fit(fmt(X), y)
+    expected = [pearsonr(X[:, j], y)[0] for j in (0, 2, 3)]
+    np.testing.assert_allclose(selector.scores_[[0, 2, 3]], expected, atol=1e-9)
+    assert selector.scores_[1] == 0 and selector.ranking_[1] == 6
+    np.testing.assert_array_equal(selector.selected_, [2, 0])
+
+
+def test_sparse_float32_equals_dense():
+    # Squares were once formed in float32 for sparse input (errors of 3e-8).
+    X, rng = _sae_like(n=800, p=60)
+    y = _regression_target(X, rng)
+    X32 = X.astype(np.float32)
+    dense = LatentSelector(n_latents=5).fit(X32, y).scores_
+    for fmt in (sparse.csr_matrix, sparse.csc_matrix):
+        sp = LatentSelector(n_latents=5).fit(fmt(X32), y).scores_
+        np.testing.assert_allclose(sp, dense, rtol=0, atol=1e-12)
