@@ -210,6 +210,8 @@ def test_sigint_in_a_real_process_then_resume(tmp_path, planted_csv):
     if proc.returncode == 130:  # finished before the signal otherwise
         assert "interrupted" in err and "Traceback" not in err
         assert not (tmp_path / "out" / "report.html").exists()
+    # No half-written output folder left behind, hidden or not.
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")]
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "out" / "report.html").exists()
@@ -434,6 +436,18 @@ def test_output_with_other_files_is_refused(tmp_path, capsys, no_run):
         ),
     )
     assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_current_folder_is_refused_as_output(tmp_path, capsys, monkeypatch, no_run):
+    monkeypatch.chdir(tmp_path)
+    for output in (".", ".."):
+        code, _, err = run_cli(capsys, "x.csv", "-o", output)
+        assert_one_line_error(
+            code,
+            err,
+            re.escape(f"--output '{output}' is the current folder or holds it;"),
+        )
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_unusable_cache_is_refused_first(tmp_path, capsys, planted_csv, no_run):

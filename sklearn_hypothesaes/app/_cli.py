@@ -581,6 +581,13 @@ def check_output(output) -> Path:
     here but the parent folders.
     """
     output = Path(output)
+    where = Path(os.path.abspath(output))
+    if where == Path.cwd() or where in Path.cwd().parents:
+        raise InputError(
+            f"--output '{output}' is the current folder or holds it; each run "
+            "replaces the output folder, so give a folder of its own, such as "
+            "hypothesaes_output."
+        )
     if output.exists() and not output.is_dir():
         raise InputError(
             f"--output '{output}' is a file; give a folder (new, or written by "
@@ -600,10 +607,10 @@ def check_output(output) -> Path:
                 f"sklearn-hypothesaes ({shown}); each run replaces the folder's "
                 "content, so give a new folder or one written by an earlier run."
             )
-    parent = output.absolute().parent
+    parent = where.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        probe = parent / f".{output.name}.check-{uuid.uuid4().hex[:8]}"
+        probe = parent / f".{where.name}.check-{uuid.uuid4().hex[:8]}"
         probe.mkdir()
         probe.rmdir()
     except OSError as exc:
@@ -688,13 +695,13 @@ def write_outputs(result, output: Path, *, title: str) -> dict:
     leaves ``output`` as it was and no sibling behind.
     """
     output = Path(output)
-    parent = output.absolute().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    staging = parent / f".{output.name}.partial-{uuid.uuid4().hex[:8]}"
+    where = Path(os.path.abspath(output))
+    where.parent.mkdir(parents=True, exist_ok=True)
+    staging = where.parent / f".{where.name}.partial-{uuid.uuid4().hex[:8]}"
     try:
         staging.mkdir()
         _write_files(ranked(result), staging, title=title)
-        _replace_folder(staging, output)
+        _replace_folder(staging, where)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return {key: output / name for key, name in OUTPUT_FILES.items()}
