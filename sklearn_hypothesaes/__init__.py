@@ -32,6 +32,7 @@ _LAZY = {
     "evaluate_hypotheses": ".hypotheses._stats",
     "run_method": ".app._method",
     "MethodResult": ".app._method",
+    "pipeline_hypotheses": ".app._method",
     "render_report": ".app._report",
 }
 

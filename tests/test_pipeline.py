@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import sklearn
 from fake_openai import FakeOpenAIServer, concept_judge, last_user_message
@@ -23,8 +24,11 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn_hypothesaes import (
     HypothesisGenerator,
     LatentSelector,
+    LLMDescriber,
     SparseAutoencoder,
+    TermDescriber,
     TextEmbedder,
+    pipeline_hypotheses,
     run_method,
 )
 from sklearn_hypothesaes.datasets import load_rotten_tomatoes
@@ -87,7 +91,7 @@ def manual_cv(pipe, texts, y, n_splits=3):
 @pytest.mark.filterwarnings("ignore:HypothesisGenerator. .* got no hypothesis")
 def test_offline_pipeline_routing_and_cross_val(reviews):
     texts, y = reviews
-    pipe = make_pipe(HypothesisGenerator(min_term_score=2.0, random_state=0))
+    pipe = make_pipe(HypothesisGenerator(TermDescriber(min_score=2.0), random_state=0))
     pipe.fit(texts, y, texts=texts)
     gen = pipe[-1]
     assert 0 < len(gen.hypotheses_) <= 4
@@ -105,7 +109,7 @@ def test_offline_pipeline_routing_and_cross_val(reviews):
 @pytest.mark.filterwarnings("ignore:HypothesisGenerator. .* got no hypothesis")
 def test_offline_grid_search_over_sae_and_selector(reviews):
     texts, y = reviews
-    pipe = make_pipe(HypothesisGenerator(min_term_score=2.0, random_state=0))
+    pipe = make_pipe(HypothesisGenerator(TermDescriber(min_score=2.0), random_state=0))
     grid = {"sae__k": [2, 3], "sae__n_latents": [12, 16], "select__n_latents": [2, 4]}
     search = GridSearchCV(pipe, grid, cv=KFold(2)).fit(texts, y, texts=texts)
     scores = search.cv_results_["mean_test_score"]
@@ -125,7 +129,9 @@ def test_llm_pipeline_cross_val_and_grid_search(reviews, make_client):
     texts, y = reviews
     with FakeOpenAIServer(chat=word_llm) as srv:
         client = make_client(srv, n_concurrent=8)
-        gen = HypothesisGenerator(client, n_fidelity=10, n_examples=5, random_state=0)
+        gen = HypothesisGenerator(
+            LLMDescriber(client, n_fidelity=10, n_examples=5), random_state=0
+        )
         pipe = make_pipe(gen).fit(texts, y, texts=texts)
         table = pipe[-1].hypotheses_
         assert len(table) == 4
@@ -162,7 +168,7 @@ def test_run_method_with_real_embedder(reviews):
         embedder=TextEmbedder(),
         sae=SparseAutoencoder(24, 4, max_epochs=10, random_state=0),
         selector=LatentSelector(n_latents=6),
-        generator=HypothesisGenerator(min_term_score=2.0, random_state=0),
+        generator=HypothesisGenerator(TermDescriber(min_score=2.0), random_state=0),
     )
     sae, selector, gen = result.pipeline["sae"], result.pipeline["select"], None
     gen = result.pipeline["hypotheses"]
@@ -195,6 +201,76 @@ def test_run_method_with_real_embedder(reviews):
     assert result.settings["sae"]["n_latents"] == 24
     assert result.usage["calls"] == 0
     assert result.sae is sae
+
+
+@pytest.mark.filterwarnings("ignore:HypothesisGenerator. .* got no hypothesis")
+def test_latent_ids_come_from_the_selector_in_a_plain_numpy_pipeline(reviews):
+    texts, y = reviews
+    embeddings = fast_embedder().fit_transform(texts)
+    pipe = make_pipe(HypothesisGenerator(TermDescriber(min_score=2.0), random_state=0))
+    pipe = Pipeline(pipe.steps[1:])  # numpy embeddings in, no feature names
+    pipe.fit(embeddings, y, texts=texts)
+    selected = pipe["select"].get_support(indices=True)
+    gen = pipe[-1]
+    assert "latent" not in gen.hypotheses_  # the generator cannot know it
+    table = pipeline_hypotheses(pipe)
+    np.testing.assert_array_equal(table["latent"], selected[gen.hypotheses_["column"]])
+    assert not np.array_equal(table["latent"], table["column"])
+    Z = pipe["sae"].transform(embeddings)
+    for j, assoc in zip(table["latent"], table["association"], strict=True):
+        assert assoc == pytest.approx(np.corrcoef(Z[:, j], y)[0, 1])
+    with pytest.raises(ValueError, match="SparseAutoencoder step"):
+        pipeline_hypotheses(Pipeline(pipe.steps[1:]))
+
+
+@pytest.mark.filterwarnings("ignore:HypothesisGenerator. .* got no hypothesis")
+def test_set_output_pandas_on_the_whole_pipeline(reviews):
+    texts, y = reviews
+    pipe = make_pipe(HypothesisGenerator(TermDescriber(min_score=2.0), random_state=0))
+    pipe.steps[0] = ("embed", TextEmbedder())  # TfidfVectorizer has no set_output
+    pipe.set_output(transform="pandas").fit(texts, y, texts=texts)
+    assert isinstance(pipe[:-1].transform(texts[:10]), pd.DataFrame)
+    out = pipe.transform(texts[:10], texts=texts[:10])
+    assert isinstance(out, pd.DataFrame) and out.shape[0] == 10
+    assert list(out.columns) == list(pipe[-1].get_feature_names_out())
+    np.testing.assert_array_equal(out.to_numpy(), pipe[-1].transform(texts=texts[:10]))
+
+
+@pytest.mark.filterwarnings("ignore:HypothesisGenerator. .* got no hypothesis")
+def test_routing_off_raises_instead_of_nan_scores(reviews):
+    texts, y = reviews
+    pipe = make_pipe(HypothesisGenerator(TermDescriber(min_score=2.0), random_state=0))
+    with sklearn.config_context(enable_metadata_routing=False):
+        search = GridSearchCV(pipe, {"select__n_latents": [2, 3]}, cv=KFold(2))
+        with pytest.raises(ValueError, match="enable_metadata_routing=True"):
+            search.fit(texts, y, hypotheses__texts=texts)
+        with pytest.raises(RuntimeError, match="metadata routing off"):
+            pipe.fit(texts, y, hypotheses__texts=texts)
+        # Outside a Pipeline, routing is not needed.
+        gen = HypothesisGenerator(TermDescriber(min_score=2.0), random_state=0)
+        gen.fit(fast_embedder().fit_transform(texts)[:, :4].clip(0), y, texts=texts)
+
+
+def test_run_method_same_seed_same_hypotheses(reviews):
+    texts, y = reviews
+    runs = [
+        run_method(
+            texts[:160],
+            y[:160],
+            holdout_texts=texts[160:],
+            holdout_y=y[160:],
+            embedder=fast_embedder(),
+            generator=HypothesisGenerator(TermDescriber(min_score=2.0), random_state=0),
+            random_state=0,
+        )
+        for _ in range(2)
+    ]
+    first, second = (r.hypotheses for r in runs)
+    assert len(first) > 0
+    pd.testing.assert_frame_equal(first, second)
+    np.testing.assert_array_equal(
+        runs[0].sae.encoder_weight_, runs[1].sae.encoder_weight_
+    )
 
 
 @pytest.mark.parametrize("script", ["pipeline_cross_val.py", "gridsearch_sae.py"])

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import re
+import sys
 import time
 from dataclasses import dataclass, field
+from numbers import Integral
 
 import numpy as np
 import pandas as pd
+from sklearn import config_context
 from sklearn.pipeline import Pipeline
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
 
 from ..hypotheses._generator import HypothesisGenerator
 from ..hypotheses._selection import LatentSelector
+from ..llm import Usage
 from ..sae._model import SparseAutoencoder
 from ..text._embedder import TextEmbedder
+from ..utils._validation import check_texts
 
 
 @dataclass
@@ -68,15 +78,17 @@ def run_method(
     sae=None,
     selector=None,
     generator=None,
+    memory=None,
     n_examples=3,
     random_state=0,
 ) -> MethodResult:
     """Fit the HypotheSAEs pipeline on texts and evaluate it on a holdout.
 
-    The steps are fitted one by one (so each is timed) into the same fitted
-    :class:`~sklearn.pipeline.Pipeline` that ``Pipeline.fit`` would give.
-    The hypotheses' ``latent`` column holds the sparse-autoencoder latent
-    each one describes (the selector's columns mapped back).
+    The four steps go into one :class:`~sklearn.pipeline.Pipeline`, fitted by
+    ``Pipeline.fit`` with metadata routing on (the generator receives the
+    texts). The hypotheses' ``latent`` column holds the sparse-autoencoder
+    latent each one describes, read from the selector
+    (:func:`pipeline_hypotheses`).
 
     Parameters
     ----------
@@ -89,13 +101,19 @@ def run_method(
     holdout_y : array-like of shape (n_holdout,)
         Their targets.
     embedder, sae, selector, generator : estimators, default=None
-        The steps (used as given, and fitted); None uses
-        ``TextEmbedder()``, ``SparseAutoencoder()``, ``LatentSelector()``
-        and ``HypothesisGenerator()`` (offline).
+        The steps (cloned by the Pipeline when ``memory`` is set); None uses
+        ``TextEmbedder()``, ``SparseAutoencoder(random_state=random_state)``,
+        ``LatentSelector()`` and ``HypothesisGenerator(random_state=
+        random_state)`` (offline).
+    memory : str, path, object with ``cache`` or None, default=None
+        Cache of fitted steps: a folder becomes an :class:`ArrayMemory`, which
+        stores fitted sparse autoencoders as arrays and JSON (never pickles)
+        and refits nothing on a rerun with the same data and parameters.
     n_examples : int, default=3
         Holdout texts shown per hypothesis and side.
     random_state : int, RandomState instance or None, default=0
-        Which example texts are drawn.
+        Seeds every default step and which example texts are drawn: the same
+        value gives the same hypotheses.
 
     Returns
     -------
@@ -111,67 +129,147 @@ def run_method(
     ...                     holdout_y=test.target)  # doctest: +SKIP
     >>> result.hypotheses[["hypothesis", "coef", "significant"]]  # doctest: +SKIP
     """
+    seed = check_random_state(random_state).randint(np.iinfo(np.int32).max)
+    seed = random_state if isinstance(random_state, Integral) else int(seed)
     steps = [
         ("embed", embedder if embedder is not None else TextEmbedder()),
-        ("sae", sae if sae is not None else SparseAutoencoder()),
+        ("sae", sae if sae is not None else SparseAutoencoder(random_state=seed)),
         ("select", selector if selector is not None else LatentSelector()),
-        ("hypotheses", generator if generator is not None else HypothesisGenerator()),
+        (
+            "hypotheses",
+            generator
+            if generator is not None
+            else HypothesisGenerator(random_state=seed),
+        ),
     ]
-    (_, embedder), (_, sae), (_, selector), (_, generator) = steps
-    texts, holdout_texts = list(texts), list(holdout_texts)
-    y, holdout_y = np.asarray(y), np.asarray(holdout_y)
-    timings = {}
-
-    def timed(name, fn):
-        start = time.perf_counter()
-        out = fn()
-        timings[name] = time.perf_counter() - start
-        return out
-
-    E = timed("embed", lambda: embedder.fit_transform(texts))
-    Z = timed("sae", lambda: sae.fit(E).transform(E))
-    S = timed("select", lambda: selector.fit(Z, y).transform(Z))
-    timed("hypotheses", lambda: generator.fit(S, y, texts=texts))
-    _map_latents(generator, sae, selector)
-    pipeline = Pipeline(steps)
-
-    A = timed("annotate_holdout", lambda: generator.transform(texts=holdout_texts))
-    evaluation = timed(
-        "evaluate",
-        lambda: generator.evaluate(holdout_texts, holdout_y, annotations=A),
+    texts = check_texts(texts, caller="run_method")
+    holdout_texts = check_texts(
+        holdout_texts, caller="run_method", param="holdout_texts"
     )
-    hypotheses, metrics = _join(generator, evaluation)
+    y, holdout_y = np.asarray(y), np.asarray(holdout_y)
+    pipeline = Pipeline(steps, memory=_as_memory(memory), verbose=True)
+    timings = {}
+    with config_context(enable_metadata_routing=True):
+        with _step_timings(timings):
+            pipeline.fit(texts, y, texts=texts)
+    generator = pipeline[-1]
+
+    start = time.perf_counter()
+    annotated = generator.annotate(holdout_texts)
+    timings["annotate_holdout"] = time.perf_counter() - start
+    A = np.asarray(annotated.values, dtype=float)
+    start = time.perf_counter()
+    evaluation = generator.evaluate(holdout_texts, holdout_y, annotations=A)
+    timings["evaluate"] = time.perf_counter() - start
+    hypotheses, metrics = _join(pipeline_hypotheses(pipeline), evaluation)
     # With no hypothesis this is the score of the generator's constant model.
-    metrics["score"] = generator.score(None, holdout_y, texts=holdout_texts)
+    metrics["score"] = generator.score_annotations(A, holdout_y)
     examples = generator.examples(
         holdout_texts, A, n=n_examples, random_state=random_state
     )
-    settings = {name: _plain_params(step) for name, step in steps}
+    settings = {name: _plain_params(step) for name, step in pipeline.steps}
     settings.update(n_train=len(texts), n_holdout=len(holdout_texts))
+    usage = Usage(**generator.usage_) + annotated.usage
     return MethodResult(
         pipeline=pipeline,
         hypotheses=hypotheses,
         metrics=metrics,
         examples=examples,
-        sae=sae,
-        usage=dict(generator.usage_),
+        sae=pipeline.named_steps["sae"],
+        usage=usage.as_dict(),
         timings=timings,
         settings=settings,
     )
 
 
-def _map_latents(generator, sae, selector):
-    """Selector columns -> SAE latent indices and names in ``hypotheses_``."""
-    columns = np.flatnonzero(selector.get_support())
-    names = selector.get_feature_names_out(sae.get_feature_names_out())
-    kept = np.asarray(generator._columns, dtype=int)
-    table = generator.hypotheses_
-    table["latent"] = columns[kept].astype(int) if len(kept) else []
-    table["feature"] = [str(n) for n in names[kept]] if len(kept) else []
+def pipeline_hypotheses(pipeline) -> pd.DataFrame:
+    """The hypotheses of a fitted Pipeline, with the latent each describes.
+
+    ``HypothesisGenerator.hypotheses_`` knows each hypothesis' column of its
+    own input. This maps that column back through the selector steps before
+    it (their ``get_support``) to the :class:`SparseAutoencoder` latent, and
+    adds it as the ``latent`` column.
+
+    Parameters
+    ----------
+    pipeline : sklearn.pipeline.Pipeline
+        A fitted pipeline ending in a :class:`HypothesisGenerator`, with a
+        :class:`SparseAutoencoder` step and only selectors (steps with
+        ``get_support``) between the two.
+
+    Returns
+    -------
+    hypotheses : pandas.DataFrame
+        A copy of ``hypotheses_`` with ``latent`` as its first column.
+    """
+    steps = [est for _, est in pipeline.steps if est not in (None, "passthrough")]
+    generator = steps[-1]
+    if not isinstance(generator, HypothesisGenerator):
+        raise ValueError(
+            "pipeline_hypotheses needs a Pipeline whose last step is a "
+            f"HypothesisGenerator; got {type(generator).__name__}."
+        )
+    check_is_fitted(generator)
+    index = np.arange(generator.n_features_in_)
+    for step in reversed(steps[:-1]):
+        if isinstance(step, SparseAutoencoder):
+            break
+        if not hasattr(step, "get_support"):
+            raise ValueError(
+                "pipeline_hypotheses can map the generator's columns to latents "
+                "only through selectors (steps with get_support); got "
+                f"{type(step).__name__} between the SparseAutoencoder and the "
+                "HypothesisGenerator."
+            )
+        index = step.get_support(indices=True)[index]
+    else:
+        raise ValueError(
+            "pipeline_hypotheses needs a SparseAutoencoder step before the "
+            "HypothesisGenerator; the pipeline has none."
+        )
+    table = generator.hypotheses_.copy()
+    columns = table["column"].to_numpy(dtype=int)
+    table.insert(0, "latent", index[columns])
+    try:  # the names the steps give their outputs, e.g. "sparseautoencoder12"
+        names = pipeline[:-1].get_feature_names_out()
+    except (AttributeError, ValueError, TypeError):
+        names = None
+    if names is not None and len(names) == generator.n_features_in_:
+        table["feature"] = [str(n) for n in np.asarray(names)[columns]]
+    return table
 
 
-def _join(generator, evaluation):
-    table = generator.hypotheses_.reset_index(drop=True)
+def _as_memory(memory):
+    if memory is None or hasattr(memory, "cache"):
+        return memory
+    from ._memory import ArrayMemory
+
+    return ArrayMemory(memory)
+
+
+_STEP_LOG = re.compile(r"Processing (\w+), total=\s*([\d.]+)(min|s)")
+
+
+@contextlib.contextmanager
+def _step_timings(timings):
+    """Collect the per-step times that ``Pipeline(verbose=True)`` prints,
+    instead of fitting the steps by hand to time them."""
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        try:
+            yield
+        finally:
+            for line in buffer.getvalue().splitlines(keepends=True):
+                found = _STEP_LOG.search(line)
+                if found and line.startswith("[Pipeline]"):
+                    name, value, unit = found.groups()
+                    timings[name] = float(value) * (60.0 if unit == "min" else 1.0)
+                else:  # what the steps themselves print still reaches the user
+                    sys.stdout.write(line)
+
+
+def _join(table, evaluation):
+    table = table.reset_index(drop=True)
     if isinstance(evaluation, dict):  # multiclass: each row's own class
         columns = next(iter(evaluation.values())).table.columns
         stats = pd.DataFrame(

@@ -327,8 +327,8 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
                 f"HypothesisGenerator found no hypothesis: none of the {n_columns} "
                 f"latent(s) got one ({why}). hypotheses_ is empty, transform returns "
                 "no columns and predict uses a constant model (the training prior "
-                "or mean). With TermDescriber, a lower min_score (e.g. 2.0), more "
-                "texts or more selected latents may find some."
+                "or mean). With TermDescriber, a lower min_score (2.0 finds more on a "
+                "few hundred texts), more texts or more selected latents may find some."
             )
         else:
             warn_user(
@@ -573,7 +573,34 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
         score : float
         """
         check_is_fitted(self)
-        A = self._annotations(X, texts, "score")
+        return self.score_annotations(
+            self._annotations(X, texts, "score"), y, sample_weight=sample_weight
+        )
+
+    def score_annotations(self, annotations, y, sample_weight=None):
+        """:meth:`score` from annotations already made (e.g. by :meth:`annotate`).
+
+        Parameters
+        ----------
+        annotations : array-like of shape (n_texts, n_hypotheses)
+            The texts' annotations.
+        y : array-like of shape (n_texts,)
+            True targets.
+        sample_weight : array-like of shape (n_texts,), default=None
+            Sample weights.
+
+        Returns
+        -------
+        score : float
+        """
+        check_is_fitted(self)
+        A = np.asarray(annotations, dtype=np.float64)
+        if A.ndim != 2 or A.shape[1] != len(self.hypotheses_):
+            raise ValueError(
+                "The 'annotations' parameter of HypothesisGenerator."
+                f"score_annotations must have {len(self.hypotheses_)} columns (one "
+                f"per hypothesis). Got shape {A.shape} instead."
+            )
         y = np.asarray(y)
         if self.task_ == "regression":
             return float(
@@ -708,6 +735,9 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
             tags.classifier_tags = ClassifierTags(multi_class=self.task == "multiclass")
         elif self.task == "regression":
             tags.estimator_type = "regressor"
+            tags.regressor_tags = RegressorTags()
+        else:  # "auto": either, decided by y in fit
+            tags.classifier_tags = ClassifierTags()
             tags.regressor_tags = RegressorTags()
         return tags
 

@@ -135,14 +135,19 @@ def resolve_task(y, task="auto", *, caller, param="y"):
                 f"Unknown label type: {caller} needs a one-dimensional {param}; "
                 f"got shape {y.shape}. Pass one target column."
             )
+    if y.dtype.kind == "O" and all(
+        isinstance(v, numbers.Real) and not isinstance(v, bool) for v in y.tolist()
+    ):
+        y = y.astype(np.float64)  # numbers in an object column (pandas)
     numeric = y.dtype.kind in "iuf"
     distinct = np.unique(y[~_isnan(y)]) if numeric else _unique_objects(y)
     n_values = len(distinct)
     if task == "regression":
         if not numeric:
             raise ValueError(
-                f"{caller} with task='regression' needs a numeric {param}; got "
-                f"values such as {distinct[0]!r}. Use task='binary' or "
+                f"Unknown label type: {caller} with task='regression' needs a "
+                f"numeric {param}; got "
+                f"values such as {_plain(distinct[0])!r}. Use task='binary' or "
                 "'multiclass' for categories."
             )
         return "regression"
@@ -156,13 +161,14 @@ def resolve_task(y, task="auto", *, caller, param="y"):
     if n_values < 2:
         raise ValueError(
             f"{caller} needs at least 2 distinct values of {param}; got "
-            f"{n_values}" + (f" ({distinct[0]!r})." if n_values else ".")
+            + (f"one class ({_plain(distinct[0])!r})." if n_values else "none.")
         )
     if task == "binary":
         if n_values != 2:
             raise ValueError(
-                f"{caller} with task='binary' needs exactly 2 classes in {param}; "
-                f"got {n_values}. Use task='multiclass' or 'regression'."
+                f"Only binary classification is supported with task='binary': "
+                f"{caller} got {n_values} classes in {param}. Use "
+                "task='multiclass' or 'regression'."
             )
         return "binary"
     if task == "multiclass":
@@ -187,6 +193,11 @@ def resolve_task(y, task="auto", *, caller, param="y"):
         )
         return "regression"
     return "multiclass"
+
+
+def _plain(value):
+    """1, not np.int64(1), in messages."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _isnan(y):
