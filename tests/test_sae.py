@@ -356,3 +356,84 @@ def test_partial_fit_epochs_shuffle_differently(blobs, monkeypatch):
     orders.clear()
     sae.partial_fit(blobs)
     assert orders != second
+
+
+@pytest.mark.parametrize("activation", ["topk", "batchtopk"])
+def test_partial_fit_resumes_optimiser_after_pickling(blobs, activation):
+    batch_a, batch_b = blobs[:200], blobs[200:]
+    sae = small(activation=activation, early_stopping=False)
+    sae.partial_fit(batch_a).partial_fit(batch_b)
+    restored = small(activation=activation, early_stopping=False).partial_fit(batch_a)
+    restored = pickle.loads(pickle.dumps(restored))
+    restored.partial_fit(batch_b)
+    for name in ("encoder_weight_", "encoder_bias_", "decoder_weight_"):
+        np.testing.assert_array_equal(getattr(restored, name), getattr(sae, name))
+    assert restored.threshold_ == sae.threshold_
+    # A fresh optimiser (what unpickling gave before) lands elsewhere.
+    fresh = small(activation=activation, early_stopping=False).partial_fit(batch_a)
+    fresh.optimizer_state_ = None
+    fresh.partial_fit(batch_b)
+    assert not np.array_equal(fresh.decoder_weight_, sae.decoder_weight_)
+    # The state is plain numpy: 4 Adam steps per 200 rows in batches of 64.
+    state = restored.optimizer_state_
+    assert all(isinstance(v, np.ndarray) for v in state.values())
+    assert int(state["step"]) == 8
+    assert state["exp_avg"].shape == (2 * 16 * 12 + 16 + 12,)
+
+
+@pytest.mark.parametrize("activation", ["topk", "batchtopk"])
+def test_transform_does_not_depend_on_batching(activation):
+    # On two BLAS threads, a matmul over 7 rows and one over 400 rounded some
+    # pre-activations 1 ulp apart; fixed row blocks give every row one path.
+    X = np.random.default_rng(1).normal(size=(600, 64)).astype(np.float32)
+    sae = SparseAutoencoder(
+        128, 8, activation=activation, max_epochs=2, random_state=0
+    ).fit(X)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        full = sae.transform(X)
+        rows = np.random.default_rng(2).permutation(600)
+        for idx in (np.arange(7), rows[:7], rows[:300], rows[:1]):
+            np.testing.assert_array_equal(sae.transform(X[idx]), full[idx])
+        sae.set_params(transform_batch_size=33)
+        np.testing.assert_array_equal(sae.transform(X), full)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_fit_leaves_no_optimizer_state(blobs):
+    sae = small().fit(blobs)
+    assert sae.optimizer_state_ is None
+
+
+def test_progress_bar_says_why_training_stopped(blobs, capsys):
+    # tol=10 makes every epoch after the first "no improvement"; without a
+    # decay phase the second bad epoch stops training at epoch 3 of 20.
+    sae = small(
+        max_epochs=20, tol=10.0, n_iter_no_change=2, decay_fraction=0.0, verbose=1
+    ).fit(blobs)
+    assert sae.n_iter_ == 3
+    err = capsys.readouterr().err
+    last = err.rstrip().split("\r")[-1]
+    assert "SAE epochs (stopped early)" in last
+    assert "early stop at epoch 3: no validation improvement for 2 epochs" in last
+    assert last.endswith("]")  # closed: the final refresh was written whole
+    assert err.endswith("\n")  # the line is kept, not erased
+
+
+def test_progress_bar_says_when_annealing_ended_training(blobs, capsys):
+    sae = small(max_epochs=20, tol=10.0, n_iter_no_change=2, verbose=1).fit(blobs)
+    assert sae.n_iter_ < 20
+    err = capsys.readouterr().err
+    assert (
+        f"stopped at epoch {sae.n_iter_}: learning rate annealed to 0 after a "
+        "validation plateau" in err
+    )
+
+
+def test_progress_bar_complete_run_leaves_no_line(blobs, capsys):
+    small(max_epochs=3, early_stopping=False, verbose=1).fit(blobs)
+    err = capsys.readouterr().err
+    assert "SAE epochs" in err and "stopped" not in err
+    assert err.endswith("\r")  # erased on close, as before

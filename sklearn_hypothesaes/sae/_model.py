@@ -18,32 +18,6 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 
-class _CentredSquares:
-    """Sum of squared deviations from the mean, accumulated block by block.
-
-    Sums are taken around the first block's mean (a fixed shift), so one pass
-    suffices without the cancellation of a plain sum of squares.
-    """
-
-    def __init__(self):
-        self.n, self.shift = 0, None
-        self.total = self.squares = 0.0
-
-    def add(self, block):
-        block = np.asarray(block, dtype=np.float64)
-        if self.shift is None:
-            self.shift = block.mean(0)
-        centred = block - self.shift
-        self.n += len(block)
-        self.total = self.total + centred.sum(0)
-        self.squares += float((centred**2).sum())
-
-    def value(self):
-        if not self.n:
-            return 0.0
-        return self.squares - float((self.total**2).sum()) / self.n
-
-
 def _torch():
     import torch
 
@@ -178,6 +152,15 @@ class SparseAutoencoder(
         Share of latents that never fire on the training rows.
     latent_frequency_ : ndarray of shape (n_latents,)
         Share of training rows on which each latent fires.
+    optimizer_state_ : dict of str to ndarray or None
+        What the next :meth:`partial_fit` resumes from besides the weights (in
+        the scaled training frame): Adam's ``step`` count and moments
+        (``exp_avg``, ``exp_avg_sq``, flattened over encoder weight and bias,
+        decoder weight and bias), ``rows_since_fired`` per latent (dead-latent
+        tracking), the loss's ``row_variance`` and the BatchTopK threshold's
+        running average (``threshold_ema``, ``threshold_steps``). Plain numpy,
+        so it survives pickling and :func:`save_sae`. None after :meth:`fit`,
+        whose next warm start begins a new schedule.
 
     See Also
     --------
@@ -354,11 +337,26 @@ class SparseAutoencoder(
         self._fit(X, X_val, warm=warm, epochs=self.max_epochs)
         return self
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None):
-        """Run one epoch over X, initialising the model on the first call."""
+        """Run one epoch over X, initialising the model on the first call.
+
+        Later calls continue the same Adam optimiser (its moments and step
+        count are kept in ``optimizer_state_``), also after pickling. There is
+        no warmup, decay or early stopping.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training vectors.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : SparseAutoencoder
+        """
         first = not hasattr(self, "encoder_weight_")
-        if first:
-            self._validate_params()
         X = self._validate_X(X, reset=first)
         self._fit(X, None, warm=not first, epochs=1, partial=True)
         return self
@@ -408,12 +406,15 @@ class SparseAutoencoder(
             prefixes=prefixes,
             device=device,
             generator=generator,
-            warm=warm,
+            weights=self._scaled_params() if warm else None,
+            # Only partial_fit continues the optimiser; a warm-started fit
+            # runs a new schedule, with fresh moments.
+            resume=getattr(self, "optimizer_state_", None) if partial else None,
             epochs=epochs,
             partial=partial,
         )
         self._store_weights(result["params"], result["scale"], result["threshold"])
-        self._training_state = result["state"] if partial else None
+        self.optimizer_state_ = result["state"].to_numpy() if partial else None
         self.l0_ = result["l0"]
         stats = self._data_stats(X, None if len(train_idx) == n_samples else train_idx)
         self.fvu_ = stats["fvu"]
@@ -556,8 +557,10 @@ class SparseAutoencoder(
 
     def _data_stats(self, X, idx=None):
         """FVU over all rows (of ``idx``), L0 and latent frequency, in batches."""
+        from ._training import CentredSquares
+
         n = X.shape[0] if idx is None else len(idx)
-        sse, sst = 0.0, _CentredSquares()
+        sse, sst = 0.0, CentredSquares()
         fired = np.zeros(self.n_latents, dtype=np.int64)
         nnz = 0
         for _, block, rows, cols, vals in self._encode_batches(X, idx):
@@ -611,10 +614,10 @@ class SparseAutoencoder(
         return self.n_latents
 
     def __getstate__(self):
-        state = super().__getstate__()
-        # Device tensors and optimiser state are rebuilt on demand.
+        # A copy: object.__getstate__ returns the live __dict__ itself.
+        state = dict(super().__getstate__())
+        # Device tensors are rebuilt on demand.
         state.pop("_device_params", None)
-        state.pop("_training_state", None)
         return state
 
     def __sklearn_tags__(self):

@@ -19,6 +19,32 @@ from ._kernels import (
 _INIT_SAMPLE = 65_536
 
 
+class CentredSquares:
+    """Sum of squared deviations from the mean, accumulated block by block.
+
+    Sums are taken around the first block's mean (a fixed shift), so one pass
+    suffices without the cancellation of a plain sum of squares.
+    """
+
+    def __init__(self):
+        self.n, self.shift = 0, None
+        self.total = self.squares = 0.0
+
+    def add(self, block):
+        block = np.asarray(block, dtype=np.float64)
+        if self.shift is None:
+            self.shift = block.mean(0)
+        centred = block - self.shift
+        self.n += len(block)
+        self.total = self.total + centred.sum(0)
+        self.squares += float((centred**2).sum())
+
+    def value(self):
+        if not self.n:
+            return 0.0
+        return self.squares - float((self.total**2).sum()) / self.n
+
+
 def _init_params(est, X, train_idx, generator, device):
     """Scale, decoder bias from the data, unit decoder rows, encoder = decoder^T."""
     n_features = X.shape[1]
@@ -66,45 +92,58 @@ def validation_fvu(params, X_val, scale, k, mode, threshold, sst, batch_size=819
 
 
 def train(
-    est, X, train_idx, X_val, *, prefixes, device, generator, warm, epochs, partial
+    est,
+    X,
+    train_idx,
+    X_val,
+    *,
+    prefixes,
+    device,
+    generator,
+    weights,
+    resume,
+    epochs,
+    partial,
 ):
-    """Optimise ``est``'s autoencoder on rows ``train_idx`` of the numpy array X."""
+    """Optimise ``est``'s autoencoder on rows ``train_idx`` of the numpy array X.
+
+    ``weights`` holds the weights to continue from in the scaled training frame
+    (None: initialise from the data); ``resume`` the optimiser state of an
+    earlier ``partial_fit`` (:meth:`TrainState.to_numpy`), or None for a fresh
+    optimiser.
+    """
     from tqdm.auto import tqdm
 
     n_train = len(train_idx)
-    state = getattr(est, "_training_state", None) if partial else None
-    if state is not None:
+    warm = weights is not None
+    if warm:
         scale = est.input_scale_
-    else:
-        if warm:
-            scale = est.input_scale_
-            params = {
-                n: torch.from_numpy(v).to(device)
-                for n, v in est._scaled_params().items()
-            }
-            row_var = _row_var(X, train_idx, scale)
+        params = {n: torch.from_numpy(v).to(device) for n, v in weights.items()}
+        if resume is not None:
+            row_var = float(resume["row_variance"])
         else:
-            params, scale, row_var = _init_params(est, X, train_idx, generator, device)
-        lr = est.learning_rate or default_lr(est.n_latents)
-        aux_k = est.aux_k or max(1, X.shape[1] // 2)
-        state = TrainState(
-            params,
-            row_var=row_var,
-            lr=lr,
-            k=est.k,
-            activation=est.activation,
-            prefixes=prefixes,
-            aux_k=min(aux_k, est.n_latents),
-            aux_coef=est.aux_coef,
-            dead_rows=est.dead_rows or min(100_000, n_train),
-            clip_grad=est.clip_grad,
-            compute_dtype=getattr(torch, est.compute_dtype),
-        )
-        if warm and est.threshold_ is not None:
-            state.threshold = torch.tensor(est.threshold_, device=device)
-            # Resume the EMA as settled (no bias correction left to apply).
-            state._threshold_ema = state.threshold
-            state._threshold_steps = 10**6
+            row_var = _row_var(X, train_idx, scale)
+    else:
+        params, scale, row_var = _init_params(est, X, train_idx, generator, device)
+    lr = est.learning_rate or default_lr(est.n_latents)
+    aux_k = est.aux_k or max(1, X.shape[1] // 2)
+    state = TrainState(
+        params,
+        row_var=row_var,
+        lr=lr,
+        k=est.k,
+        activation=est.activation,
+        prefixes=prefixes,
+        aux_k=min(aux_k, est.n_latents),
+        aux_coef=est.aux_coef,
+        dead_rows=est.dead_rows or min(100_000, n_train),
+        clip_grad=est.clip_grad,
+        compute_dtype=getattr(torch, est.compute_dtype),
+    )
+    if resume is not None:
+        state.restore(resume)
+    elif warm and est.threshold_ is not None:
+        state.settle_threshold(torch.tensor(est.threshold_, device=device))
 
     batch = min(est.batch_size, n_train)
     steps_per_epoch = math.ceil(n_train / batch)
@@ -117,19 +156,20 @@ def train(
 
     val_sst = None
     if X_val is not None:
-        from ._model import _CentredSquares
-
-        squares = _CentredSquares()
-        for start in range(0, X_val.shape[0], 8192):
-            squares.add(X_val[start : start + 8192])
+        squares = CentredSquares()
+        for lo in range(0, X_val.shape[0], 8192):
+            squares.add(X_val[lo : lo + 8192])
         val_sst = squares.value() * scale**2
 
     best = None
     best_fvu = est.best_validation_fvu_ if warm else None
     bad_epochs = 0
     nnz = rows_total = 0
-    bar = tqdm(range(epochs), desc="SAE epochs", disable=not est.verbose, leave=False)
-    for _ in bar:
+    stopped = None
+    # Updated by hand: a bar iterated over closes itself (erasing its line) as
+    # soon as the loop breaks, before it could say why.
+    bar = tqdm(total=epochs, desc="SAE epochs", disable=not est.verbose, leave=False)
+    for epoch in range(epochs):
         perm = train_idx[torch.randperm(n_train, generator=generator).numpy()]
         losses = []
         for start in range(0, n_train, batch):
@@ -151,6 +191,7 @@ def train(
         est.loss_curve_.append(float(np.mean(losses)))
         est.n_iter_ += 1
         est.n_rows_seen_ += n_train
+        bar.update()
 
         if X_val is None:
             continue
@@ -173,6 +214,11 @@ def train(
         else:
             bad_epochs += 1
         if step >= planned:
+            if epoch + 1 < epochs:
+                stopped = (
+                    f"stopped at epoch {epoch + 1}: learning rate annealed to 0 "
+                    "after a validation plateau"
+                )
             break
         if bad_epochs >= est.n_iter_no_change:
             if step < decay_start and decay_len:
@@ -182,7 +228,17 @@ def train(
                 decay_start, planned = step, step + decay_len
                 bad_epochs = 0
             else:
+                stopped = (
+                    f"early stop at epoch {epoch + 1}: no validation improvement "
+                    f"for {bad_epochs} epochs"
+                )
                 break
+    if stopped is not None:
+        # Otherwise the bar would end at e.g. "58%" with no word on why; the
+        # line stays on screen to say it.
+        bar.set_description_str("SAE epochs (stopped early)", refresh=False)
+        bar.set_postfix_str(stopped, refresh=True)
+        bar.leave = True
     bar.close()
 
     threshold = None if state.threshold is None else float(state.threshold)
