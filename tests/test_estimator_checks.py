@@ -12,8 +12,8 @@ import pytest
 import sklearn
 from scipy import sparse
 from sklearn.base import clone
-from sklearn.utils.metaestimators import available_if
 from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn.utils.metaestimators import available_if
 
 from sklearn_hypothesaes import (
     HypothesisGenerator,
