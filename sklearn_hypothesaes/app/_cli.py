@@ -841,6 +841,7 @@ def run(args) -> int:
         holdout_texts=X_test,
         holdout_y=y_test,
         memory=None if cache is None else cache / "fitted_sae",
+        random_state=args.seed,
         **steps,
     )
     settings = {
