@@ -14,6 +14,7 @@ from sklearn_hypothesaes import (
     HypothesisGenerator,
     LatentSelector,
     SparseAutoencoder,
+    TermDescriber,
     TextEmbedder,
 )
 from sklearn_hypothesaes.datasets import load_rotten_tomatoes
@@ -28,7 +29,10 @@ pipe = Pipeline(
         ("embed", TextEmbedder()),
         ("sae", SparseAutoencoder(max_epochs=10, random_state=0)),
         ("select", LatentSelector()),
-        ("hypotheses", HypothesisGenerator(min_term_score=2.0, random_state=0)),
+        (
+            "hypotheses",
+            HypothesisGenerator(TermDescriber(min_score=2.0), random_state=0),
+        ),
     ]
 )
 grid = {"sae__n_latents": [16, 32], "sae__k": [2, 4], "select__n_latents": [4, 8]}

@@ -15,6 +15,7 @@ from sklearn_hypothesaes import (
     HypothesisGenerator,
     LatentSelector,
     SparseAutoencoder,
+    TermDescriber,
     TextEmbedder,
 )
 from sklearn_hypothesaes.datasets import load_rotten_tomatoes
@@ -29,7 +30,10 @@ pipe = Pipeline(
         ("embed", TextEmbedder()),
         ("sae", SparseAutoencoder(n_latents=32, k=4, max_epochs=20, random_state=0)),
         ("select", LatentSelector(n_latents=8)),
-        ("hypotheses", HypothesisGenerator(min_term_score=2.0, random_state=0)),
+        (
+            "hypotheses",
+            HypothesisGenerator(TermDescriber(min_score=2.0), random_state=0),
+        ),
     ]
 )
 scores = cross_val_score(pipe, texts, y, cv=3, params={"texts": texts})

@@ -42,7 +42,7 @@ result = run_method(
     embedder=TextEmbedder(),  # cached on disk: a rerun does no model work
     sae=SparseAutoencoder(n_latents=64, k=4, random_state=0),
     selector=LatentSelector(n_latents=10),
-    generator=HypothesisGenerator(random_state=0),  # interpreter=None: offline
+    generator=HypothesisGenerator(random_state=0),  # offline: TermDescriber
 )
 
 columns = ["hypothesis", "coef", "coef_ci_low", "coef_ci_high", "pvalue_corrected"]

@@ -35,6 +35,7 @@ from sklearn_hypothesaes import (
     HypothesisGenerator,
     LatentSelector,
     LLMClient,
+    LLMDescriber,
     SparseAutoencoder,
     TextEmbedder,
     render_report,
@@ -66,7 +67,7 @@ result = run_method(
     embedder=TextEmbedder(),
     sae=SparseAutoencoder(n_latents=256, k=8, random_state=0),
     selector=LatentSelector(n_latents=10),
-    generator=HypothesisGenerator(interpreter=llm, n_fidelity=20, random_state=0),
+    generator=HypothesisGenerator(LLMDescriber(llm, n_fidelity=20), random_state=0),
 )
 
 columns = ["hypothesis", "fidelity", "coef", "pvalue_corrected", "significant"]
