@@ -200,7 +200,7 @@ def test_input_errors_name_the_parameter():
         evaluate_hypotheses(A, y, hypotheses=["only one"])
     with pytest.raises(ValueError, match="one value per text"):
         evaluate_hypotheses(A, y[:10])
-    with pytest.raises(ValueError, match="needs 2 classes"):
+    with pytest.raises(ValueError, match="task='binary': evaluate_hypotheses got 3"):
         evaluate_hypotheses(A, np.arange(50) % 3, task="binary")
 
 
@@ -236,3 +236,59 @@ def test_no_hypotheses_gives_an_empty_table_and_intercept_only_metrics(kind):
             assert r.metrics["auc"] == 0.5
     with pytest.raises(ValueError, match="at least one text"):
         evaluate_hypotheses(np.zeros((0, 2)), np.zeros(0))
+
+
+def test_collinearity_names_the_combination_and_keeps_the_earliest():
+    A, y, rng = _data(n=400, h=4)
+    a, b, c, d = A.T
+    X = np.column_stack([b + c, a, b, c, 1 - d, d, a + b - 0.5 * d])
+    names = ["b+c", "a", "b", "c", "not d", "d", "a+b-d/2"]
+    result = evaluate_hypotheses(X, y, hypotheses=names, correction="none")
+    notes = dict(zip(names, result.table["note"], strict=True))
+    # Each dropped hypothesis is the latest of its relation, named by earlier ones.
+    assert notes == {
+        "b+c": "",
+        "a": "",
+        "b": "",
+        "c": "collinear with 'b+c', 'b'",
+        "not d": "",
+        "d": "collinear with 'not d'",  # d = 1 - (not d): the intercept is implied
+        "a+b-d/2": "collinear with 'a', 'b', 'not d'",
+    }
+    kept = [0, 1, 2, 4]
+    ols = sm.OLS(y, sm.add_constant(X[:, kept])).fit(cov_type="HC3")
+    np.testing.assert_allclose(result.table["coef"][kept], ols.params[1:], rtol=1e-10)
+    assert result.table["coef"][[3, 5, 6]].isna().all()
+
+
+def test_more_hypotheses_than_rows_are_screened():
+    # 6 rows and an intercept leave room for 5 hypotheses: 3 of 8 are dropped.
+    rng = np.random.default_rng(7)
+    A = (rng.random((6, 8)) < 0.5).astype(float)
+    result = evaluate_hypotheses(A, rng.normal(size=6), cov_type="nonrobust")
+    notes = result.table["note"]
+    assert (notes == "").sum() == 5
+    assert notes.str.startswith("collinear with '").sum() == 3
+    assert any("6 complete rows are too few" in w for w in result.metrics["warnings"])
+
+
+def test_task_vocabulary_matches_the_estimators():
+    A, _, rng = _data(n=300, h=2)
+    votes = rng.integers(0, 40, size=300)  # many integers: a count
+    with pytest.warns(UserWarning, match="treated as a regression"):
+        result = evaluate_hypotheses(A, votes)
+    assert result.metrics["task"] == "regression"
+    ratings = rng.integers(1, 6, size=300)  # few integers: classes
+    assert sorted(evaluate_hypotheses(A, ratings)) == [1, 2, 3, 4, 5]
+    two = evaluate_hypotheses(A, ratings > 3, task="multiclass")
+    assert two.metrics["task"] == "binary"
+
+
+@pytest.mark.parametrize(
+    "y", [np.zeros((50, 2), dtype=int), np.arange(100.0).reshape(50, 2)]
+)
+def test_unknown_label_type(y):
+    A, _, _ = _data(n=50, h=2)
+    y[::2, 0] = 1
+    with pytest.raises(ValueError, match="Unknown label type: evaluate_hypotheses"):
+        evaluate_hypotheses(A, y)

@@ -8,10 +8,11 @@ from numbers import Real
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import linalg, stats
 from sklearn.metrics import roc_auc_score
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
-from sklearn.utils.multiclass import type_of_target
+
+from ..utils._validation import TASKS, resolve_task
 
 COLUMNS = [
     "hypothesis",
@@ -35,6 +36,9 @@ _CORRECTIONS = {"bonferroni", "holm", "fdr_bh", "none"}
 # A hypothesis needs this many texts on each side to be tested at all: with one,
 # its row has leverage 1 and HC2/HC3 standard errors collapse to ~0.
 _MIN_GROUP = 2
+# A hypothesis whose part outside the span of the intercept and the kept
+# hypotheses is this small, relative to the largest column, is collinear.
+_RANK_TOL = 1e-8
 
 
 @dataclass
@@ -68,7 +72,7 @@ class EvaluationResult:
         "annotations": ["array-like"],
         "y": ["array-like"],
         "hypotheses": ["array-like", None],
-        "task": [StrOptions({"auto", "regression", "binary", "multiclass"})],
+        "task": [StrOptions({"auto", *TASKS})],
         "correction": [StrOptions(_CORRECTIONS)],
         "alpha": [Interval(Real, 0, 1, closed="neither")],
         "cov_type": [StrOptions({"nonrobust", "HC0", "HC1", "HC2", "HC3"})],
@@ -116,7 +120,10 @@ def evaluate_hypotheses(
     (or absent from) fewer than 2 texts, perfectly separates a binary y, or
     is collinear with others is left out of the joint model: its ``coef``
     and ``pvalue`` are NaN, ``note`` says why, and ``metrics["warnings"]``
-    lists it. A joint Logit that does not converge (separation by a
+    lists it. Collinear hypotheses are found by a rank-revealing (column
+    pivoted) QR of the centered annotations, which keeps the best-conditioned
+    set; the note names the kept hypotheses each dropped one is a linear
+    combination of. A joint Logit that does not converge (separation by a
     combination of hypotheses) reports no coefficients at all, with a
     warning.
 
@@ -134,9 +141,13 @@ def evaluate_hypotheses(
     hypotheses : array-like of str of shape (n_hypotheses,), default=None
         Hypothesis texts; default the DataFrame's columns or
         ``hypothesis_0, hypothesis_1, ...``.
-    task : {"auto", "regression", "binary", "multiclass"}, default="auto"
-        ``"auto"`` uses :func:`~sklearn.utils.multiclass.type_of_target`.
-        Multiclass y is evaluated one-vs-rest (a binary task per class).
+    task : {"auto", "binary", "multiclass", "regression"}, default="auto"
+        The package's one task vocabulary, as in the estimators and the
+        command line: under ``"auto"``, strings, booleans and two-valued y are
+        classes, integers with at most 10 distinct values are classes and with
+        more a regression (with a warning), other numbers a regression.
+        Multiclass y is evaluated one-vs-rest (a binary task per class);
+        ``"multiclass"`` with two classes is a binary task.
     correction : {"bonferroni", "holm", "fdr_bh", "none"}, default="bonferroni"
         Multiple-testing correction over the hypotheses (the paper uses
         Bonferroni).
@@ -175,7 +186,9 @@ def evaluate_hypotheses(
     """
     A, names = _annotation_matrix(annotations, hypotheses)
     y = np.asarray(y)
-    if y.ndim != 1 or len(y) != len(A):
+    task = resolve_task(y, task, caller="evaluate_hypotheses")
+    y = y.ravel()  # resolve_task accepts one column, and nothing wider
+    if len(y) != len(A):
         raise ValueError(
             f"y must be 1-dimensional with one value per text ({len(A)}); got "
             f"shape {y.shape}."
@@ -188,14 +201,6 @@ def evaluate_hypotheses(
                 "sample_weight must be finite, non-negative and of shape "
                 f"({len(A)},); got shape {w.shape}."
             )
-    if task == "auto":
-        kind = type_of_target(y, input_name="y")
-        if kind not in ("continuous", "binary", "multiclass"):
-            raise ValueError(
-                "evaluate_hypotheses needs a continuous, binary or multiclass y; "
-                f"got a {kind!r} target."
-            )
-        task = "regression" if kind == "continuous" else kind
     common = dict(correction=correction, alpha=alpha, cov_type=cov_type, w=w)
     if task == "regression":
         try:
@@ -208,11 +213,6 @@ def evaluate_hypotheses(
             raise ValueError("y contains NaN or infinite values.")
         return _evaluate(A, y, names, task="regression", **common)
     classes = np.unique(y)
-    if len(classes) < 2 or (task == "binary" and len(classes) > 2):
-        raise ValueError(
-            f"task={task!r} needs {'2' if task == 'binary' else 'at least 2'} "
-            f"classes in y; got {len(classes)}."
-        )
     if task == "binary":
         result = _evaluate(
             A, (y == classes[1]).astype(np.float64), names, task="binary", **common
@@ -323,22 +323,55 @@ def _screen(X, y, names, task):
                         f"y={int(y[side][0])}, so the Logit coefficient is infinite"
                     )
                     break
-    kept = []
-    basis = np.ones((len(X), 1))
-    for j in range(X.shape[1]):
-        if j in notes:
-            continue
-        coef, *_ = np.linalg.lstsq(basis, X[:, j], rcond=None)
-        resid = X[:, j] - basis @ coef
-        if np.linalg.norm(resid) <= 1e-8 * max(np.linalg.norm(X[:, j]), 1.0):
-            partners = [names[kept[i]] for i in np.flatnonzero(np.abs(coef[1:]) > 1e-8)]
-            notes[j] = "collinear with " + (
-                ", ".join(repr(p) for p in partners) if partners else "the intercept"
-            )
-            continue
-        kept.append(j)
-        basis = np.column_stack([basis, X[:, j]])
-    return kept, notes
+    candidates = np.asarray([j for j in range(X.shape[1]) if j not in notes])
+    if candidates.size == 0:
+        return [], notes
+    cols = X[:, candidates]
+    # Centering takes the intercept out of the span; pivoting moves the
+    # columns that add nothing to the end, where R's diagonal is ~0.
+    R, piv = linalg.qr(cols - cols.mean(axis=0), mode="r", pivoting=True)
+    tol = _RANK_TOL * max(np.linalg.norm(cols, axis=0).max(), 1.0)
+    diag = np.abs(np.diag(R))
+    rank = int(np.argmax(diag <= tol)) if np.any(diag <= tol) else diag.size
+    k = len(candidates)
+    if rank == k:
+        return candidates.tolist(), notes
+    # A basis of the null space (cols_centered @ v = 0), one row per relation.
+    null = np.zeros((k - rank, k))
+    null[:, piv[:rank]] = -linalg.solve_triangular(R[:rank, :rank], R[:rank, rank:]).T
+    null[:, piv[rank:]] = np.eye(k - rank)
+    for column, relation in _latest_first(null):
+        partners = [names[candidates[q]] for q in np.flatnonzero(relation)]
+        notes[int(candidates[column])] = "collinear with " + (
+            ", ".join(map(repr, partners)) if partners else "the intercept"
+        )
+    return [int(j) for j in candidates if j not in notes], notes
+
+
+def _latest_first(null):
+    """Which hypotheses to drop, and their relations, keeping the earliest.
+
+    Row-reducing the null space from its last column makes each relation
+    solve for the latest hypothesis it involves, in terms of earlier kept
+    ones, as fitting them one at a time in the given order would.
+    Yields ``(dropped column, boolean mask of its partners)``.
+    """
+    null = null.copy()
+    small = 1e-8 * np.abs(null).max()
+    pivots = []
+    for row in range(len(null)):
+        rest = np.abs(null[row:])
+        column = np.flatnonzero(rest.max(axis=0) > small)[-1]
+        best = row + int(np.argmax(rest[:, column]))
+        null[[row, best]] = null[[best, row]]
+        null[row] /= null[row, column]
+        others = np.arange(len(null)) != row
+        null[others] -= np.outer(null[others, column], null[row])
+        pivots.append(column)
+    for row, column in enumerate(pivots):
+        partners = np.abs(null[row]) > small
+        partners[column] = False
+        yield column, partners
 
 
 def _fit_joint(X, y, task, cov_type, w):
