@@ -15,12 +15,12 @@ import re
 from numbers import Integral
 
 import numpy as np
-from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from ..llm import Usage
 from ..utils._validation import check_texts
 from ._annotate import annotate_groups
+from ._base import Strategy
 from ._terms import PhraseMatcher
 
 _QUOTED = re.compile(r'"([^"]+)"')
@@ -45,16 +45,7 @@ class Annotations:
         return np.asarray(self.values, dtype=dtype)
 
 
-class _Config(BaseEstimator):
-    """A strategy object: parameters only, cloneable, never fitted."""
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.requires_fit = False
-        return tags
-
-
-class PhraseAnnotator(_Config):
+class PhraseAnnotator(Strategy):
     """Offline annotator: a text has a concept when it contains a quoted term.
 
     Concepts are read as :class:`TermDescriber` writes them, ``mentions "a",
@@ -111,7 +102,7 @@ class PhraseAnnotator(_Config):
         return Annotations(PhraseMatcher(terms).annotate(texts))
 
 
-class LLMAnnotator(_Config):
+class LLMAnnotator(Strategy):
     """Annotator that asks an LLM whether each text has each concept.
 
     Parameters

@@ -22,7 +22,8 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from ..llm import Usage
 from ..utils._validation import check_texts
-from ._annotators import LLMAnnotator, PhraseAnnotator, _Config
+from ._annotators import LLMAnnotator, PhraseAnnotator
+from ._base import Strategy
 from ._fidelity import fidelity_scores
 from ._interpret import describe_latents_with_llm
 from ._terms import contrastive_terms, format_hypothesis
@@ -73,7 +74,7 @@ def _column(activations, j):
     return activations[:, j]
 
 
-class TermDescriber(_Config):
+class TermDescriber(Strategy):
     """Offline describer: the words that distinguish the texts where a latent fires.
 
     Each latent is described by the words and phrases with the highest
@@ -193,7 +194,7 @@ class TermDescriber(_Config):
         return Descriptions(_typed(table), missing, usage)
 
 
-class LLMDescriber(_Config):
+class LLMDescriber(Strategy):
     """Describer that asks an LLM to name the concept where a latent fires.
 
     The LLM sees numbered texts where the latent fires and texts where it
