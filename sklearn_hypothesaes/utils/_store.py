@@ -79,6 +79,13 @@ class SQLiteStore:
         Database file; its folder is created if needed.
     timeout : float, default=60
         Seconds to wait for another writer's lock before failing.
+
+    Raises
+    ------
+    CacheError
+        From any method, when the file is not an SQLite database, cannot be
+        written or opened, or stays locked; the message names the file and
+        the remedy.
     """
 
     def __init__(self, path, timeout: float = 60.0):
