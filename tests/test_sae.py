@@ -7,12 +7,14 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_hypothesaes import SparseAutoencoder
+from sklearn_hypothesaes.sae import load_sae, save_sae
 from sklearn_hypothesaes.sae._kernels import (
     ColumnLayout,
     TrainState,
@@ -437,3 +439,120 @@ def test_progress_bar_complete_run_leaves_no_line(blobs, capsys):
     err = capsys.readouterr().err
     assert "SAE epochs" in err and "stopped" not in err
     assert err.endswith("\r")  # erased on close, as before
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"activation": "batchtopk", "matryoshka_prefixes": None}],
+)
+def test_save_load_round_trip_is_exact(tmp_path, blobs, params):
+    frame = pd.DataFrame(blobs, columns=[f"e{i}" for i in range(12)])
+    sae = small(**params).fit(frame)
+    path = save_sae(sae, tmp_path / "sae.npz")
+    assert path == tmp_path / "sae.npz" and list(tmp_path.iterdir()) == [path]
+    loaded = load_sae(path)
+    assert type(loaded) is SparseAutoencoder
+    assert loaded.get_params() == sae.get_params()
+    np.testing.assert_array_equal(loaded.transform(frame), sae.transform(frame))
+    Z = sae.transform(frame)
+    np.testing.assert_array_equal(loaded.inverse_transform(Z), sae.inverse_transform(Z))
+    assert loaded.score(frame) == sae.score(frame)
+    for name, value in vars(sae).items():
+        if name.endswith("_") and not name.startswith("_"):
+            got = getattr(loaded, name)
+            if isinstance(value, np.ndarray):
+                assert got.dtype == value.dtype
+                np.testing.assert_array_equal(got, value)
+            else:
+                assert got == value and type(got) is type(value), name
+    # Nothing needs pickle to read.
+    with np.load(path, allow_pickle=False) as npz:
+        assert all(npz[n].dtype.kind in "biuf" for n in npz.files)
+
+
+def test_loaded_model_continues_partial_fit(tmp_path, blobs):
+    reference = small(early_stopping=False).partial_fit(blobs[:200])
+    path = save_sae(reference, tmp_path / "sae.npz")
+    reference.partial_fit(blobs[200:])
+    loaded = load_sae(path).partial_fit(blobs[200:])
+    np.testing.assert_array_equal(loaded.decoder_weight_, reference.decoder_weight_)
+
+
+def test_save_is_atomic(tmp_path, blobs, monkeypatch):
+    sae = small().fit(blobs)
+    path = save_sae(sae, tmp_path / "sae.npz")
+    before = path.read_bytes()
+
+    def fail(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", fail)
+    with pytest.raises(OSError, match="No space left"):
+        save_sae(small(k=2).fit(blobs), path)
+    assert path.read_bytes() == before  # the old file is intact
+    assert list(tmp_path.iterdir()) == [path]  # no temporary left behind
+
+
+@pytest.mark.parametrize(
+    "damage, reason",
+    [
+        ("truncated", "File is not a zip file"),
+        ("bitflip", "Bad CRC-32 for file 'encoder_weight_.npy'"),
+        ("garbage", "not an .npz archive of numeric arrays"),
+        ("pickle", "not an .npz archive of numeric arrays"),
+        ("npy", "a single .npy array, not an .npz archive"),
+    ],
+)
+def test_load_corrupt_file_names_file_and_remedy(tmp_path, blobs, damage, reason):
+    path = save_sae(small().fit(blobs), tmp_path / "sae.npz")
+    content = path.read_bytes()
+    if damage == "bitflip":
+        flipped = bytearray(content)
+        flipped[300] ^= 0xFF  # inside the first array's data
+        path.write_bytes(bytes(flipped))
+    elif damage == "truncated":
+        path.write_bytes(content[: len(content) - 100])
+    elif damage == "garbage":
+        path.write_bytes(b"\x00" * 64)
+    elif damage == "pickle":
+        path.write_bytes(pickle.dumps(small()))
+    else:
+        np.save(path.open("wb"), np.zeros(3))
+    with pytest.raises(ValueError) as err:
+        load_sae(path)
+    message = str(err.value)
+    assert message.startswith(
+        f"The file '{path}' is not a readable saved SparseAutoencoder ({reason})."
+    )
+    assert message.endswith(
+        "It is truncated, corrupt or was not written by save_sae: delete it (a "
+        "cache refits it; otherwise fit and save the model again)."
+    )
+
+
+def test_load_rejects_foreign_attribute_names(tmp_path, blobs):
+    import json
+
+    path = save_sae(small().fit(blobs), tmp_path / "sae.npz")
+    with np.load(path) as npz:
+        members = {n: npz[n] for n in npz.files}
+    meta = json.loads(members["__meta__.json"].tobytes())
+    meta["attributes"]["__class__"] = 1
+    members["__meta__.json"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    np.savez(path, **members)
+    with pytest.raises(ValueError, match=r"'__class__' is not a fitted attribute"):
+        load_sae(path)
+
+
+def test_save_sae_errors(tmp_path, blobs):
+    with pytest.raises(NotFittedError):
+        save_sae(small(), tmp_path / "a.npz")
+    with pytest.raises(TypeError, match="must be a SparseAutoencoder. Got dict"):
+        save_sae({}, tmp_path / "a.npz")
+    sae = small(random_state=np.random.RandomState(0)).fit(blobs)
+    with pytest.raises(
+        ValueError,
+        match=r"The 'random_state' parameter of SparseAutoencoder is a RandomState",
+    ):
+        save_sae(sae, tmp_path / "a.npz")
+    assert list(tmp_path.iterdir()) == []

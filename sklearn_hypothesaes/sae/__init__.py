@@ -1,6 +1,9 @@
 """Stage 2, embeddings -> latent activations: :class:`SparseAutoencoder` (the
-scikit-learn estimator), its training loop and the torch kernels it runs on."""
+scikit-learn estimator), its training loop, the torch kernels it runs on, and
+its file formats (:func:`save_sae`, :func:`load_sae`: arrays and JSON, no
+pickle)."""
 
+from ._io import load_sae, save_sae
 from ._model import SparseAutoencoder
 
-__all__ = ["SparseAutoencoder"]
+__all__ = ["SparseAutoencoder", "load_sae", "save_sae"]
