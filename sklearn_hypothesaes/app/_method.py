@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
 import sys
 import time
@@ -15,6 +16,7 @@ import pandas as pd
 from sklearn import config_context
 from sklearn.pipeline import Pipeline
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import HasMethods, Interval, validate_params
 from sklearn.utils.validation import check_is_fitted
 
 from ..hypotheses._generator import HypothesisGenerator
@@ -68,6 +70,22 @@ class MethodResult:
     settings: dict = field(default_factory=dict)
 
 
+@validate_params(
+    {
+        "texts": ["array-like"],
+        "y": ["array-like"],
+        "holdout_texts": ["array-like"],
+        "holdout_y": ["array-like"],
+        "embedder": [HasMethods(["fit", "transform"]), None],
+        "sae": [HasMethods(["fit", "transform"]), None],
+        "selector": [HasMethods(["fit", "transform", "get_support"]), None],
+        "generator": [HasMethods(["fit", "annotate", "evaluate"]), None],
+        "memory": [str, os.PathLike, HasMethods(["cache"]), None],
+        "n_examples": [Interval(Integral, 0, None, closed="left")],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=False,
+)
 def run_method(
     texts,
     y,
@@ -182,6 +200,10 @@ def run_method(
     )
 
 
+@validate_params(
+    {"pipeline": [Pipeline]},
+    prefer_skip_nested_validation=True,
+)
 def pipeline_hypotheses(pipeline) -> pd.DataFrame:
     """The hypotheses of a fitted Pipeline, with the latent each describes.
 

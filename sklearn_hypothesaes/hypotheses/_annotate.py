@@ -13,8 +13,15 @@ import functools
 import json
 import re
 import warnings
+from numbers import Integral
 
 import numpy as np
+from sklearn.utils._param_validation import (
+    HasMethods,
+    Interval,
+    StrOptions,
+    validate_params,
+)
 
 from ..llm import Usage, fill_prompt, load_prompt, parse_yes_no, strip_thinking
 from ..utils._misc import warn_user
@@ -159,6 +166,20 @@ def annotate_groups(
     return results, usage
 
 
+@validate_params(
+    {
+        "texts": ["array-like"],
+        "concepts": ["array-like"],
+        "client": [HasMethods(["complete_parsed"])],
+        "mode": [StrOptions({"multi", "single"})],
+        "concepts_per_call": [Interval(Integral, 1, None, closed="left")],
+        "probabilities": ["boolean"],
+        "max_text_chars": [Interval(Integral, 1, None, closed="left"), None],
+        "desc": [str, None],
+        "prompt_template": [str, None],
+    },
+    prefer_skip_nested_validation=True,
+)
 def annotate_texts(
     texts,
     concepts,
@@ -219,28 +240,6 @@ def annotate_texts(
     """
     texts = check_texts(texts, caller="annotate_texts")
     concepts = check_texts(concepts, caller="annotate_texts", param="concepts")
-    if mode not in ("multi", "single"):
-        raise ValueError(
-            f"The 'mode' parameter of annotate_texts must be 'multi' or 'single'. "
-            f"Got {mode!r} instead."
-        )
-    if not isinstance(concepts_per_call, int | np.integer) or concepts_per_call < 1:
-        raise ValueError(
-            "The 'concepts_per_call' parameter of annotate_texts must be an int "
-            f">= 1. Got {concepts_per_call!r} instead."
-        )
-    if max_text_chars is not None and (
-        not isinstance(max_text_chars, int | np.integer) or max_text_chars < 1
-    ):
-        raise ValueError(
-            "The 'max_text_chars' parameter of annotate_texts must be None or an "
-            f"int >= 1. Got {max_text_chars!r} instead."
-        )
-    if not hasattr(client, "complete_parsed"):
-        raise TypeError(
-            "The 'client' parameter of annotate_texts must be an LLMClient. "
-            f"Got {type(client).__name__} instead."
-        )
     out = np.full((len(texts), len(concepts)), np.nan)
     if not texts or not concepts:
         return out

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.metrics import precision_recall_fscore_support
+from sklearn.utils._param_validation import validate_params
 
 FIDELITY_KEYS = ("precision", "recall", "f1", "correlation")
 
 
+@validate_params(
+    {"annotations": ["array-like"], "activations": ["array-like"]},
+    prefer_skip_nested_validation=True,
+)
 def fidelity_scores(annotations, activations) -> dict:
     """Precision, recall and F1 of annotations against "the latent fires".
 

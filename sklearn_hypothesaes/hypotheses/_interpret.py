@@ -10,11 +10,18 @@ with the description, and precision, recall and F1 against "the latent fires"
 from __future__ import annotations
 
 import re
+from numbers import Integral
 
 import numpy as np
 import pandas as pd
 from scipy import sparse
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import (
+    HasMethods,
+    Interval,
+    StrOptions,
+    validate_params,
+)
 
 from ..llm import Usage, fill_prompt, load_prompt, strip_thinking
 from ..utils._misc import warn_user
@@ -97,6 +104,25 @@ def _numbered(texts, indices, max_chars) -> str:
     )
 
 
+@validate_params(
+    {
+        "texts": ["array-like"],
+        "activations": ["array-like", "sparse matrix"],
+        "latent_indices": ["array-like", None],
+        "client": [HasMethods(["complete_parsed"])],
+        "annotator": [HasMethods(["complete_parsed"]), HasMethods(["annotate"]), None],
+        "n_candidates": [Interval(Integral, 1, None, closed="left")],
+        "n_examples": [Interval(Integral, 1, None, closed="left")],
+        "sampling": [StrOptions({"bins", "top"})],
+        "instructions": [str, None],
+        "n_fidelity": [Interval(Integral, 0, None, closed="left")],
+        "prompt_template": [str, None],
+        "random_state": ["random_state"],
+        "max_text_chars": [Interval(Integral, 1, None, closed="left"), None],
+        "annotation_mode": [StrOptions({"multi", "single"})],
+    },
+    prefer_skip_nested_validation=True,
+)
 def interpret_latents(
     texts,
     activations,
@@ -237,21 +263,6 @@ def describe_latents_with_llm(
         raise ValueError(
             "The 'latent_indices' parameter of interpret_latents must hold ints in "
             f"[0, {n_latents}). Got {sorted(set(latents))[:10]} instead."
-        )
-    for name, value, low in (
-        ("n_candidates", n_candidates, 1),
-        ("n_examples", n_examples, 1),
-        ("n_fidelity", n_fidelity, 0),
-    ):
-        if not isinstance(value, int | np.integer) or value < low:
-            raise ValueError(
-                f"The {name!r} parameter of interpret_latents must be an int >= "
-                f"{low}. Got {value!r} instead."
-            )
-    if sampling not in ("bins", "top"):
-        raise ValueError(
-            "The 'sampling' parameter of interpret_latents must be 'bins' or "
-            f"'top'. Got {sampling!r} instead."
         )
     template = prompt_template or load_prompt("interpret")
     extra = f"{instructions.strip()}\n" if instructions else ""
