@@ -166,6 +166,7 @@ class SparseAutoencoder(
     --------
     LatentSelector : Keep the latents that predict a target.
     HypothesisGenerator : Describe selected latents in words.
+    save_sae, load_sae : Store a fitted autoencoder as arrays and JSON (no pickle).
 
     Examples
     --------
