@@ -190,9 +190,9 @@ def test_truncation_warns_with_the_count(tmp_path):
 def test_empty_and_missing_texts_name_their_rows(tmp_path, minilm):
     texts = ["good", "", None, "   ", "bad", float("nan")]
     emb = TextEmbedder(cache_dir=tmp_path)
-    with pytest.raises(ValueError, match=r"rows \[1, 2, 3, 5\].*allow_empty=True"):
+    with pytest.raises(ValueError, match=r"positions \[1, 2, 3, 5\].*allow_empty=True"):
         emb.transform(texts)
-    with pytest.raises(ValueError, match=r"rows \[1\]"):
+    with pytest.raises(ValueError, match=r"positions \[1\]"):
         emb.fit(pd.Series(["a", None]))
     many = [""] * 12 + ["x"]
     with pytest.raises(ValueError, match=r"\[0, 1, .*, 9, \.\.\. \(12 in all\)\]"):
@@ -208,10 +208,10 @@ def test_empty_and_missing_texts_name_their_rows(tmp_path, minilm):
 @pytest.mark.parametrize(
     ("X", "error", "pattern"),
     [
-        ("one string", TypeError, "single string"),
-        (["ok", 3, b"x"], TypeError, r"rows \[1, 2\] hold \['bytes', 'int'\]"),
+        ("one string", TypeError, "single str"),
+        (["ok", 3, b"x"], TypeError, r"positions \[1, 2\] hold \['bytes', 'int'\]"),
         (pd.DataFrame({"a": ["x"], "b": ["y"]}), ValueError, "2 columns"),
-        (np.array([["a", "b"]]), ValueError, r"shape \(1, 2\)"),
+        (np.array([["a", "b"]]), ValueError, r"one column of texts; got 2 columns"),
         ([], ValueError, "0 texts"),
         (42, TypeError, "got int"),
     ],

@@ -244,10 +244,14 @@ def test_errors_name_the_parameter():
     # A missing text never becomes the hypothesis 'mentions "nan"'.
     with_nan = list(texts)
     with_nan[4] = float("nan")
-    with pytest.raises(TypeError, match=r"only str. Got float \(nan\) at position 4"):
+    with pytest.raises(
+        ValueError, match=r"missing values \(None or NaN\) at positions \[4\]"
+    ):
         HypothesisGenerator().fit(acts, y, texts=with_nan)
-    with pytest.raises(TypeError, match=r"only str. Got NoneType \(None\)"):
+    with pytest.raises(ValueError, match=r"missing values .* at positions \[0\]"):
         HypothesisGenerator().fit(acts, y, texts=[None] + list(texts[1:]))
+    with pytest.raises(TypeError, match=r"only str; positions \[2\] hold \['int'\]"):
+        HypothesisGenerator().fit(acts, y, texts=texts[:2] + [3] + texts[3:])
     with pytest.raises(ValueError, match="Unknown label type"):
         HypothesisGenerator(task="binary").fit(acts, y + 0.5 * acts[:, 0], texts=texts)
     with pytest.raises(NotFittedError):

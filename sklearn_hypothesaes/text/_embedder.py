@@ -13,6 +13,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..utils._misc import resolve_cache_dir, stable_hash, warn_user
 from ..utils._store import SQLiteStore
+from ..utils._validation import check_texts
 from ._backends import (
     DEFAULT_MODEL,
     OpenAIBackend,
@@ -24,81 +25,8 @@ from ._backends import (
 # Bump when the meaning of cached vectors changes, so old rows are not reused.
 _CACHE_FORMAT = 1
 _CACHE_FILE = "embeddings.sqlite"
-_SHOW_ROWS = 10
 # Building a model in two threads at once would load it twice.
 _BUILD_LOCK = threading.Lock()
-
-
-def _is_missing(value) -> bool:
-    return (
-        value is None
-        or (isinstance(value, float) and value != value)
-        or type(value).__name__ in {"NAType", "NaTType"}
-    )
-
-
-def _rows(indices) -> str:
-    shown = ", ".join(map(str, indices[:_SHOW_ROWS]))
-    more = f", ... ({len(indices)} in all)" if len(indices) > _SHOW_ROWS else ""
-    return f"[{shown}{more}]"
-
-
-def check_texts(X, *, allow_empty=False) -> list[str]:
-    """A list of str from a list, array, Series or one-column DataFrame.
-
-    Nothing is dropped or reordered: empty or missing texts are an error naming
-    their rows, or become ``""`` when ``allow_empty``.
-    """
-    if isinstance(X, str | bytes):
-        raise TypeError(
-            "TextEmbedder expects a sequence of texts (list, array, Series or "
-            "one-column DataFrame); got a single string. Wrap it in a list."
-        )
-    if hasattr(X, "columns") and len(getattr(X, "shape", ())) == 2:
-        if X.shape[1] != 1:
-            raise ValueError(
-                "TextEmbedder expects a one-column DataFrame of texts; got "
-                f"{X.shape[1]} columns {list(X.columns)[:5]}. Select the text column."
-            )
-        X = X[X.columns[0]]
-    if isinstance(X, np.ndarray):
-        if X.ndim == 2 and X.shape[1] == 1:
-            X = X[:, 0]
-        if X.ndim != 1:
-            raise ValueError(
-                "TextEmbedder expects a 1-d array of texts or a 2-d array with one "
-                f"column; got an array of shape {X.shape}."
-            )
-        values = X.tolist()
-    elif hasattr(X, "to_list"):  # pandas and polars Series
-        values = X.to_list()
-    else:
-        try:
-            values = list(X)
-        except TypeError:
-            raise TypeError(
-                "TextEmbedder expects a sequence of texts (list, array, Series or "
-                f"one-column DataFrame); got {type(X).__name__}."
-            ) from None
-    if not values:
-        raise ValueError("TextEmbedder got 0 texts; at least 1 is required.")
-    missing, bad = [], []
-    for i, value in enumerate(values):
-        if _is_missing(value) or (isinstance(value, str) and not value.strip()):
-            missing.append(i)
-        elif not isinstance(value, str):
-            bad.append(i)
-    if bad:
-        kinds = sorted({type(values[i]).__name__ for i in bad})
-        raise TypeError(
-            f"TextEmbedder expects str texts; rows {_rows(bad)} hold {kinds}."
-        )
-    if missing and not allow_empty:
-        raise ValueError(
-            f"TextEmbedder got empty or missing texts at rows {_rows(missing)}. "
-            "Drop those rows, or set allow_empty=True to embed them as empty text."
-        )
-    return ["" if _is_missing(v) else str(v) for v in values]
 
 
 def split_words(text: str, chunk_words: int) -> list[str]:
@@ -262,6 +190,19 @@ class TextEmbedder(TransformerMixin, BaseEstimator):
 
     # scikit-learn API ------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)
+    def _texts(self, X):
+        return (
+            check_texts(
+                X,
+                caller=type(self).__name__,
+                param="X",
+                empty="fill" if self.allow_empty else "error",
+                empty_hint="Drop those rows, or set allow_empty=True to embed them as "
+                "empty text.",
+            )
+            or _no_texts()
+        )
+
     def fit(self, X, y=None):
         """Validate the parameters and texts and find the output width.
 
@@ -280,7 +221,7 @@ class TextEmbedder(TransformerMixin, BaseEstimator):
         self : TextEmbedder
         """
         self._check_options()
-        texts = check_texts(X, allow_empty=self.allow_empty)
+        texts = self._texts(X)
         self.n_features_out_ = self._embed_texts(texts[:1]).shape[1]
         return self
 
@@ -300,7 +241,7 @@ class TextEmbedder(TransformerMixin, BaseEstimator):
         embeddings : ndarray of shape (n_texts, n_dims), float32
         """
         self._check_options()
-        embeddings = self._embed_texts(check_texts(X, allow_empty=self.allow_empty))
+        embeddings = self._embed_texts(self._texts(X))
         self.n_features_out_ = embeddings.shape[1]
         return embeddings
 
@@ -318,7 +259,7 @@ class TextEmbedder(TransformerMixin, BaseEstimator):
         """
         self._validate_params()
         self._check_options()
-        return self._embed_texts(check_texts(X, allow_empty=self.allow_empty))
+        return self._embed_texts(self._texts(X))
 
     def get_feature_names_out(self, input_features=None):
         """Output names ``embedding0`` ... ``embedding{d-1}``.
@@ -514,3 +455,7 @@ class TextEmbedder(TransformerMixin, BaseEstimator):
             norms = np.linalg.norm(matrix, axis=1, keepdims=True)
             matrix = matrix / np.where(norms > 0, norms, 1)
         return matrix
+
+
+def _no_texts():
+    raise ValueError("TextEmbedder got 0 texts; at least 1 is required.")

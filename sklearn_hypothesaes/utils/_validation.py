@@ -17,17 +17,28 @@ TASKS = ("binary", "multiclass", "regression")
 MAX_AUTO_CLASSES = 10
 
 
-def check_texts(texts, *, caller, param="texts", n_rows=None, hint=None):
+def check_texts(
+    texts,
+    *,
+    caller,
+    param="texts",
+    n_rows=None,
+    hint=None,
+    empty="allow",
+    empty_hint=None,
+):
     """A list of str, or a clear error naming ``caller`` and ``param``.
 
-    None, a single str, and any element that is not a str (None, NaN, numbers,
-    bytes) are rejected with the same message everywhere: a missing text must
-    never become the word "nan".
+    The one check of texts in the package. None, a single str, non-str
+    elements (numbers, bytes) and missing values (None, NaN) are rejected with
+    the same messages everywhere: a missing text must never become the word
+    "nan". A one-column DataFrame or 2-D array is read as its column.
 
     Parameters
     ----------
     texts : sequence of str
-        The texts (list, tuple, numpy array, pandas Series).
+        The texts (list, tuple, numpy array, pandas Series, one-column
+        DataFrame).
     caller : str
         What is checking, e.g. ``"HypothesisGenerator.fit"``.
     param : str, default="texts"
@@ -36,6 +47,11 @@ def check_texts(texts, *, caller, param="texts", n_rows=None, hint=None):
         The number of texts expected (rows of X), when known.
     hint : str or None, default=None
         Appended to the message when ``texts`` is None (how to pass them).
+    empty : {"allow", "error", "fill"}, default="allow"
+        Empty or blank strings: kept; an error (together with missing
+        values); or, with missing values, replaced by ``""``.
+    empty_hint : str or None, default=None
+        Appended to the message about empty texts.
 
     Returns
     -------
@@ -45,11 +61,10 @@ def check_texts(texts, *, caller, param="texts", n_rows=None, hint=None):
     --------
     >>> check_texts(["a", "b"], caller="f")
     ['a', 'b']
-    >>> check_texts(["a", float("nan")], caller="f")
+    >>> check_texts(["a", float("nan")], caller="f")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    TypeError: The 'texts' parameter of f must hold only str. Got float (nan) at \
-position 1. Drop or fill missing texts first, e.g. with df['text'].fillna('').
+    ValueError: The 'texts' parameter of f has missing values (None or NaN) at ...
     """
     where = f"The {param!r} parameter of {caller}"
     if texts is None:
@@ -58,9 +73,23 @@ position 1. Drop or fill missing texts first, e.g. with df['text'].fillna('').
             + (f" {hint}" if hint else "")
         )
     if isinstance(texts, str | bytes):
-        raise TypeError(f"{where} must be a sequence of str; got a single str.")
+        raise TypeError(
+            f"{where} must be a sequence of str; got a single str. Wrap it in a list."
+        )
+    shape = getattr(texts, "shape", None)
+    if shape is not None and len(shape) == 2:
+        if shape[1] != 1:
+            raise ValueError(
+                f"{where} must be one column of texts; got {shape[1]} columns. "
+                "Select the text column."
+            )
+        texts = texts.iloc[:, 0] if hasattr(texts, "iloc") else np.asarray(texts)[:, 0]
+    elif shape is not None and len(shape) > 2:
+        raise ValueError(f"{where} must be one column of texts; got shape {shape}.")
     if hasattr(texts, "tolist") and not isinstance(texts, list):
         values = texts.tolist()
+    elif hasattr(texts, "to_list"):
+        values = texts.to_list()
     else:
         try:
             values = list(texts)
@@ -68,24 +97,41 @@ position 1. Drop or fill missing texts first, e.g. with df['text'].fillna('').
             raise TypeError(
                 f"{where} must be a sequence of str; got {type(texts).__name__}."
             ) from None
-    if values and isinstance(values[0], list):
-        raise ValueError(
-            f"{where} must be one-dimensional (one text per row); got nested lists."
-        )
-    bad = [i for i, t in enumerate(values) if not isinstance(t, str)]
+    missing = [i for i, t in enumerate(values) if _is_missing(t)]
+    bad = [
+        i for i, t in enumerate(values) if not isinstance(t, str) and i not in missing
+    ]
     if bad:
-        first = values[bad[0]]
-        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        kinds = sorted({type(values[i]).__name__ for i in bad})
         raise TypeError(
-            f"{where} must hold only str. Got {type(first).__name__} ({first!r}) "
-            f"at position {bad[0]}{more}. Drop or fill missing texts first, e.g. "
-            "with df['text'].fillna('')."
+            f"{where} must hold only str; positions {_positions(bad)} hold {kinds}."
+        )
+    if empty == "fill":
+        values = ["" if _is_missing(t) else t for t in values]
+    elif empty == "error":
+        blank = [i for i, t in enumerate(values) if i in missing or not t.strip()]
+        if blank:
+            raise ValueError(
+                f"{where} has empty or missing texts at positions "
+                f"{_positions(blank)}." + (f" {empty_hint}" if empty_hint else "")
+            )
+    elif missing:
+        raise ValueError(
+            f"{where} has missing values (None or NaN) at positions "
+            f"{_positions(missing)}. Drop those rows or fill them first, e.g. with "
+            "df['text'].fillna('')."
         )
     if n_rows is not None and len(values) != n_rows:
         raise ValueError(
             f"{where} must hold one text per row of X ({n_rows}); got {len(values)}."
         )
     return values
+
+
+def _positions(indices, show=10) -> str:
+    shown = ", ".join(map(str, indices[:show]))
+    more = f", ... ({len(indices)} in all)" if len(indices) > show else ""
+    return f"[{shown}{more}]"
 
 
 def resolve_task(y, task="auto", *, caller, param="y"):
@@ -213,4 +259,8 @@ def _unique_objects(y):
 
 
 def _is_missing(v):
-    return v is None or (isinstance(v, numbers.Real) and v != v)
+    return (
+        v is None
+        or (isinstance(v, numbers.Real) and v != v)
+        or type(v).__name__ in {"NAType", "NaTType"}  # pandas' missing values
+    )
