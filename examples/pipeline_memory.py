@@ -1,10 +1,12 @@
 """Cache fitted steps with ``Pipeline(memory=...)`` while tuning later steps.
 
 Changing the number of selected latents or the hypothesis settings should not
-retrain the sparse autoencoder. With ``memory=``, scikit-learn stores each
-fitted transformer (keyed by its parameters and input) with joblib, so a
-second fit with the same embedder and SAE loads them instead of refitting.
-Embeddings are also cached by ``TextEmbedder`` itself, across processes.
+retrain the sparse autoencoder. ``ArrayMemory`` is a ``Pipeline(memory=...)``
+that stores each fitted SparseAutoencoder (keyed by its parameters and input)
+as numeric arrays and JSON, never as a pickle, so a second fit with the same
+SAE loads it instead of refitting, and a cache folder others can write to
+cannot run code. Embeddings are cached by ``TextEmbedder`` itself, across
+processes; other steps are cheap and are refitted.
 
 Run: ``python examples/pipeline_memory.py``
 """
@@ -13,10 +15,10 @@ import tempfile
 import time
 
 import sklearn
-from joblib import Memory
 from sklearn.pipeline import Pipeline
 
 from sklearn_hypothesaes import (
+    ArrayMemory,
     HypothesisGenerator,
     LatentSelector,
     SparseAutoencoder,
@@ -28,7 +30,7 @@ sklearn.set_config(enable_metadata_routing=True)
 texts, y = load_rotten_tomatoes(split="train", return_X_y=True)
 texts, y = list(texts[:2000]), y[:2000]
 
-memory = Memory(tempfile.mkdtemp(prefix="hypothesaes-pipeline-"), verbose=0)
+memory = ArrayMemory(tempfile.mkdtemp(prefix="hypothesaes-pipeline-"))
 pipe = Pipeline(
     [
         ("embed", TextEmbedder()),
@@ -49,5 +51,5 @@ for n_latents in [6, 10]:
         f"select {n_latents:2d} latents: fit in {seconds:5.1f} s, "
         f"SAE epochs {sae.n_iter_}, {len(pipe[-1].hypotheses_)} hypotheses"
     )
-# The second fit loads the embedder and the SAE from the memory: only the
-# selector and the hypothesis step were fitted again.
+# The second fit loads the SAE from the memory (and the embeddings from the
+# embedder's cache): only the selector and the hypothesis step were fitted again.

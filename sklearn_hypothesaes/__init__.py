@@ -20,7 +20,10 @@ __version__ = "0.1.0"
 _LAZY = {
     "TextEmbedder": ".text._embedder",
     "SparseAutoencoder": ".sae._model",
+    "save_sae": ".sae._io",
+    "load_sae": ".sae._io",
     "LLMClient": ".llm._client",
+    "CacheError": ".utils._store",
     "LatentSelector": ".hypotheses._selection",
     "interpret_latents": ".hypotheses._interpret",
     "TermDescriber": ".hypotheses._describers",
@@ -33,6 +36,7 @@ _LAZY = {
     "run_method": ".app._method",
     "MethodResult": ".app._method",
     "pipeline_hypotheses": ".app._method",
+    "ArrayMemory": ".app._memory",
     "render_report": ".app._report",
 }
 
