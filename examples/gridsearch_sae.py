@@ -16,6 +16,7 @@ from sklearn_hypothesaes import (
     SparseAutoencoder,
     TermDescriber,
     TextEmbedder,
+    pipeline_hypotheses,
 )
 from sklearn_hypothesaes.datasets import load_rotten_tomatoes
 
@@ -38,4 +39,4 @@ pipe = Pipeline(
 grid = {"sae__n_latents": [16, 32], "sae__k": [2, 4], "select__n_latents": [4, 8]}
 search = GridSearchCV(pipe, grid, cv=2).fit(texts, y, texts=texts)
 print("best:", search.best_params_, "AUC", round(search.best_score_, 3))
-print(search.best_estimator_[-1].hypotheses_[["latent", "hypothesis"]])
+print(pipeline_hypotheses(search.best_estimator_)[["latent", "hypothesis"]])

@@ -17,6 +17,7 @@ from sklearn_hypothesaes import (
     SparseAutoencoder,
     TermDescriber,
     TextEmbedder,
+    pipeline_hypotheses,
 )
 from sklearn_hypothesaes.datasets import load_rotten_tomatoes
 
@@ -40,4 +41,4 @@ scores = cross_val_score(pipe, texts, y, cv=3, params={"texts": texts})
 print("held-out AUC of the hypotheses per fold:", scores.round(3))
 
 pipe.fit(texts, y, texts=texts)
-print(pipe[-1].hypotheses_[["latent", "association", "hypothesis", "fidelity"]])
+print(pipeline_hypotheses(pipe)[["latent", "association", "hypothesis", "fidelity"]])

@@ -30,7 +30,7 @@ def test_phrase_annotator_reads_the_quoted_terms():
     np.testing.assert_array_equal(np.asarray(found), found.values)
     with pytest.raises(ValueError, match="quote their terms.*'praises the acting'"):
         PhraseAnnotator().annotate(texts, ["praises the acting"])
-    with pytest.raises(TypeError, match=r"'texts' parameter of PhraseAnnotator"):
+    with pytest.raises(ValueError, match=r"'texts' parameter of PhraseAnnotator"):
         PhraseAnnotator().annotate(["ok", None], concepts)
 
 
