@@ -3,6 +3,7 @@
 import pickle
 import re
 
+import joblib
 import numpy as np
 import pandas as pd
 import pytest
@@ -347,3 +348,26 @@ def test_near_duplicate_hypotheses_are_dropped():
     kept = HypothesisGenerator(max_redundancy=None, random_state=0)
     kept.fit(twin, y, texts=texts)
     assert list(kept.hypotheses_["column"]) == [0, 1, 2]
+
+
+def test_a_copied_latent_is_never_named_a_duplicate_of_itself():
+    texts, acts, y = make_corpus()
+    copy = np.column_stack([acts[:, :2], acts[:, 0]])  # one latent twice
+    with pytest.warns(UserWarning, match="dropped 1") as rec:
+        gen = HypothesisGenerator(random_state=0).fit(copy, y, texts=texts)
+    message = str(rec[0].message)
+    assert "column 2 has the same description as column 0" in message
+    assert list(gen.hypotheses_["column"]) == [0, 1]
+
+
+def test_inference_leaves_fitted_state_alone():
+    texts, acts, y = make_corpus()
+    gen = HypothesisGenerator(random_state=0).fit(acts[:, :2], y, texts=texts)
+    before = joblib.hash(vars(gen))
+    gen.transform(texts=texts)
+    gen.predict(texts=texts)
+    gen.predict_proba(texts=texts)
+    gen.score(None, y, texts=texts)
+    gen.annotate(texts)
+    gen.evaluate(texts, y)
+    assert joblib.hash(vars(gen)) == before
