@@ -174,6 +174,20 @@ def test_multiclass_class_column_and_one_table_per_class():
     assert set(result) == {"dog", "other", "rain"}
     # Neither dog nor rain is "other": the annotations determine the class.
     assert gen.score(None, y, texts=texts) == 1.0
+    # The score is the mean one-vs-rest ROC AUC over the classes present.
+    proba = gen.predict_proba(texts=texts)
+    expected = np.mean(
+        [roc_auc_score(y == c, proba[:, i]) for i, c in enumerate(gen.classes_)]
+    )
+    some = np.isin(y, ["dog", "rain"])  # "other" absent: left out of the mean
+    sub = [
+        roc_auc_score(y[some] == c, proba[some, i])
+        for i, c in [(0, "dog"), (2, "rain")]
+    ]
+    assert gen.score(
+        None, y[some], texts=list(np.asarray(texts)[some])
+    ) == pytest.approx(np.mean(sub))
+    assert gen.score(None, y, texts=texts) == pytest.approx(expected)
 
 
 def test_llm_mode_planted_concepts(make_client):
@@ -326,7 +340,7 @@ def test_no_hypothesis_found_degrades_to_a_constant_model(task):
         assert gen.score(None, y, texts=texts) == 0.5
     else:
         assert list(gen.predict(texts=new)) == [0, 0]
-        assert gen.score(None, y, texts=texts) == pytest.approx(14 / 40)
+        assert gen.score(None, y, texts=texts) == 0.5  # macro one-vs-rest AUC
 
 
 def test_dropped_latent_warning_points_at_the_caller():

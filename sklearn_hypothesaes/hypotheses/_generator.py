@@ -19,7 +19,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, clone
 from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LinearRegression, LogisticRegression
-from sklearn.metrics import accuracy_score, r2_score, roc_auc_score
+from sklearn.metrics import r2_score, roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
@@ -92,8 +92,9 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
     annotates at most ``max_fit_annotations`` training texts (a random
     sample) for it.
 
-    ``score`` is R^2 for regression, ROC AUC for a binary y (the paper's
-    measure) and accuracy for multiclass. Multiclass y is handled
+    ``score`` is R^2 for regression and ROC AUC for classes: of the positive
+    class for a binary y (the paper's measure), and the mean one-vs-rest ROC
+    AUC over the classes present for multiclass. Multiclass y is handled
     one-vs-rest: each hypothesis is attached to the class it is most
     associated with (``class`` column) and :meth:`evaluate` returns one table
     per class.
@@ -554,8 +555,11 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
     def score(self, X, y, sample_weight=None, texts=None):
         """Held-out predictiveness of the hypotheses.
 
-        R^2 for regression, ROC AUC of the positive class for a binary y (as
-        the paper), accuracy for multiclass.
+        R^2 for regression; ROC AUC of the positive class for a binary y (as
+        the paper); for multiclass, the macro average over the classes present
+        in y of each class's one-vs-rest ROC AUC (0.5 for a constant model,
+        like the binary score; classes absent from y are left out of the
+        average).
 
         Parameters
         ----------
@@ -611,8 +615,8 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
             return float(
                 roc_auc_score(y == self.classes_[1], proba, sample_weight=sample_weight)
             )
-        return float(
-            accuracy_score(y, self.model_.predict(A), sample_weight=sample_weight)
+        return _macro_ovr_auc(
+            y, self.model_.predict_proba(A), self.model_.classes_, sample_weight
         )
 
     def evaluate(self, texts, y, X=None, annotations=None):
@@ -740,6 +744,24 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
             tags.classifier_tags = ClassifierTags()
             tags.regressor_tags = RegressorTags()
         return tags
+
+
+def _macro_ovr_auc(y, proba, classes, sample_weight=None):
+    """Mean over the classes present in y (with both sides) of the one-vs-rest
+    ROC AUC of that class's probability."""
+    aucs = []
+    for col, cls in enumerate(classes):
+        truth = y == cls
+        if truth.any() and not truth.all():
+            aucs.append(
+                roc_auc_score(truth, proba[:, col], sample_weight=sample_weight)
+            )
+    if not aucs:
+        raise ValueError(
+            "HypothesisGenerator.score needs at least two classes of the fit in y "
+            f"to compute a ROC AUC; got {np.unique(y).tolist()[:5]}."
+        )
+    return float(np.mean(aucs))
 
 
 def _pearson(X, targets):
