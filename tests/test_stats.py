@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.api as sm
+from firthmodels import FirthLogisticRegression
 from scipy.stats import ttest_ind
 from sklearn.metrics import roc_auc_score
 from statsmodels.stats.multitest import multipletests
@@ -111,37 +112,63 @@ def test_hand_checkable_values_and_missing():
     np.testing.assert_allclose(result.table["coef"], ols.params[1:])
 
 
-def test_perfect_separation_is_reported_not_hidden():
+def test_perfect_separation_gets_a_firth_estimate_not_dropped():
+    # Changed by issue 10: a separating hypothesis stays in the joint model,
+    # which becomes Firth's penalised logistic regression.
     rng = np.random.default_rng(3)
     A = (rng.random((400, 3)) < 0.3).astype(float)
     y = (rng.random(400) < 0.3 + 0.3 * A[:, 1]).astype(int)
     y[A[:, 0] == 1] = 1  # every text with hypothesis 0 is positive
     result = evaluate_hypotheses(A, y, hypotheses=["always", "b", "c"])
     table = result.table
-    assert np.isnan(table["coef"][0]) and np.isnan(table["pvalue"][0])
-    assert "perfect separation" in table["note"][0]
-    assert not table["significant"][0]
-    assert any("'always'" in w for w in result.metrics["warnings"])
-    # Its separation statistics are still there.
-    assert table["mean_with"][0] == 1.0
-    # The others come from the Logit without it.
-    logit = sm.Logit(y, sm.add_constant(A[:, 1:])).fit(disp=0, cov_type="HC3")
-    np.testing.assert_allclose(table["coef"][1:], logit.params[1:], rtol=1e-6)
+    assert result.metrics["model"] == "firth"
+    assert result.metrics["cov_type"] == "nonrobust"
+    assert table["note"][0] == (
+        "perfect separation: every text with the concept has y=1, so its Logit "
+        "estimate is +inf; Firth penalised estimate, profile-likelihood CI and "
+        "penalised likelihood-ratio p-value"
+    )
+    assert table["note"][1:].tolist() == ["", ""]
+    assert any("Separation ('always')" in w for w in result.metrics["warnings"])
+    firth = FirthLogisticRegression(backend="numpy", gtol=1e-6, xtol=1e-6)
+    firth.fit(A, y).lrt()
+    ci = firth.conf_int(method="pl")
+    np.testing.assert_allclose(table["coef"], firth.coef_, rtol=1e-6)
+    np.testing.assert_allclose(table["pvalue"], firth.lrt_pvalues_[:3], rtol=1e-5)
+    np.testing.assert_allclose(
+        table[["coef_ci_low", "coef_ci_high"]], ci[:3], rtol=1e-4
+    )
+    assert table["coef"][0] > 3 and table["pvalue"][0] < 1e-10
+    assert table["significant"][0]
     # Bonferroni still counts all three hypotheses.
     np.testing.assert_allclose(
-        table["pvalue_corrected"][1:], np.minimum(logit.pvalues[1:] * 3, 1)
+        table["pvalue_corrected"], np.minimum(firth.lrt_pvalues_[:3] * 3, 1)
     )
+    # Its separation statistics are still there, with the exact test.
+    assert table["mean_with"][0] == 1.0
+    assert table["separation_test"].tolist() == ["fisher"] * 3
 
 
-def test_joint_separation_by_a_combination_is_reported():
+def test_joint_separation_by_a_combination_is_fitted_by_firth():
+    # Changed by issue 10: no more all-NaN table when the Logit cannot converge.
     rng = np.random.default_rng(4)
     A = (rng.random((300, 3)) < 0.5).astype(float)
     y = (A.sum(axis=1) >= 2).astype(int)  # majority vote: linearly separable
     result = evaluate_hypotheses(A, y)
-    assert result.table["coef"].isna().all()
-    assert result.table["note"].str.contains("did not converge").all()
-    assert any("did not converge" in w for w in result.metrics["warnings"])
-    assert result.metrics["n_significant"] == 0
+    table = result.table
+    assert result.metrics["model"] == "firth"
+    assert (
+        table["note"]
+        .str.startswith(
+            "separation by a combination of hypotheses, so its Logit estimate is +inf"
+        )
+        .all()
+    )
+    # Symmetric roles: three nearly equal, large, finite positive coefficients.
+    np.testing.assert_allclose(table["coef"], 9.5, atol=0.4)
+    assert (table["coef_ci_low"] > 6).all() and table["significant"].all()
+    assert result.metrics["auc"] == 1.0
+    assert "infinite estimates" in result.metrics["warnings"][0]
 
 
 def test_constant_rare_and_collinear_columns():
@@ -187,8 +214,15 @@ def test_multiclass_is_one_vs_rest():
     assert sorted(results) == ["a", "b", "c"]
     b = results["b"]
     assert b.metrics["positive_class"] == "b"
+    assert b.table["positive_class"].tolist() == ["b", "b"]
     direct = evaluate_hypotheses(A, (y == "b").astype(int))
-    pd.testing.assert_frame_equal(b.table, direct.table)
+    same = [c for c in COLUMNS if c not in ("positive_class", "pvalue_corrected")]
+    pd.testing.assert_frame_equal(b.table[same], direct.table[same])
+    # Changed by issue 10: one Bonferroni family of 3 classes x 2 hypotheses.
+    assert b.metrics["n_tests"] == 6 and direct.metrics["n_tests"] == 2
+    np.testing.assert_allclose(
+        b.table["pvalue_corrected"], np.minimum(b.table["pvalue"] * 6, 1)
+    )
     assert b.table["significant"][0] and b.table["coef"][0] > 0
 
 
