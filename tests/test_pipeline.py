@@ -190,14 +190,19 @@ def test_run_method_with_real_embedder(reviews):
     assert result.metrics["auc"] == ev.metrics["auc"]
     assert result.metrics["score"] == gen.score(None, y[140:220], texts=texts[140:220])
     assert len(result.examples) == len(table)
-    assert set(result.timings) == {
+    # The signal check runs between the selection and the description.
+    assert list(result.timings) == [
         "embed",
         "sae",
         "select",
+        "signal_check",
         "hypotheses",
         "annotate_holdout",
         "evaluate",
-    }
+    ]
+    # Each row names the joint model behind its coefficient.
+    assert (table["model"] == ev.metrics["model"]).all()
+    assert ev.metrics["model"] in ("logit", "firth")
     assert result.settings["sae"]["n_latents"] == 24
     assert result.usage["calls"] == 0
     assert result.sae is sae

@@ -221,7 +221,9 @@ def test_multiclass_headline(tmp_path, sae):
     }
     page = render_report(result, tmp_path / "r.html").read_text()
     assert "3 significant on held-out texts" in " ".join(page.split())
-    assert "held-out accuracy 0.625" in page
+    # The generator's multiclass score, named as HypothesisGenerator.score
+    # documents it (it was called accuracy here).
+    assert "held-out mean one-vs-rest AUC 0.625" in page
     assert "class a: w1" in page
 
 
@@ -267,3 +269,166 @@ def test_plot_without_any_coefficient_has_no_legend(recwarn):
     assert ax.get_legend() is None
     assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b"]
     assert not [w for w in recwarn if "legend" in str(w.message)]
+
+
+def signal_metrics(**changes):
+    metrics = {
+        "task": "binary",
+        "n": 300,
+        "auc": 0.7123,
+        "score": 0.63,
+        "embedding_score": 0.75,
+        "embedding_pvalue": 1e-12,
+        "embedding_signal": True,
+        "embedding_probe": "logistic-regression probe (C=0.1, by 3-fold CV)",
+        "signal_share": 0.52,
+    }
+    return {**metrics, **changes}
+
+
+def section(page, marker, end="</div>"):
+    """The page from ``marker`` to ``end``, whitespace runs made one space."""
+    part = " ".join(page[page.index(marker) :].split())
+    return part[: part.index(end)]
+
+
+def test_report_signal_check_next_to_the_score(tmp_path, sae):
+    result = make_result(sae)
+    result.metrics = signal_metrics()
+    page = render_report(result, tmp_path / "r.html").read_text()
+    assert section(page, 'id="card-embedding-score"', end="</div></div>") == (
+        'id="card-embedding-score"><div class="value">0.75</div> <div '
+        'class="label">held-out AUC of a probe on the embeddings'
+    )
+    assert '<div class="value">52%</div>' in section(
+        page, 'id="card-signal-share"', end="</div></div>"
+    )
+    text = section(page, 'id="signal"', end="</p>")
+    assert (
+        "Signal check: a logistic-regression probe (C=0.1, by 3-fold CV) on the full "
+        "embeddings scores a held-out AUC of 0.75; the hypotheses score 0.63, so "
+        "they recover 52% of the signal the embeddings carry." in text
+    )
+    assert "above chance, (hypotheses' AUC − 0.5) / (probe's AUC − 0.5), both" in (
+        html.unescape(text)
+    )
+    assert 'id="no-signal"' not in page
+    metrics = section(page, 'id="metrics"', end="</table>")
+    assert "<td>held-out score of a probe on the full embeddings</td><td>0.75</td>" in (
+        metrics
+    )
+
+
+def test_report_regression_share_is_a_ratio_of_r2(tmp_path, sae):
+    result = make_result(sae)
+    result.metrics = signal_metrics(
+        task="regression", score=0.2, embedding_score=0.48, signal_share=0.2 / 0.48
+    )
+    page = render_report(result, tmp_path / "r.html").read_text()
+    text = section(page, 'id="signal"', end="</p>")
+    assert "held-out R² of 0.48; the hypotheses score 0.2, so they recover 42%" in text
+    assert "above chance, hypotheses' R² / probe's R², both" in html.unescape(text)
+
+
+def test_report_warns_when_the_embeddings_carry_no_signal(tmp_path, sae):
+    result = make_result(sae)
+    result.metrics = signal_metrics(
+        embedding_score=0.52,
+        embedding_pvalue=0.31,
+        embedding_signal=False,
+        signal_share=0.26 / 0.02,
+    )
+    page = render_report(result, tmp_path / "r.html").read_text()
+    callout = section(page, 'id="no-signal"')
+    assert callout.startswith(
+        'id="no-signal"> <strong>The embeddings carry no detectable signal.</strong> '
+        "The embeddings carry no detectable signal about the target: a "
+        "logistic-regression probe (C=0.1, by 3-fold CV) on the full embeddings "
+        "scores a held-out AUC of 0.52 (one-sided p = 0.31 against 0.5)."
+    )
+    assert "NoSignalWarning" in callout
+    # A share of no signal is not a number to read.
+    assert '<div class="value">—</div>' in section(
+        page, 'id="card-signal-share"', end="</div></div>"
+    )
+    assert 'id="signal"' not in page
+
+
+def test_report_shows_stability_and_what_it_means(tmp_path, sae):
+    result = make_result(sae)
+    result.hypotheses["stability"] = [1.0, 0.5, np.nan, 0.0, 2 / 3]
+    result.settings = {"stability": {"n_seeds": 3, "seeds": [1, 2], "threshold": 0.5}}
+    page = render_report(result, tmp_path / "r.html").read_text()
+    table = section(page, 'id="hypotheses-table"', end="</table>")
+    assert "<th>stability</th>" in table
+    shown = re.findall(r'<td class="num stability">(.*?)</td>', table)
+    assert shown == ["0.67", "0.5", "1", "0", "—"]  # rows 4, 1, 0, 3, 2
+    note = section(page, 'id="stability-note"', end="</p>")
+    assert "fit again with 2 other seed(s) (1, 2)" in note
+    assert "at r ≥ 0.5" in note
+
+
+def test_report_without_stability_has_no_such_column(page):
+    assert "stability" not in page
+
+
+def test_report_shows_tests_marginal_and_joint_sign_flips_vif_and_model(tmp_path, sae):
+    result = make_result(sae)
+    table = result.hypotheses
+    table["separation_test"] = ["fisher", "fisher", None, "lr", "fisher"]
+    table["separation_pvalue"] = [1e-6, 0.0012, np.nan, 0.6, 1e-3]
+    table["marginal_coef"] = [0.9, 0.4, np.nan, 0.1, 2.5]
+    table["sign_flip"] = [False, True, False, False, False]
+    table["vif"] = [1.2, 6.5, np.nan, 1.0, 1.7]
+    table["model"] = "firth"
+    table.loc[1, "note"] = "sign flip: alone its association with y is positive"
+    result.metrics["model"] = "firth"
+    page = render_report(result, tmp_path / "r.html").read_text()
+    body = section(page, 'id="hypotheses-table"', end="</table>")
+    head = body[: body.index("</thead>")]
+    assert re.findall(r"<th>(.*?)</th>", head) == [
+        "#",
+        "hypothesis",
+        "joint coef",
+        "CI",
+        "p (corrected)",
+        "marginal coef",
+        "test: p",
+        "VIF",
+        "model",
+        "prevalence",
+        "mean with / without",
+        "fidelity",
+        "latent",
+    ]
+    # In rank order: rows 4, 1, 0, 3, 2.
+    assert re.findall(r'<td class="num marginal">(.*?)</td>', body) == [
+        "2.5",
+        "0.4",
+        "0.9",
+        "0.1",
+        "—",
+    ]
+    assert re.findall(r'<td class="num test">(.*?)</td>', body) == [
+        "Fisher: 0.0010",
+        "Fisher: 0.0012",
+        "Fisher: &lt; 0.0001",
+        "LR: 0.6000",
+        "—",
+    ]
+    assert re.findall(r'<td class="num vif">(.*?)</td>', body) == [
+        "1.7",
+        "6.5",
+        "1.2",
+        "1",
+        "—",
+    ]
+    assert re.findall(r'<td class="model">(.*?)</td>', body) == ["Firth"] * 5
+    # The one flipped row (rank 2) is marked, and its note says why.
+    rows = body.split('<tr class="hypothesis-row')[1:]
+    assert ["⇄ sign flip" in row for row in rows] == [False, True, False, False, False]
+    assert "sign flip: alone its association with y is positive" in rows[1]
+    note = section(page, 'id="statistics-note"', end="</p>")
+    assert "Firth&#39;s bias-reduced" in note or "Firth's bias-reduced" in note
+    metrics = section(page, 'id="metrics"', end="</table>")
+    assert "<td>joint model</td><td>firth</td>" in metrics

@@ -183,6 +183,22 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="seed of the split, the autoencoder and the example texts",
     )
+    model.add_argument(
+        "--stability-seeds",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="fit the autoencoder and the selection with N seeds in all (--seed, "
+        "then --seed+1, ...) and give each hypothesis a stability: the share of "
+        "the other N-1 fits that select a latent whose activations correlate "
+        "with its latent's at r >= 0.5 (no LLM call); 1 is off",
+    )
+    model.add_argument(
+        "--no-signal-check",
+        action="store_true",
+        help="skip the check, before any LLM call, of how well a linear probe "
+        "on the full embeddings predicts the target on held-out texts",
+    )
     llm = parser.add_argument_group(
         "LLM (offline by default: hypotheses are the words that distinguish "
         "each latent's texts)"
@@ -770,7 +786,7 @@ def _note(message: str):
 
 def _summary(result, paths, seconds) -> str:
     from ._plotting import rank_hypotheses
-    from ._report import headline
+    from ._report import headline, signal_summary
 
     metrics = result.metrics or {}
     table = result.hypotheses
@@ -780,6 +796,11 @@ def _summary(result, paths, seconds) -> str:
         f"{head['n_holdout']} held-out texts; {head['score_name']} "
         f"{head['score']}.".replace("R²", "R^2"),
     ]
+    signal = signal_summary(metrics)
+    if signal is not None:
+        lines.append(signal["text"].replace("R²", "R^2"))
+        if not signal["has_signal"]:
+            lines.append(f"Warning: {signal['warning']}".replace("R²", "R^2"))
     if len(table) == 0:
         command_line = (result.settings or {}).get("command line", {})
         lines.append(
@@ -796,7 +817,10 @@ def _summary(result, paths, seconds) -> str:
         significant = row.get("significant")
         star = "*" if pd.notna(significant) and bool(significant) else " "
         coef = f"{row['coef']:+.3f}" if pd.notna(row["coef"]) else "   n/a"
-        lines.append(f"  {star} {coef}  {row['hypothesis']}")
+        stable = ""
+        if "stability" in row and pd.notna(row["stability"]):
+            stable = f"stability {row['stability']:.2f}  "
+        lines.append(f"  {star} {coef}  {stable}{row['hypothesis']}")
     lines.append(f"Wrote {', '.join(str(p) for p in paths.values())}")
     lines.append(f"Done in {seconds:.1f} s.")
     return "\n".join(lines)
@@ -841,6 +865,8 @@ def run(args) -> int:
         holdout_texts=X_test,
         holdout_y=y_test,
         memory=None if cache is None else cache / "fitted_sae",
+        check_signal=not args.no_signal_check,
+        n_seeds=args.stability_seeds,
         random_state=args.seed,
         **steps,
     )
@@ -855,6 +881,8 @@ def run(args) -> int:
             "holdout_fraction": args.holdout_fraction,
             "max_rows": args.max_rows,
             "seed": args.seed,
+            "stability_seeds": args.stability_seeds,
+            "signal_check": not args.no_signal_check,
             "cache": "off" if cache is None else str(cache),
             "n_train": len(X_train),
             "n_holdout": len(X_test),

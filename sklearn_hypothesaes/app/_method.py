@@ -25,6 +25,8 @@ from ..llm import Usage
 from ..sae._model import SparseAutoencoder
 from ..text._embedder import TextEmbedder
 from ..utils._validation import check_texts
+from ._signal import embedding_signal, signal_share, warn_no_signal
+from ._stability import RECURRENCE_THRESHOLD, other_seeds, seed_stability
 
 
 @dataclass
@@ -37,15 +39,28 @@ class MethodResult:
         The fitted embed -> sae -> select -> hypotheses pipeline.
     hypotheses : pandas.DataFrame
         ``HypothesisGenerator.hypotheses_`` joined (on row order) with the
-        holdout evaluation table (prevalence, separation, coef, p-values,
-        significant, ...). For multiclass y, each hypothesis gets the
-        statistics of its own class.
+        holdout evaluation table (prevalence, separation and its test,
+        marginal and joint coefficients, p-values, significant, sign flips,
+        VIF, ...) and ``model``, the joint model behind ``coef`` (``"ols"``,
+        ``"logit"`` or ``"firth"``). For multiclass y, each hypothesis gets
+        the statistics of its own class. With ``n_seeds > 1``, a ``stability``
+        column: the share of the other seeds whose selected latents include
+        one that recurs (see :func:`run_method`).
     metrics : dict
         Holdout metrics of :func:`evaluate_hypotheses` (``per_class`` for
-        multiclass) and ``score``, the generator's holdout score (ROC AUC,
-        R^2 or accuracy). When no hypothesis was found, ``hypotheses`` has
-        no rows, ``n_hypotheses`` is 0 and ``score`` is that of the
-        generator's constant model.
+        multiclass) and ``score``, the generator's holdout score (ROC AUC for
+        binary y, mean one-vs-rest ROC AUC for multiclass, R^2 for a
+        regression). When no hypothesis was found, ``hypotheses`` has no
+        rows, ``n_hypotheses`` is 0 and ``score`` is that of the generator's
+        constant model. With the signal check on: ``embedding_score`` (the
+        probe's held-out score, on the scale of ``score``),
+        ``embedding_pvalue`` (classes: one-sided test that its AUC exceeds
+        0.5; None for a regression), ``embedding_signal`` (whether the
+        embeddings carry signal), ``embedding_probe`` (which probe) and
+        ``signal_share``, the share of the embeddings' signal that the
+        hypotheses recover: ``(score - 0.5) / (embedding_score - 0.5)`` for
+        ROC AUC, ``score / embedding_score`` for R^2; NaN when the probe is
+        at or below chance, since there is then no signal to recover.
     examples : list of dict
         Per hypothesis, ``{"present": [...], "absent": [...]}`` holdout texts.
     sae : SparseAutoencoder
@@ -53,11 +68,13 @@ class MethodResult:
     usage : dict
         LLM usage (zeros offline).
     timings : dict
-        Seconds per step: ``embed``, ``sae``, ``select``, ``hypotheses``,
+        Seconds per step: ``embed``, ``sae``, ``select``, ``signal_check``
+        (when on), ``hypotheses``, ``stability`` (with ``n_seeds > 1``),
         ``annotate_holdout``, ``evaluate``.
     settings : dict
-        Parameters of each step (plain values; others as their repr) and the
-        split sizes.
+        Parameters of each step (plain values; others as their repr), the
+        split sizes and, with ``n_seeds > 1``, ``stability``: ``n_seeds``,
+        the other ``seeds`` and the recurrence ``threshold``.
     """
 
     pipeline: Pipeline
@@ -82,6 +99,8 @@ class MethodResult:
         "generator": [HasMethods(["fit", "annotate", "evaluate"]), None],
         "memory": [str, os.PathLike, HasMethods(["cache"]), None],
         "n_examples": [Interval(Integral, 0, None, closed="left")],
+        "check_signal": ["boolean"],
+        "n_seeds": [Interval(Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
     },
     prefer_skip_nested_validation=False,
@@ -98,15 +117,20 @@ def run_method(
     generator=None,
     memory=None,
     n_examples=3,
+    check_signal=True,
+    n_seeds=1,
     random_state=0,
 ) -> MethodResult:
     """Fit the HypotheSAEs pipeline on texts and evaluate it on a holdout.
 
-    The four steps go into one :class:`~sklearn.pipeline.Pipeline`, fitted by
-    ``Pipeline.fit`` with metadata routing on (the generator receives the
-    texts). The hypotheses' ``latent`` column holds the sparse-autoencoder
-    latent each one describes, read from the selector
-    (:func:`pipeline_hypotheses`).
+    The four steps go into one :class:`~sklearn.pipeline.Pipeline`, fitted
+    with metadata routing on (the generator receives the texts) in two
+    stages: embed -> sae -> select first, then the generator. In between, the
+    **signal check** scores a linear probe on the full training embeddings
+    against the held-out texts (see ``check_signal``), so that it comes
+    before any latent is described, hence before any LLM call. The
+    hypotheses' ``latent`` column holds the sparse-autoencoder latent each
+    one describes, read from the selector (:func:`pipeline_hypotheses`).
 
     Parameters
     ----------
@@ -119,7 +143,7 @@ def run_method(
     holdout_y : array-like of shape (n_holdout,)
         Their targets.
     embedder, sae, selector, generator : estimators, default=None
-        The steps (cloned by the Pipeline when ``memory`` is set); None uses
+        The steps (the SAE is cloned when ``memory`` is set); None uses
         ``TextEmbedder()``, ``SparseAutoencoder(random_state=random_state)``,
         ``LatentSelector()`` and ``HypothesisGenerator(random_state=
         random_state)`` (offline).
@@ -129,6 +153,26 @@ def run_method(
         and refits nothing on a rerun with the same data and parameters.
     n_examples : int, default=3
         Holdout texts shown per hypothesis and side.
+    check_signal : bool, default=True
+        Score a probe on the full embeddings before describing any latent:
+        logistic regression (classes; penalty by 3-fold CV) or ridge
+        (regression; penalty by leave-one-out), fit on the training
+        embeddings and scored on the held-out ones with the generator's
+        score. When the embeddings carry no signal (the probe's AUC is not
+        significantly above 0.5 by a one-sided Mann-Whitney test at 0.05, or
+        its R^2 <= 0), a ``NoSignalWarning`` (a UserWarning) is raised before
+        the generator is fit; turn it into an error with
+        ``warnings.filterwarnings("error", category=NoSignalWarning)`` to
+        stop there. The holdout texts are embedded once more for it.
+    n_seeds : int, default=1
+        With more than 1, the SAE and the selection are fit again with
+        ``n_seeds - 1`` other seeds (the SAE's ``random_state`` + 1, + 2, ...)
+        on the same training embeddings, and each hypothesis gets a
+        ``stability``: the share of those seeds where its concept recurs,
+        i.e. where a selected latent's activations on the training texts
+        correlate with those of the hypothesis' latent at Pearson r >= 0.5
+        (``RECURRENCE_THRESHOLD``). No LLM call is made for it. Requires an
+        SAE with a ``random_state`` parameter.
     random_state : int, RandomState instance or None, default=0
         Seeds every default step and which example texts are drawn: the same
         value gives the same hypotheses.
@@ -165,12 +209,65 @@ def run_method(
         holdout_texts, caller="run_method", param="holdout_texts"
     )
     y, holdout_y = np.asarray(y), np.asarray(holdout_y)
+    sae_step = steps[1][1]
+    if n_seeds > 1 and "random_state" not in sae_step.get_params(deep=False):
+        raise ValueError(
+            f"run_method with n_seeds={n_seeds} refits the SAE with other seeds, "
+            "so the 'sae' parameter must take a random_state; got "
+            f"{type(sae_step).__name__}, which has none. Use n_seeds=1 or a "
+            "SparseAutoencoder."
+        )
     pipeline = Pipeline(steps, memory=_as_memory(memory), verbose=True)
     timings = {}
-    with config_context(enable_metadata_routing=True):
-        with _step_timings(timings):
-            pipeline.fit(texts, y, texts=texts)
+    with config_context(enable_metadata_routing=True), _step_timings(timings):
+        # Fitted in stages so that the signal check sees the embeddings and
+        # comes before the generator describes any latent (LLM calls). The
+        # slices share the steps; copying them back keeps the fits that a
+        # memory cloned.
+        embed, middle = pipeline[:1], pipeline[1:-1]
+        embeddings = embed.fit_transform(texts, y)
+        latents = middle.fit_transform(embeddings, y)
+        pipeline.steps[:-1] = [*embed.steps, *middle.steps]
+    signal = None
+    if check_signal:
+        start = time.perf_counter()
+        signal = embedding_signal(
+            embeddings,
+            y,
+            pipeline[0].transform(holdout_texts),
+            holdout_y,
+            task=pipeline[-1].get_params().get("task", "auto"),
+            random_state=seed,
+        )
+        timings["signal_check"] = time.perf_counter() - start
+        warn_no_signal(signal)
+    with config_context(enable_metadata_routing=True), _step_timings(timings):
+        pipeline[-1:].fit(latents, y, texts=texts)
     generator = pipeline[-1]
+    table = pipeline_hypotheses(pipeline)
+    stability_settings = None
+    if n_seeds > 1:
+        start = time.perf_counter()
+        fitted_sae = pipeline.named_steps["sae"]
+        base = fitted_sae.get_params()["random_state"]
+        base = base if isinstance(base, Integral) else seed
+        columns = table["column"].to_numpy(dtype=int)
+        found = seed_stability(
+            embeddings,
+            y,
+            _columns(latents, columns),
+            sae=fitted_sae,
+            selector=pipeline[2],
+            seeds=other_seeds(base, n_seeds),
+            memory=pipeline.memory,
+        )
+        table["stability"] = found.stability
+        timings["stability"] = time.perf_counter() - start
+        stability_settings = {
+            "n_seeds": n_seeds,
+            "seeds": found.seeds,
+            "threshold": RECURRENCE_THRESHOLD,
+        }
 
     start = time.perf_counter()
     annotated = generator.annotate(holdout_texts)
@@ -179,14 +276,24 @@ def run_method(
     start = time.perf_counter()
     evaluation = generator.evaluate(holdout_texts, holdout_y, annotations=A)
     timings["evaluate"] = time.perf_counter() - start
-    hypotheses, metrics = _join(pipeline_hypotheses(pipeline), evaluation)
+    hypotheses, metrics = _join(table, evaluation)
     # With no hypothesis this is the score of the generator's constant model.
     metrics["score"] = generator.score_annotations(A, holdout_y)
+    if signal is not None:
+        metrics.update(
+            embedding_score=signal.score,
+            embedding_pvalue=signal.pvalue,
+            embedding_signal=signal.has_signal,
+            embedding_probe=signal.probe,
+            signal_share=signal_share(metrics["score"], signal.score, signal.task),
+        )
     examples = generator.examples(
         holdout_texts, A, n=n_examples, random_state=random_state
     )
     settings = {name: _plain_params(step) for name, step in pipeline.steps}
     settings.update(n_train=len(texts), n_holdout=len(holdout_texts))
+    if stability_settings is not None:
+        settings["stability"] = stability_settings
     usage = Usage(**generator.usage_) + annotated.usage
     return MethodResult(
         pipeline=pipeline,
@@ -261,6 +368,12 @@ def pipeline_hypotheses(pipeline) -> pd.DataFrame:
     return table
 
 
+def _columns(Z, columns):
+    """Columns of the selector's output, dense (it may be sparse or a frame)."""
+    Z = Z.toarray() if hasattr(Z, "toarray") else np.asarray(Z)
+    return Z[:, columns]
+
+
 def _as_memory(memory):
     if memory is None or hasattr(memory, "cache"):
         return memory
@@ -302,9 +415,14 @@ def _join(table, evaluation):
             "task": "multiclass",
             "per_class": {cls: r.metrics for cls, r in evaluation.items()},
         }
+        models = [evaluation[cls].metrics.get("model") for cls in table["class"]]
     else:
         stats, metrics = evaluation.table, dict(evaluation.metrics)
+        models = [metrics.get("model")] * len(stats)
     stats = stats.drop(columns=["hypothesis"]).reset_index(drop=True)
+    # Which joint model gave each row's coefficient ("firth" where the Logit
+    # separated); per class for multiclass, so it belongs in the table.
+    stats["model"] = pd.Series(models, index=stats.index, dtype=object)
     return pd.concat([table, stats], axis=1), metrics
 
 

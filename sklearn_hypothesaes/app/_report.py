@@ -21,7 +21,7 @@ from ._plotting import (
     rank_hypotheses,
 )
 
-__all__ = ["redact_settings", "render_report"]
+__all__ = ["redact_settings", "render_report", "signal_summary"]
 
 _TEMPLATE = "report.html.j2"
 # Fitted SparseAutoencoder attributes shown as "reconstruction" figures.
@@ -39,6 +39,8 @@ _SAE_FIGURES = [
 ]
 _METRICS = [
     ("task", "task"),
+    ("positive_class", "positive class"),
+    ("model", "joint model"),
     ("n", "held-out texts"),
     ("n_used", "texts in the joint model"),
     ("auc", "AUC of the joint model"),
@@ -47,9 +49,13 @@ _METRICS = [
     ("adj_r2", "adjusted R²"),
     ("n_hypotheses", "hypotheses"),
     ("n_significant", "significant hypotheses"),
+    ("n_tests", "tests in the multiple-testing family"),
     ("correction", "multiple-testing correction"),
     ("alpha", "alpha"),
     ("cov_type", "standard errors"),
+    ("score", "held-out score of the hypotheses' model (fit on training texts)"),
+    ("embedding_score", "held-out score of a probe on the full embeddings"),
+    ("signal_share", "share of the embeddings' signal recovered"),
 ]
 _USAGE = [
     ("calls", "LLM calls"),
@@ -60,6 +66,9 @@ _USAGE = [
     ("failures", "failures"),
     ("cost", "cost (USD)"),
 ]
+# How the tests and models of evaluate_hypotheses are named for a reader.
+_TESTS = {"fisher": "Fisher", "lr": "LR", "welch": "Welch"}
+_MODELS = {"ols": "OLS", "logit": "Logit", "firth": "Firth"}
 _MAX_EXAMPLE_CHARS = 600
 # A URL inside a setting, also within a repr such as LLMClient(base_url='...').
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"]+")
@@ -194,6 +203,13 @@ def _rows(table: pd.DataFrame, examples) -> list[dict]:
                     else "—"
                 ),
                 "pvalue": fmt_pvalue(row.get("pvalue")),
+                "marginal_coef": fmt(row.get("marginal_coef")),
+                "test": _TESTS.get(row.get("separation_test"), ""),
+                "test_pvalue": fmt_pvalue(row.get("separation_pvalue")),
+                "sign_flip": not _missing(row.get("sign_flip"))
+                and bool(row.get("sign_flip")),
+                "vif": fmt(row.get("vif")),
+                "model": _MODELS.get(row.get("model"), fmt(row.get("model"))),
                 "pvalue_corrected": fmt_pvalue(row.get("pvalue_corrected")),
                 "significant": not _missing(row.get("significant"))
                 and bool(row.get("significant")),
@@ -204,6 +220,7 @@ def _rows(table: pd.DataFrame, examples) -> list[dict]:
                 "fidelity": fmt(row.get("fidelity")),
                 "precision": fmt(row.get("precision")),
                 "recall": fmt(row.get("recall")),
+                "stability": fmt(row.get("stability"), 2),
                 "note": "" if _missing(row.get("note")) else str(row.get("note")),
                 "present": [_shorten(t) for t in example.get("present", [])],
                 "absent": [_shorten(t) for t in example.get("absent", [])],
@@ -236,7 +253,7 @@ def headline(metrics: dict, table: pd.DataFrame) -> dict:
         }
     significant = table["significant"] if "significant" in table else []
     return {
-        "score_name": "accuracy",
+        "score_name": _SCORE_NAMES["multiclass"],
         "score": fmt(metrics.get("score")),
         "n_holdout": next(iter(per_class.values())).get("n"),
         "n_significant": int(np.nansum(np.asarray(significant, dtype=float))),
@@ -245,6 +262,102 @@ def headline(metrics: dict, table: pd.DataFrame) -> dict:
             for label, m in per_class.items()
             for w in m.get("warnings") or []
         ],
+    }
+
+
+_SCORE_NAMES = {
+    "binary": "AUC",
+    "multiclass": "mean one-vs-rest AUC",
+    "regression": "R²",
+}
+
+
+def signal_summary(metrics: dict) -> dict | None:
+    """The signal check of a result in words, or None when it was not run.
+
+    Parameters
+    ----------
+    metrics : dict
+        ``MethodResult.metrics``, with ``embedding_score``, ``score``,
+        ``signal_share``, ``embedding_signal``, ``embedding_pvalue`` and
+        ``embedding_probe``.
+
+    Returns
+    -------
+    summary : dict or None
+        ``score_name``, ``embedding_score``, ``score`` and ``share`` (formatted),
+        ``has_signal``, ``probe``, ``formula`` (of the share), ``text`` (one
+        sentence) and ``warning`` (a sentence, or "" when the embeddings carry
+        signal).
+
+    Examples
+    --------
+    >>> found = signal_summary({"task": "binary", "score": 0.63,
+    ...     "embedding_score": 0.75, "signal_share": 0.52,
+    ...     "embedding_signal": True, "embedding_pvalue": 1e-9,
+    ...     "embedding_probe": "logistic-regression probe"})
+    >>> found["share"], found["formula"]
+    ('52%', "(hypotheses' AUC − 0.5) / (probe's AUC − 0.5)")
+    """
+    if _missing(metrics.get("embedding_score")):
+        return None
+    name = _SCORE_NAMES.get(metrics.get("task"), "score")
+    probe = metrics.get("embedding_probe") or "linear probe"
+    has_signal = bool(metrics.get("embedding_signal"))
+    share = metrics.get("signal_share")
+    out = {
+        "score_name": name,
+        "embedding_score": fmt(metrics["embedding_score"]),
+        "score": fmt(metrics.get("score")),
+        "share": "—" if _missing(share) or not has_signal else f"{share:.0%}",
+        "has_signal": has_signal,
+        "probe": probe,
+        "formula": (
+            f"hypotheses' {name} / probe's {name}"
+            if name == "R²"
+            else f"(hypotheses' {name} − 0.5) / (probe's {name} − 0.5)"
+        ),
+    }
+    where = (
+        f"a {probe} on the full embeddings scores a held-out {name} of "
+        f"{out['embedding_score']}"
+    )
+    pvalue = metrics.get("embedding_pvalue")
+    if not has_signal:
+        test = (
+            f" (one-sided p = {float(pvalue):.2g} against 0.5)"
+            if not _missing(pvalue)
+            else ""
+        )
+        out["text"] = (
+            f"Signal check: {where}{test}; the embeddings carry no detectable "
+            "signal, so there is none for the hypotheses to recover."
+        )
+        out["warning"] = (
+            "the embeddings carry no detectable signal about the target: "
+            f"{where}{test}. Hypotheses found from them are unlikely to hold "
+            "on new texts; check the target and the texts, or try another "
+            "embedding model."
+        )
+        return out
+    out["text"] = (
+        f"Signal check: {where}; the hypotheses score {out['score']}, so they "
+        f"recover {out['share']} of the signal the embeddings carry."
+    )
+    out["warning"] = ""
+    return out
+
+
+def _stability(table, settings) -> dict | None:
+    """How stability was measured, when it was."""
+    if "stability" not in table:
+        return None
+    info = dict((settings or {}).get("stability") or {})
+    n_seeds = info.get("n_seeds")
+    return {
+        "n_other": n_seeds - 1 if isinstance(n_seeds, Integral) else None,
+        "seeds": fmt(info.get("seeds")),
+        "threshold": fmt(info.get("threshold", 0.5)),
     }
 
 
@@ -304,6 +417,13 @@ def _context(result, title) -> dict:
         "n_hypotheses": len(table),
         "rows": _rows(table, examples),
         "offline": _offline(table, getattr(result, "settings", None)),
+        "show": {
+            column: column in table
+            for column in ("marginal_coef", "separation_test", "vif", "model")
+        },
+        "any_firth": "model" in table and bool(table["model"].eq("firth").any()),
+        "signal": signal_summary(metrics),
+        "stability": _stability(table, getattr(result, "settings", None)),
         "figures": figures,
         "sae_rows": sae_rows,
         "settings": _flatten(redact_settings(getattr(result, "settings", None))),
