@@ -8,6 +8,7 @@ import pytest
 import statsmodels.api as sm
 from firthmodels import FirthLogisticRegression
 from scipy.stats import chi2, fisher_exact, ttest_ind
+from scipy.stats import t as t_dist
 from sklearn.metrics import roc_auc_score
 from statsmodels.stats.multitest import multipletests
 
@@ -23,6 +24,20 @@ def _data(n=600, h=4, seed=0):
     return A, y, rng
 
 
+def _bell_mccaffrey_by_definition(X):
+    """Imbens & Kolesar (2016): df = (sum l)^2 / sum l^2, l the eigenvalues of
+    G'G, G = (I - H) diag(c_i / sqrt(1 - h_ii)), c = X (X'X)^-1 e_j."""
+    H = X @ np.linalg.pinv(X)
+    M = np.eye(len(X)) - H
+    C = np.linalg.solve(X.T @ X, X.T)
+    df = []
+    for c in C:
+        G = M @ np.diag(c / np.sqrt(1 - np.diag(H)))
+        lam = np.linalg.eigvalsh(G.T @ G)
+        df.append(lam.sum() ** 2 / (lam**2).sum())
+    return np.array(df)
+
+
 def test_regression_matches_statsmodels_and_scipy():
     A, y, _ = _data()
     result = evaluate_hypotheses(A, y, hypotheses=list("abcd"))
@@ -31,9 +46,16 @@ def test_regression_matches_statsmodels_and_scipy():
     ols = sm.OLS(y, sm.add_constant(A)).fit(cov_type="HC3")
     np.testing.assert_allclose(table["coef"], ols.params[1:], rtol=1e-10)
     np.testing.assert_allclose(table["coef_se"], ols.bse[1:], rtol=1e-10)
-    np.testing.assert_allclose(table["pvalue"], ols.pvalues[1:], rtol=1e-10)
-    ci = ols.conf_int(alpha=0.05)[1:]
+    # Changed by issue 10: a t reference with Bell-McCaffrey degrees of
+    # freedom, not the normal one (statsmodels' default for robust covariances).
+    df = _bell_mccaffrey_by_definition(sm.add_constant(A))[1:]
+    pvalues = 2 * t_dist.sf(np.abs(ols.tvalues[1:]), df)
+    np.testing.assert_allclose(table["pvalue"], pvalues, rtol=1e-9)
+    half = t_dist.ppf(0.975, df) * ols.bse[1:]
+    ci = np.column_stack([ols.params[1:] - half, ols.params[1:] + half])
     np.testing.assert_allclose(table[["coef_ci_low", "coef_ci_high"]], ci, rtol=1e-10)
+    assert 100 < df.min() < 600  # about the normal p-values on ordinary data
+    np.testing.assert_allclose(table["pvalue"][2:], ols.pvalues[3:], rtol=0.01)
     assert result.metrics["r2"] == pytest.approx(ols.rsquared, rel=1e-12)
     assert result.metrics["adj_r2"] == pytest.approx(ols.rsquared_adj, rel=1e-12)
     for j in range(4):
@@ -42,12 +64,14 @@ def test_regression_matches_statsmodels_and_scipy():
         assert table["separation"][j] == pytest.approx(with_.mean() - without.mean())
         expected = ttest_ind(with_, without, equal_var=False).pvalue
         assert table["separation_pvalue"][j] == pytest.approx(expected, rel=1e-10)
-    bonf = np.minimum(ols.pvalues[1:] * 4, 1)
-    np.testing.assert_allclose(table["pvalue_corrected"], bonf, rtol=1e-10)
+    bonf = np.minimum(pvalues * 4, 1)
+    np.testing.assert_allclose(table["pvalue_corrected"], bonf, rtol=1e-9)
     assert table["significant"].tolist() == [True, True, False, False]
     assert result.metrics["n_significant"] == 2
     assert result.metrics["warnings"] == []
     assert result.metrics["task"] == "regression"
+    assert result.metrics["model"] == "ols"
+    assert result.metrics["pvalue_method"] == "t_bell_mccaffrey"
 
 
 def test_binary_matches_logit_and_auc():
@@ -59,6 +83,8 @@ def test_binary_matches_logit_and_auc():
     # classes sorted: "rotten" is the positive class.
     y01 = (y == "rotten").astype(float)
     assert result.metrics["positive_class"] == "rotten"
+    assert result.metrics["model"] == "logit"
+    assert result.metrics["pvalue_method"] == "wald"
     logit = sm.Logit(y01, sm.add_constant(A)).fit(disp=0, cov_type="HC0")
     np.testing.assert_allclose(result.table["coef"], logit.params[1:], rtol=1e-6)
     np.testing.assert_allclose(result.table["coef_se"], logit.bse[1:], rtol=1e-6)
@@ -125,6 +151,7 @@ def test_perfect_separation_gets_a_firth_estimate_not_dropped():
     result = evaluate_hypotheses(A, y, hypotheses=["always", "b", "c"])
     table = result.table
     assert result.metrics["model"] == "firth"
+    assert result.metrics["pvalue_method"] == "penalised_lr"
     assert result.metrics["cov_type"] == "nonrobust"
     assert table["note"][0] == (
         "perfect separation: every text with the concept has y=1, so its Logit "
@@ -435,9 +462,12 @@ def test_marginal_estimates_are_each_hypothesis_alone():
     A, y, _ = _data(n=400, h=3)
     table = evaluate_hypotheses(A, y).table
     for j in range(3):
-        ols = sm.OLS(y, sm.add_constant(A[:, j])).fit(cov_type="HC3")
+        X = sm.add_constant(A[:, j])
+        ols = sm.OLS(y, X).fit(cov_type="HC3")
+        df = _bell_mccaffrey_by_definition(X)[1]
+        expected = 2 * t_dist.sf(abs(ols.tvalues[1]), df)
         assert table["marginal_coef"][j] == pytest.approx(ols.params[1], rel=1e-10)
-        assert table["marginal_pvalue"][j] == pytest.approx(ols.pvalues[1], rel=1e-8)
+        assert table["marginal_pvalue"][j] == pytest.approx(expected, rel=1e-8)
     rng = np.random.default_rng(9)
     A = (rng.random((500, 2)) < 0.3).astype(float)
     y = (rng.random(500) < 0.2 + 0.3 * A[:, 0]).astype(int)

@@ -74,7 +74,11 @@ class EvaluationResult:
         sign flipped; else "").
     metrics : dict
         ``task``, ``positive_class``, ``model`` (``"ols"``, ``"logit"``,
-        ``"firth"`` or None when no model could be fitted), ``n``, ``n_used``,
+        ``"firth"`` or None when no model could be fitted),
+        ``pvalue_method`` of the joint p-values and intervals
+        (``"t_bell_mccaffrey"`` or ``"t"`` for OLS, ``"wald"`` for Logit,
+        ``"penalised_lr"`` for Firth), ``n``, ``n_used``, ``n_positive``
+        (binary: texts of the positive class),
         ``r2`` and ``adj_r2`` (regression) or ``auc`` and ``pseudo_r2``
         (binary), ``n_significant``, ``n_hypotheses``, ``n_tests`` (the size
         of the multiple-testing family), ``alpha``, ``correction``,
@@ -143,8 +147,13 @@ def evaluate_hypotheses(
       (``metrics["model"]``): OLS (WLS with weights) for regression, Logit
       (binomial GLM with weights) for a binary y, with ``cov_type`` robust
       standard errors. Statsmodels computes the HC0 sandwich for Logit
-      whatever HC variant is asked; ``metrics["cov_type"]`` says so. Rows with
-      any NaN annotation are dropped from it.
+      whatever HC variant is asked; ``metrics["cov_type"]`` says so. OLS
+      p-values and intervals with a robust ``cov_type`` use a t distribution
+      with Bell-McCaffrey degrees of freedom for each coefficient (Imbens &
+      Kolesar, 2016): a hypothesis in a few texts has a standard error
+      resting on a few residuals, and the normal approximation would make it
+      significant far too often. Rows with any NaN annotation are dropped
+      from the joint model.
     - Separation: when some combination of hypotheses separates a binary y
       (found by the linear program of Konis, 2007) or the Logit does not
       converge, the maximum-likelihood estimates are infinite or
@@ -230,7 +239,11 @@ def evaluate_hypotheses(
     problem of separation in logistic regression. Statistics in Medicine 21,
     2409-2419. Konis K (2007). Linear programming algorithms for detecting
     separated data in binary logistic regression models. DPhil thesis,
-    University of Oxford.
+    University of Oxford. Bell RM, McCaffrey DF (2002). Bias reduction in
+    standard errors for linear regression with multi-stage samples. Survey
+    Methodology 28, 169-181. Imbens GW, Kolesar M (2016). Robust standard
+    errors in small samples: some practical advice. Review of Economics and
+    Statistics 98, 701-712.
 
     Examples
     --------
@@ -527,6 +540,7 @@ class _Joint:
     ci: np.ndarray
     pvalues: np.ndarray
     cov_type: str
+    pvalue_method: str
     notes: dict = field(default_factory=dict)  # position in kept -> note
     warnings: list = field(default_factory=list)
 
@@ -537,6 +551,48 @@ def _fit_ols(X, y, cov_type, w):
     design = sm.add_constant(X, has_constant="add")
     model = sm.OLS(y, design) if w is None else sm.WLS(y, design, weights=w)
     return model.fit(cov_type=cov_type)
+
+
+def _ols_inference(res, alpha):
+    """p-values and intervals of an OLS fit, with small-sample degrees of freedom.
+
+    A robust (HC) standard error of a hypothesis present in a few texts rests
+    on those few residuals, and its normal approximation is far too
+    optimistic. As Imbens & Kolesar (2016) advise, the reference is a t
+    distribution with Bell & McCaffrey (2002) degrees of freedom for each
+    coefficient, which for a single 0/1 column is Welch-like. The classical
+    (nonrobust) fit keeps its exact t with n - p degrees of freedom.
+    """
+    params, bse = np.asarray(res.params), np.asarray(res.bse)
+    if res.cov_type == "nonrobust":
+        return np.asarray(res.pvalues), np.asarray(res.conf_int(alpha=alpha))
+    df = _bell_mccaffrey_df(res.model.wexog)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pvalues = 2 * stats.t.sf(np.abs(params / bse), df)
+    half = stats.t.ppf(1 - alpha / 2, df) * bse
+    return pvalues, np.column_stack([params - half, params + half])
+
+
+def _bell_mccaffrey_df(X):
+    """Bell-McCaffrey degrees of freedom of each HC2 coefficient.
+
+    With M = I - H and D = diag(c / sqrt(1 - h)) for the coefficient's row c of
+    (X'X)^-1 X', df = tr(DMD)^2 / tr((DMD)^2); with X = QR, DMD = D^2 - BB'
+    for B = DQ, so both traces cost O(n p^2), not O(n^2).
+    """
+    Q, R = np.linalg.qr(X)
+    leverage = np.einsum("ij,ij->i", Q, Q)
+    scale = 1 / np.sqrt(np.clip(1 - leverage, 1e-12, None))
+    C = linalg.solve_triangular(R, Q.T)  # (X'X)^-1 X', one row per coefficient
+    df = np.empty(X.shape[1])
+    for j, c in enumerate(C):
+        d2 = (c * scale) ** 2
+        B = Q * np.sqrt(d2)[:, None]
+        BtB = B.T @ B
+        trace = d2.sum() - np.trace(BtB)
+        trace_sq = (d2**2).sum() - 2 * np.einsum("ij,i,ij->", B, d2, B) + (BtB**2).sum()
+        df[j] = trace**2 / trace_sq if trace_sq > 0 else np.nan
+    return df
 
 
 def _fit_logit(design, y, cov_type, w):
@@ -638,6 +694,7 @@ def _fit_binary(X, y, cov_type, w, alpha, names):
                 ci=np.asarray(res.conf_int(alpha=alpha))[1:],
                 pvalues=np.asarray(res.pvalues)[1:],
                 cov_type="HC0" if hc else cov_type,
+                pvalue_method="wald",
             )
         notes = {
             q: "the joint Logit did not converge; Firth penalised estimate, "
@@ -660,6 +717,7 @@ def _fit_binary(X, y, cov_type, w, alpha, names):
         ci=firth.ci[1:],
         pvalues=firth.pvalues[1:],
         cov_type="nonrobust",
+        pvalue_method="penalised_lr",
         notes=notes,
         warnings=[message],
     )
@@ -712,7 +770,7 @@ def _marginals(X, y, w, task, cov_type, alpha, columns):
         x = X[:, j]
         if task == "regression":
             res = _fit_ols(x[:, None], y, cov_type, w)
-            coef[j], pvalue[j] = res.params[1], res.pvalues[1]
+            coef[j], pvalue[j] = res.params[1], _ols_inference(res, alpha)[0][1]
             continue
         binary = np.isin(x, (0.0, 1.0)).all()
         if w is None and binary:
@@ -842,6 +900,7 @@ def _evaluate(A, y, names, *, task, label, alpha, cov_type, w):
         "task": task,
         "positive_class": label,
         "model": None,
+        "pvalue_method": None,
         "n": n,
         "n_used": n_used,
     }
@@ -865,6 +924,7 @@ def _evaluate(A, y, names, *, task, label, alpha, cov_type, w):
             joint = _fit_joint(X[:, kept], yj, task, cov_type, wj, alpha, names, kept)
             model, effective_cov = joint.model, joint.cov_type
             metrics["model"] = joint.name
+            metrics["pvalue_method"] = joint.pvalue_method
             warn.extend(joint.warnings)
             if kept:
                 table.loc[kept, "coef"] = joint.params
@@ -892,14 +952,16 @@ def _evaluate(A, y, names, *, task, label, alpha, cov_type, w):
 def _fit_joint(X, y, task, cov_type, w, alpha, names, kept):
     if task == "regression":
         res = _fit_ols(X, y, cov_type, w)
+        pvalues, ci = _ols_inference(res, alpha)
         return _Joint(
             model=res,
             name="ols",
             params=np.asarray(res.params)[1:],
             bse=np.asarray(res.bse)[1:],
-            ci=np.asarray(res.conf_int(alpha=alpha))[1:],
-            pvalues=np.asarray(res.pvalues)[1:],
+            ci=ci[1:],
+            pvalues=pvalues[1:],
             cov_type=cov_type,
+            pvalue_method="t" if cov_type == "nonrobust" else "t_bell_mccaffrey",
         )
     return _fit_binary(X, y, cov_type, w, alpha, [names[j] for j in kept])
 
@@ -949,6 +1011,7 @@ def _absent(A, names, label, w):
         "task": "binary",
         "positive_class": label,
         "model": None,
+        "pvalue_method": None,
         "n": n,
         "n_used": int((~np.isnan(A).any(axis=1)).sum()),
         "n_positive": 0,
