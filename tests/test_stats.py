@@ -151,6 +151,7 @@ def test_perfect_separation_gets_a_firth_estimate_not_dropped():
     result = evaluate_hypotheses(A, y, hypotheses=["always", "b", "c"])
     table = result.table
     assert result.metrics["model"] == "firth"
+    assert table["model"].tolist() == ["firth"] * 3
     assert result.metrics["pvalue_method"] == "penalised_lr"
     assert result.metrics["cov_type"] == "nonrobust"
     assert table["note"][0] == (
@@ -216,6 +217,7 @@ def test_constant_rare_and_collinear_columns():
     assert "present in 1 of 400" in notes["single"]
     assert notes["duplicate"] == "collinear with 'a'"
     assert notes["combo"] == "collinear with 'b', 'c'"
+    assert result.table["model"].tolist() == ["ols"] * 3 + [None] * 4
     assert len(result.metrics["warnings"]) == 4
     ols = sm.OLS(y, sm.add_constant(A)).fit(cov_type="HC3")
     np.testing.assert_allclose(result.table["coef"][:3], ols.params[1:], rtol=1e-10)

@@ -28,6 +28,7 @@ COLUMNS = [
     "separation_pvalue",
     "marginal_coef",
     "marginal_pvalue",
+    "model",
     "coef",
     "coef_se",
     "coef_ci_low",
@@ -66,7 +67,9 @@ class EvaluationResult:
         ``mean_with``, ``mean_without``, ``separation``;
         ``separation_test`` (``"fisher"``, ``"lr"`` or ``"welch"``) and its
         ``separation_pvalue``; ``marginal_coef`` and ``marginal_pvalue`` (the
-        hypothesis alone in the model); the joint ``coef``, ``coef_se``,
+        hypothesis alone in the model); ``model``, the joint model that gave
+        its coefficient (as ``metrics["model"]``; None if left out of it); the
+        joint ``coef``, ``coef_se``,
         ``coef_ci_low``, ``coef_ci_high``, ``pvalue``; ``pvalue_corrected``,
         ``significant``; ``sign_flip`` (joint and marginal coefficients of
         opposite signs), ``vif`` (variance inflation in the joint model) and
@@ -599,7 +602,10 @@ def _fit_logit(design, y, cov_type, w):
     """The maximum-likelihood Logit (binomial GLM with weights), and whether
     it converged to finite estimates."""
     import statsmodels.api as sm
-    from statsmodels.tools.sm_exceptions import ConvergenceWarning
+    from statsmodels.tools.sm_exceptions import (
+        ConvergenceWarning,
+        PerfectSeparationError,
+    )
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -612,11 +618,7 @@ def _fit_logit(design, y, cov_type, w):
                 model = sm.GLM(y, design, family=family, freq_weights=w)
                 res = model.fit(maxiter=100, cov_type=cov_type)
                 converged = bool(getattr(res, "converged", True))
-        except (np.linalg.LinAlgError, ValueError) as exc:
-            if "separation" not in str(exc).lower() and not isinstance(
-                exc, np.linalg.LinAlgError
-            ):
-                raise
+        except (np.linalg.LinAlgError, PerfectSeparationError):
             return None, False
     trouble = any(
         issubclass(c.category, ConvergenceWarning)
@@ -863,6 +865,7 @@ def _blank_table(A, names, label):
     for col in COLUMNS[2:]:
         table[col] = np.nan
     table["separation_test"] = pd.Series([None] * h, dtype=object)
+    table["model"] = pd.Series([None] * h, dtype=object)
     table["n_missing"] = np.isnan(A).sum(axis=0).astype(int)
     table["significant"] = False
     table["sign_flip"] = False
@@ -927,6 +930,7 @@ def _evaluate(A, y, names, *, task, label, alpha, cov_type, w):
             metrics["pvalue_method"] = joint.pvalue_method
             warn.extend(joint.warnings)
             if kept:
+                table.loc[kept, "model"] = joint.name
                 table.loc[kept, "coef"] = joint.params
                 table.loc[kept, "coef_se"] = joint.bse
                 table.loc[kept, "coef_ci_low"] = joint.ci[:, 0]
