@@ -9,8 +9,10 @@ way an LLM annotator would be used.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
+import ftfy
 import numpy as np
 from scipy import sparse
 from scipy.stats import norm
@@ -32,6 +34,18 @@ _OPENERS = frozenset(
     {"no", "not", "nor", "never", "nothing", "cannot", "without", "none"}
     | {"nobody", "neither", "too", "very", "less", "more", "most", "least"}
 )
+# Spans that are not words: URLs, e-mail addresses and phone-like digit runs
+# ("(555) 123-4567", "+1 202 555 0100"). They are blanked before tokenising so
+# that neither "http", "www", "com" nor a phone number's digits become terms.
+_NOT_WORDS = re.compile(
+    r"(?:https?://|www\.)\S+"
+    r"|[\w.+-]+@[\w-]+(?:\.[\w-]+)+"
+    r"|(?<!\w)\+?\(?\d[\d ().-]{5,}\d(?!\w)"
+)
+# The "auto" threshold's false discovery rate, and the "bonferroni" one's
+# family-wise error rate, over the vocabulary.
+_FDR = 0.1
+_FWER = 0.05
 # Latents scored per sparse product: bounds the (latents x vocabulary) arrays.
 _LATENT_BLOCK = 64
 
@@ -40,6 +54,7 @@ def contrastive_terms(
     texts: Sequence[str],
     activations,
     *,
+    y=None,
     n_terms: int = 8,
     ngram_range: tuple[int, int] = (1, 2),
     min_df: int = 3,
@@ -47,6 +62,7 @@ def contrastive_terms(
     stop_words="english",
     prior_scale: float = 1.0,
     min_score="auto",
+    exclusive: bool = False,
 ) -> list[list[tuple[str, float]]]:
     """Words and phrases that distinguish the texts where each latent fires.
 
@@ -69,12 +85,25 @@ def contrastive_terms(
     containing the term (``binary=True``), because the hypothesis is then
     annotated by presence.
 
+    Texts are repaired first (mojibake such as "cafÃ©" becomes "café", HTML
+    entities are unescaped; by ``ftfy``), and URLs, e-mail addresses and
+    phone numbers are blanked; terms made of numbers alone are never
+    returned. :class:`PhraseMatcher` reads texts the same way.
+
     Parameters
     ----------
     texts : sequence of str of length n_texts
         The texts the activations were computed on.
     activations : {array-like, sparse matrix} of shape (n_texts, n_latents)
         Latent activations; a latent "fires" where it is non-zero.
+    y : array-like of shape (n_texts,) or (n_texts, n_targets), default=None
+        A numeric target (values, 0/1 for two classes, or one 0/1 column per
+        class). When given, a latent's terms are only those whose presence
+        correlates with y with the sign of the latent's own correlation (with
+        several columns, in the column the latent correlates with most), so
+        that an antonym which co-occurs with the latent but goes with the
+        other outcome ("interesting" beside "dull", "boring") is left out. A
+        latent uncorrelated with y keeps all its terms.
     n_terms : int, default=8
         Most terms returned per latent.
     ngram_range : tuple (min_n, max_n), default=(1, 2)
@@ -95,12 +124,21 @@ def contrastive_terms(
         (the prior spreads it in proportion to corpus document frequencies).
         At 1 the z-scores of unrelated terms are close to standard normal;
         larger values shrink rare terms more.
-    min_score : "auto" or float, default="auto"
+    min_score : {"auto", "bonferroni"} or float, default="auto"
         Terms with a smaller z-score are not returned, so a latent without
-        distinguishing words gets fewer (or no) terms. "auto" is a Bonferroni
-        bound over the vocabulary, ``norm.isf(0.05 / n_terms_in_vocabulary)``
-        (about 4.3 for 15,000 terms): an unrelated latent then gets no terms
-        in 95% of cases.
+        distinguishing words gets fewer (or no) terms. "auto" is, per latent,
+        the Benjamini-Hochberg threshold at a false discovery rate of 10% over
+        the whole vocabulary (one-sided p-values of the z-scores; a term ruled
+        out by ``y`` counts as a test that failed): a latent with many
+        distinguishing terms gets a lower bar than one with few, and an
+        unrelated latent gets no terms in at least 90% of cases.
+        "bonferroni" is ``norm.isf(0.05 / n_terms_in_vocabulary)`` (about 4.3
+        for 15,000 terms): no terms for an unrelated latent in 95% of cases,
+        and fewer terms for the others.
+    exclusive : bool, default=False
+        Give each term only to the latent where its z-score is highest, so
+        that latents sharing words ("bad" for two negative latents) are
+        described by different ones and their annotations overlap less.
 
     Returns
     -------
@@ -126,12 +164,13 @@ def contrastive_terms(
     [[('brilliant', 2.09)]]
     """
     texts = check_texts(texts, caller="contrastive_terms")
-    if isinstance(min_score, str) and min_score != "auto":
+    if isinstance(min_score, str) and min_score not in ("auto", "bonferroni"):
         raise ValueError(
-            "The 'min_score' parameter of contrastive_terms must be 'auto' or a "
-            f"float; got {min_score!r}."
+            "The 'min_score' parameter of contrastive_terms must be 'auto', "
+            f"'bonferroni' or a float; got {min_score!r}."
         )
     acts = _check_activations(activations, len(texts))
+    targets = _check_targets(y, len(texts))
     vectorizer = CountVectorizer(
         token_pattern=TOKEN_PATTERN,
         preprocessor=_normalize,
@@ -149,9 +188,11 @@ def contrastive_terms(
     docs.data = np.ones_like(docs.data, dtype=np.float64)
     background = np.asarray(docs.sum(axis=0), dtype=np.float64).ravel()
     rate = background / max(background.sum(), 1.0)
-    if min_score == "auto":
-        min_score = float(norm.isf(0.05 / max(len(vocab), 1)))
+    if min_score == "bonferroni":
+        min_score = float(norm.isf(_FWER / max(len(vocab), 1)))
 
+    if targets is not None:
+        column, sign, term_sign = _directions(acts, docs, targets)
     fires = _strong_rows(acts, quantile)
     nonzero = acts.copy()
     nonzero.data = np.ones_like(nonzero.data)
@@ -171,10 +212,32 @@ def contrastive_terms(
             if fires[:, j].nnz == 0 or n_silent[j] == 0:
                 results.append([])
                 continue
-            scores = np.where(y_fire[k] > 0, scores, -np.inf)
+            usable = y_fire[k] > 0
+            # A latent unrelated to y (sign 0) keeps all its terms.
+            if targets is not None and sign[j] != 0:
+                usable &= term_sign[:, column[j]] == sign[j]
+            scores = np.where(usable, scores, -np.inf)
             counts = np.column_stack([y_fire[k], y_silent[k]])
-            results.append(_pick(vocab, scores, counts, n_terms, min_score))
+            cut = _fdr_cut(scores) if min_score == "auto" else min_score
+            # Exclusive terms are picked from a longer list, as some go elsewhere.
+            wanted = 3 * n_terms if exclusive else n_terms
+            results.append(_pick(vocab, scores, counts, wanted, cut))
+    if exclusive:
+        results = _exclusive(results, n_terms)
     return results
+
+
+def _exclusive(results, n_terms):
+    """Each term kept only by the latent where it scores highest."""
+    owner = {}
+    for j, terms in enumerate(results):
+        for term, z in terms:
+            if term not in owner or z > owner[term][1]:
+                owner[term] = (j, z)
+    return [
+        [(term, z) for term, z in terms if owner[term][0] == j][:n_terms]
+        for j, terms in enumerate(results)
+    ]
 
 
 def format_hypothesis(terms) -> str:
@@ -282,8 +345,13 @@ def match_terms(texts, term_lists) -> np.ndarray:
 
 
 def _normalize(text):
-    """Lowercase with one apostrophe; the preprocessor of both vectorizers."""
-    return text.lower().translate(_APOSTROPHES)
+    """The preprocessor of both vectorizers: repaired text, lowercase, one
+    apostrophe, with URLs, e-mail addresses and phone numbers blanked."""
+    # ASCII text without "&" (an HTML entity) has nothing ftfy would change,
+    # and skipping it keeps annotation fast.
+    if not text.isascii() or "&" in text:
+        text = ftfy.fix_text(text)
+    return _NOT_WORDS.sub(" ", text).lower().translate(_APOSTROPHES)
 
 
 def _check_activations(activations, n_texts):
@@ -301,6 +369,58 @@ def _check_activations(activations, n_texts):
         )
     acts.eliminate_zeros()
     return acts
+
+
+def _check_targets(y, n_texts):
+    """y as a float (n_texts, n_targets) array, or None."""
+    if y is None:
+        return None
+    try:
+        targets = np.asarray(y, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            "The 'y' parameter of contrastive_terms must be numeric: a target, "
+            "0/1 for two classes, or one 0/1 column per class. Got an array of "
+            f"dtype {np.asarray(y).dtype} instead; encode class labels first "
+            "(e.g. with sklearn.preprocessing.LabelBinarizer)."
+        ) from exc
+    if targets.ndim == 1:
+        targets = targets[:, None]
+    if targets.ndim != 2 or targets.shape[0] != n_texts:
+        raise ValueError(
+            f"The 'y' parameter of contrastive_terms must have one row per text "
+            f"({n_texts}). Got shape {np.shape(y)} instead."
+        )
+    if not np.isfinite(targets).all():
+        raise ValueError(
+            "The 'y' parameter of contrastive_terms must be finite; got NaN or "
+            "infinite values. Drop those texts first."
+        )
+    return targets
+
+
+def _directions(acts, docs, targets):
+    """How each latent and each term go with y.
+
+    A latent's direction is the sign of its Pearson correlation with the
+    target column it correlates with most (a one-vs-rest class, for several
+    columns); a term's, in each column, the sign of its presence's
+    correlation, i.e. whether the texts containing it have a target above the
+    mean. Returns the latents' columns (n_latents,), their signs (n_latents,)
+    and the terms' signs (n_terms, n_columns).
+    """
+    n = acts.shape[0]
+    centered = targets - targets.mean(axis=0)
+    latent_cov = np.asarray(acts.T @ centered) / n
+    act_sd = np.sqrt(
+        np.asarray(acts.multiply(acts).mean(axis=0)).ravel()
+        - np.asarray(acts.mean(axis=0)).ravel() ** 2
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        corr = np.nan_to_num(latent_cov / np.outer(act_sd, centered.std(axis=0)))
+    column = np.abs(corr).argmax(axis=1)
+    sign = np.sign(corr[np.arange(len(column)), column])
+    return column, sign, np.sign(np.asarray(docs.T @ centered))
 
 
 def _stop_set(stop_words):
@@ -329,14 +449,21 @@ class _StopWords(frozenset):
 
 
 def _literal_terms(vocab, stop):
-    """Mask of terms neither starting (bar openers) nor ending on a stop word."""
+    """Mask of terms neither starting (bar openers) nor ending on a stop word,
+    and not made of numbers alone ("1999", "20 30" say nothing in words)."""
     keep = np.empty(len(vocab), dtype=bool)
     for i, term in enumerate(vocab):
         words = term.split()
-        keep[i] = words[-1] not in stop and (
-            words[0] not in stop or (len(words) > 1 and words[0] in _OPENERS)
+        keep[i] = (
+            words[-1] not in stop
+            and (words[0] not in stop or (len(words) > 1 and words[0] in _OPENERS))
+            and not all(_is_number(w) for w in words)
         )
     return keep
+
+
+def _is_number(word):
+    return word.replace("_", "").isdecimal()
 
 
 def _strong_rows(acts, quantile):
@@ -362,6 +489,19 @@ def _log_odds_z(y_i, y_j, prior):
         )
         variance = 1.0 / (y_i + prior) + 1.0 / (y_j + prior)
         return delta / np.sqrt(variance)
+
+
+def _fdr_cut(scores, alpha=_FDR):
+    """Smallest z-score Benjamini-Hochberg calls a discovery, over all terms.
+
+    One-sided p-values of every term of the vocabulary (a term ruled out
+    scores -inf, p = 1, and still counts as a test).
+    """
+    p = np.sort(norm.sf(scores))
+    passed = np.flatnonzero(p <= alpha * np.arange(1, len(p) + 1) / len(p))
+    if not len(passed):
+        return np.inf
+    return float(norm.isf(alpha * (passed[-1] + 1) / len(p)))
 
 
 def _pick(vocab, scores, counts, n_terms, min_score):
