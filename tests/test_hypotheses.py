@@ -172,6 +172,12 @@ def test_multiclass_class_column_and_one_table_per_class():
     assert list(gen.hypotheses_["class"]) == ["dog", "rain"]
     result = gen.evaluate(texts, y)
     assert set(result) == {"dog", "other", "rain"}
+    # A class absent from the evaluated texts keeps its table, with a note.
+    some = y != "other"
+    partial = gen.evaluate(list(np.asarray(texts)[some]), y[some])
+    assert set(partial) == {"dog", "other", "rain"}
+    assert partial["other"].table["pvalue"].isna().all()
+    assert (partial["other"].table["note"].str.contains("'other' is absent")).all()
     # Neither dog nor rain is "other": the annotations determine the class.
     assert gen.score(None, y, texts=texts) == 1.0
     # The score is the mean one-vs-rest ROC AUC over the classes present.

@@ -655,6 +655,8 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
             y,
             hypotheses=list(self.hypotheses_["hypothesis"]),
             task=self.task_,
+            # The fit's classes: one absent from these texts is reported, not lost.
+            classes=getattr(self, "classes_", None),
             correction=self.correction,
             alpha=self.alpha,
         )
