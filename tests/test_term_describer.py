@@ -157,6 +157,11 @@ def test_auto_threshold_is_benjamini_hochberg():
     scores = np.r_[6.0, 4.5, 3.0, np.full(997, -np.inf)]
     assert _fdr_cut(scores) == pytest.approx(norm.isf(0.1 * 2 / 1000))
     assert _fdr_cut(np.full(10, -np.inf)) == np.inf
+    # In a vocabulary of 17 terms, two at z = 6.6 would let chance terms at
+    # z = 2.7 in (BH cut isf(0.1 * 4 / 17) = 1.99); the floor of 3 does not.
+    small = np.r_[6.6, 6.6, 2.7, 2.7, np.full(13, -np.inf)]
+    assert norm.isf(0.1 * 4 / 17) == pytest.approx(1.986, abs=1e-3)
+    assert _fdr_cut(small) == 3.0
 
 
 def test_exclusive_terms_go_to_the_latent_they_fit_best():
@@ -173,3 +178,9 @@ def test_exclusive_terms_go_to_the_latent_they_fit_best():
             best[t] = max(best.get(t, (j, z)), (j, z), key=lambda p: p[1])
     for j, lat in enumerate(excl):
         assert all(best[t][0] == j for t, _ in lat)
+    # A copy of a latent loses every term to its original (ties go to the
+    # first) and keeps its own rather than going undescribed.
+    copy = contrastive_terms(
+        texts, np.column_stack([acts, acts]), n_terms=10, exclusive=True
+    )
+    assert copy[0] == copy[1] == contrastive_terms(texts, acts, n_terms=10)[0]

@@ -46,6 +46,9 @@ _NOT_WORDS = re.compile(
 # family-wise error rate, over the vocabulary.
 _FDR = 0.1
 _FWER = 0.05
+# The "auto" threshold's floor (one-sided p = 0.0013): in a small vocabulary
+# Benjamini-Hochberg lets a chance term ride on a few strong ones.
+_MIN_AUTO_SCORE = 3.0
 # Latents scored per sparse product: bounds the (latents x vocabulary) arrays.
 _LATENT_BLOCK = 64
 
@@ -129,16 +132,20 @@ def contrastive_terms(
         distinguishing words gets fewer (or no) terms. "auto" is, per latent,
         the Benjamini-Hochberg threshold at a false discovery rate of 10% over
         the whole vocabulary (one-sided p-values of the z-scores; a term ruled
-        out by ``y`` counts as a test that failed): a latent with many
-        distinguishing terms gets a lower bar than one with few, and an
-        unrelated latent gets no terms in at least 90% of cases.
+        out by ``y`` counts as a test that failed), and at least 3 (one-sided
+        p of 0.0013, so that in a small vocabulary a chance term does not
+        ride on a few strong ones): a latent with many distinguishing terms
+        gets a lower bar than one with few, and an unrelated latent gets no
+        terms in at least 90% of cases.
         "bonferroni" is ``norm.isf(0.05 / n_terms_in_vocabulary)`` (about 4.3
         for 15,000 terms): no terms for an unrelated latent in 95% of cases,
         and fewer terms for the others.
     exclusive : bool, default=False
         Give each term only to the latent where its z-score is highest, so
         that latents sharing words ("bad" for two negative latents) are
-        described by different ones and their annotations overlap less.
+        described by different ones and their annotations overlap less. A
+        latent all of whose terms go elsewhere (a copy of another) keeps its
+        own.
 
     Returns
     -------
@@ -228,16 +235,19 @@ def contrastive_terms(
 
 
 def _exclusive(results, n_terms):
-    """Each term kept only by the latent where it scores highest."""
+    """Each term kept only by the latent where it scores highest (the first on
+    ties); a latent left with none keeps its own, so that a copy of a latent
+    is described (as its original is) rather than silently left out."""
     owner = {}
     for j, terms in enumerate(results):
         for term, z in terms:
             if term not in owner or z > owner[term][1]:
                 owner[term] = (j, z)
-    return [
-        [(term, z) for term, z in terms if owner[term][0] == j][:n_terms]
-        for j, terms in enumerate(results)
-    ]
+    out = []
+    for j, terms in enumerate(results):
+        mine = [(term, z) for term, z in terms if owner[term][0] == j]
+        out.append((mine or terms)[:n_terms])
+    return out
 
 
 def format_hypothesis(terms) -> str:
@@ -491,8 +501,9 @@ def _log_odds_z(y_i, y_j, prior):
         return delta / np.sqrt(variance)
 
 
-def _fdr_cut(scores, alpha=_FDR):
-    """Smallest z-score Benjamini-Hochberg calls a discovery, over all terms.
+def _fdr_cut(scores, alpha=_FDR, floor=_MIN_AUTO_SCORE):
+    """Smallest z-score Benjamini-Hochberg calls a discovery, over all terms,
+    and at least ``floor``.
 
     One-sided p-values of every term of the vocabulary (a term ruled out
     scores -inf, p = 1, and still counts as a test).
@@ -501,7 +512,7 @@ def _fdr_cut(scores, alpha=_FDR):
     passed = np.flatnonzero(p <= alpha * np.arange(1, len(p) + 1) / len(p))
     if not len(passed):
         return np.inf
-    return float(norm.isf(alpha * (passed[-1] + 1) / len(p)))
+    return max(float(norm.isf(alpha * (passed[-1] + 1) / len(p))), floor)
 
 
 def _pick(vocab, scores, counts, n_terms, min_score):
