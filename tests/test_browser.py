@@ -57,6 +57,7 @@ def report(tmp_path_factory):
     pd.DataFrame(rows, columns=["text", "target"]).to_csv(data, index=False)
     out = folder / "out"
     argv = [str(data), "--n-latents", "16", "--k", "2", "--n-hypotheses", "4"]
+    argv += ["--stability-seeds", "2"]
     assert main([*argv, "--quiet", "-o", str(out)]) == 0
     return out / "report.html", pd.read_csv(out / "hypotheses.csv")
 
@@ -92,6 +93,19 @@ def test_report_in_headless_chromium(report):
         for figure in ["hypotheses", "separation", "training", "frequency"]:
             box = page.locator(f"#fig-{figure} svg").bounding_box()
             assert box["width"] > 300 and box["height"] > 150, figure
+        # Every column of the table is shown, and the page needs no sideways
+        # scrolling for them; the signal check sits among the summary cards.
+        headers = page.locator("#hypotheses-table th").all_inner_texts()
+        expected = ["joint coef (Logit)", "marginal coef", "test: p", "VIF"]
+        assert set(expected) <= set(headers) and "stability" in headers
+        assert page.locator("#stability-note").is_visible()
+        assert page.evaluate(
+            "document.documentElement.scrollWidth <= window.innerWidth"
+        )
+        table = page.locator("#hypotheses-table")
+        assert table.evaluate("t => t.scrollWidth <= t.parentElement.clientWidth")
+        assert page.locator("#card-embedding-score").is_visible()
+        assert page.locator("#card-signal-share").is_visible()
         # User text is shown as text, not parsed as markup.
         assert page.locator("#examples b").count() == 0
         assert "<b>!</b>" in page.locator("#examples").inner_text()

@@ -289,14 +289,23 @@ def test_no_hypothesis_found_still_writes_outputs(tmp_path, capsys):
     assert code == 0, err
     assert stdout.startswith("0 hypotheses, 0 significant on 24 held-out texts; AUC")
     assert "No hypothesis was found" in stdout and "--min-term-score" in stdout
+    # The target is random: the signal check says so, on the command line,
+    # in the JSON and in the report.
+    assert (
+        "\nWarning: the embeddings carry no detectable signal about the target: a "
+        "logistic-regression probe (C=" in stdout
+    )
     table = pd.read_csv(out / "hypotheses.csv")
     assert len(table) == 0
     assert {"hypothesis", "coef", "pvalue_corrected", "fidelity"} <= set(table)
     payload = json.loads((out / "hypotheses.json").read_text())
     assert payload["hypotheses"] == [] and payload["metrics"]["n_hypotheses"] == 0
     assert payload["metrics"]["score"] == 0.5  # the constant model's ROC AUC
+    assert payload["metrics"]["embedding_signal"] is False
+    assert payload["metrics"]["embedding_pvalue"] >= 0.05
     report = (out / "report.html").read_text()
     assert 'id="no-hypotheses"' in report and "--min-term-score" in report
+    assert 'id="no-signal"' in report
     assert joblib.load(out / "pipeline.joblib")[-1].describer.min_score == "auto"
 
     # The advice works: a lower bound lets the generator use weaker terms.
@@ -661,3 +670,75 @@ def test_no_cache_and_encoding(tmp_path, capsys, monkeypatch):
     payload = json.loads((out / "hypotheses.json").read_text())
     assert payload["settings"]["command line"]["cache"] == "off"
     assert any("café" in t for e in payload["examples"] for t in e["present"])
+
+
+def test_same_seed_same_outputs_with_stability(tmp_path, capsys, planted_csv):
+    """Two runs from scratch with one --seed write identical hypotheses.csv,
+    stability included; the signal check is on the summary."""
+    argv = [planted_csv, "--text-column", "entry", "--target-column", "happy"]
+    argv += [*SMALL, "--no-cache", "--seed", "3", "--stability-seeds", "3"]
+    outputs = []
+    for name in ("a", "b"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            code, stdout, err = run_cli(capsys, *argv, "-o", tmp_path / name)
+        assert code == 0, err
+        outputs.append(stdout)
+    first = (tmp_path / "a" / "hypotheses.csv").read_bytes()
+    assert first == (tmp_path / "b" / "hypotheses.csv").read_bytes()
+    table = pd.read_csv(tmp_path / "a" / "hypotheses.csv")
+    assert len(table) >= 1
+    # Shares of the 2 other seeds (4 and 5).
+    assert table["stability"].isin([0.0, 0.5, 1.0]).all()
+    payload = json.loads((tmp_path / "a" / "hypotheses.json").read_text())
+    assert payload["settings"]["stability"] == {
+        "n_seeds": 3,
+        "seeds": [4, 5],
+        "threshold": 0.5,
+    }
+    assert payload["settings"]["command line"]["stability_seeds"] == 3
+    assert [h["stability"] for h in payload["hypotheses"]] == table[
+        "stability"
+    ].tolist()
+    report = (tmp_path / "a" / "report.html").read_text()
+    assert "<th>stability</th>" in report and 'id="stability-note"' in report
+    # The dog concept is planted: the probe finds signal, and the summary says
+    # how much of it the hypotheses recover.
+    metrics = payload["metrics"]
+    assert metrics["embedding_signal"] is True and metrics["embedding_score"] > 0.7
+    share = (metrics["score"] - 0.5) / (metrics["embedding_score"] - 0.5)
+    assert metrics["signal_share"] == pytest.approx(share)
+    assert (
+        f"Signal check: {metrics['embedding_probe'].join(['a ', ' on the full'])} "
+        f"embeddings scores a held-out AUC of {metrics['embedding_score']:.3g}; the "
+        f"hypotheses score {metrics['score']:.3g}, so they recover {share:.0%} of "
+        "the signal the embeddings carry." in outputs[0]
+    )
+    assert "Warning:" not in outputs[0]
+    assert re.search(
+        r"^  [* ] [+-]\d\.\d{3}  stability (0\.00|0\.50|1\.00)  ", outputs[0], re.M
+    )
+
+
+def test_signal_and_stability_options_reach_run_method(
+    tmp_path, capsys, planted_csv, monkeypatch
+):
+    import sklearn_hypothesaes.app._method as method
+
+    seen = {}
+
+    def record(*args, **kwargs):
+        seen.update(kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(method, "run_method", record)
+    argv = [planted_csv, "--text-column", "entry", "--target-column", "happy"]
+    code, _, _ = run_cli(capsys, *argv, "-o", tmp_path / "out")
+    assert code == 130 and seen["check_signal"] is True and seen["n_seeds"] == 1
+    argv += ["--no-signal-check", "--stability-seeds", "4"]
+    code, _, _ = run_cli(capsys, *argv, "-o", tmp_path / "out")
+    assert code == 130 and seen["check_signal"] is False and seen["n_seeds"] == 4
+    with pytest.raises(SystemExit) as exc:
+        main(["x.csv", "--stability-seeds", "0"])
+    assert exc.value.code == 2
+    assert "must be a positive integer; got '0'" in capsys.readouterr().err

@@ -133,6 +133,14 @@ def test_report_lists_hypotheses_ranked_with_statistics(page):
     assert "&lt; 0.0001" in table  # the corrected p-value 5e-9
     assert table.count('class="hypothesis-row significant"') == 3
     assert "constant: present in every text" in table
+    # Each hypothesis names its latent under it, rank order: rows 4, 1, 0, 3, 2.
+    assert re.findall(r'<div class="terms latent">latent (\d+)', table) == [
+        "0",
+        "7",
+        "3",
+        "1",
+        "11",
+    ]
 
 
 def test_report_sections(page):
@@ -389,17 +397,15 @@ def test_report_shows_tests_marginal_and_joint_sign_flips_vif_and_model(tmp_path
     assert re.findall(r"<th>(.*?)</th>", head) == [
         "#",
         "hypothesis",
-        "joint coef",
+        'joint coef <span class="model">(Firth)</span>',
         "CI",
         "p (corrected)",
         "marginal coef",
         "test: p",
         "VIF",
-        "model",
         "prevalence",
         "mean with / without",
         "fidelity",
-        "latent",
     ]
     # In rank order: rows 4, 1, 0, 3, 2.
     assert re.findall(r'<td class="num marginal">(.*?)</td>', body) == [
@@ -409,7 +415,8 @@ def test_report_shows_tests_marginal_and_joint_sign_flips_vif_and_model(tmp_path
         "0.1",
         "—",
     ]
-    assert re.findall(r'<td class="num test">(.*?)</td>', body) == [
+    tests = re.findall(r'<td class="num test">(.*?)</td>', body)
+    assert [re.sub("<.*?>", "", test) for test in tests] == [
         "Fisher: 0.0010",
         "Fisher: 0.0012",
         "Fisher: &lt; 0.0001",
@@ -423,7 +430,15 @@ def test_report_shows_tests_marginal_and_joint_sign_flips_vif_and_model(tmp_path
         "1",
         "—",
     ]
-    assert re.findall(r'<td class="model">(.*?)</td>', body) == ["Firth"] * 5
+    # Firth is named on each row it gave.
+    assert re.findall(r'<div class="model">(.*?)</div>', body) == ["Firth"] * 5
+    # Mixed models (classes fit apart): each row names its own.
+    table["model"] = ["logit", "firth", None, "logit", "logit"]
+    page = render_report(result, tmp_path / "r.html").read_text()
+    body = section(page, 'id="hypotheses-table"', end="</table>")
+    assert "<th>joint coef</th>" in body
+    models = re.findall(r'<div class="model">(.*?)</div>', body)
+    assert models == ["Logit", "Firth", "Logit", "Logit", "—"]
     # The one flipped row (rank 2) is marked, and its note says why.
     rows = body.split('<tr class="hypothesis-row')[1:]
     assert ["⇄ sign flip" in row for row in rows] == [False, True, False, False, False]

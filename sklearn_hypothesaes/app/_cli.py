@@ -6,11 +6,16 @@ fits embed -> sparse autoencoder -> select -> hypotheses on the rest, tests
 the hypotheses on the held-out texts and writes to ``--output``:
 
 - ``hypotheses.csv`` and ``hypotheses.json``: one row per hypothesis with its
-  held-out statistics (the JSON also has the metrics, usage, timings and
-  settings);
+  held-out statistics and, with ``--stability-seeds``, its stability across
+  autoencoder seeds (the JSON also has the metrics, the signal check among
+  them, usage, timings and settings);
 - ``pipeline.joblib``: the fitted pipeline, reloadable with ``joblib.load``
   (a pickle: load it only from places you trust);
 - ``report.html``: a self-contained report.
+
+Before any latent is described (any LLM call), a linear probe on the full
+embeddings measures the signal they carry about the target; the summary says
+how much of it the hypotheses recover, or warns that there is none.
 
 Rows are in the report's order: largest absolute coefficient first. The
 output and cache folders are checked before any work, and the outputs are
@@ -798,9 +803,10 @@ def _summary(result, paths, seconds) -> str:
     ]
     signal = signal_summary(metrics)
     if signal is not None:
-        lines.append(signal["text"].replace("R²", "R^2"))
-        if not signal["has_signal"]:
-            lines.append(f"Warning: {signal['warning']}".replace("R²", "R^2"))
+        said = (
+            signal["text"] if signal["has_signal"] else f"Warning: {signal['warning']}"
+        )
+        lines.append(said.replace("R²", "R^2"))
     if len(table) == 0:
         command_line = (result.settings or {}).get("command line", {})
         lines.append(

@@ -361,6 +361,17 @@ def _stability(table, settings) -> dict | None:
     }
 
 
+def _common_model(table) -> str | None:
+    """The joint model's name when every row has the same one, else None."""
+    if "model" not in table or len(table) == 0:
+        return None
+    models = set(table["model"].dropna())
+    if len(models) != 1:
+        return None
+    model = models.pop()
+    return _MODELS.get(model, str(model))
+
+
 def _offline(table, settings) -> bool:
     """Whether the hypotheses are offline terms (also when there are none)."""
     if "terms" in table and table["terms"].notna().any():
@@ -422,6 +433,8 @@ def _context(result, title) -> dict:
             for column in ("marginal_coef", "separation_test", "vif", "model")
         },
         "any_firth": "model" in table and bool(table["model"].eq("firth").any()),
+        # One joint model for every row goes in the header, else on each row.
+        "common_model": _common_model(table),
         "signal": signal_summary(metrics),
         "stability": _stability(table, getattr(result, "settings", None)),
         "figures": figures,
