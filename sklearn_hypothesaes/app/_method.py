@@ -41,9 +41,9 @@ class MethodResult:
         ``HypothesisGenerator.hypotheses_`` joined (on row order) with the
         holdout evaluation table (prevalence, separation and its test,
         marginal and joint coefficients, p-values, significant, sign flips,
-        VIF, ...) and ``model``, the joint model behind ``coef`` (``"ols"``,
-        ``"logit"`` or ``"firth"``). For multiclass y, each hypothesis gets
-        the statistics of its own class. With ``n_seeds > 1``, a ``stability``
+        VIF, ``model``: the joint model behind ``coef``, ``"firth"`` where
+        the Logit separated, ...). For multiclass y, each hypothesis gets the
+        statistics of its own class. With ``n_seeds > 1``, a ``stability``
         column: the share of the other seeds whose selected latents include
         one that recurs (see :func:`run_method`).
     metrics : dict
@@ -415,14 +415,9 @@ def _join(table, evaluation):
             "task": "multiclass",
             "per_class": {cls: r.metrics for cls, r in evaluation.items()},
         }
-        models = [evaluation[cls].metrics.get("model") for cls in table["class"]]
     else:
         stats, metrics = evaluation.table, dict(evaluation.metrics)
-        models = [metrics.get("model")] * len(stats)
     stats = stats.drop(columns=["hypothesis"]).reset_index(drop=True)
-    # Which joint model gave each row's coefficient ("firth" where the Logit
-    # separated); per class for multiclass, so it belongs in the table.
-    stats["model"] = pd.Series(models, index=stats.index, dtype=object)
     return pd.concat([table, stats], axis=1), metrics
 
 

@@ -53,6 +53,7 @@ _METRICS = [
     ("correction", "multiple-testing correction"),
     ("alpha", "alpha"),
     ("cov_type", "standard errors"),
+    ("pvalue_method", "p-values of the joint model"),
     ("score", "held-out score of the hypotheses' model (fit on training texts)"),
     ("embedding_score", "held-out score of a probe on the full embeddings"),
     ("signal_share", "share of the embeddings' signal recovered"),
