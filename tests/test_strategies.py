@@ -172,3 +172,25 @@ def test_term_describer_scores_an_expensive_annotator_on_a_sample(make_client):
         # 30 sampled texts x 2 descriptions, one yes/no question each.
         assert found.usage.calls + found.usage.cache_hits == 60
         assert len(srv.requests) == 60
+
+
+class RecordingDescriber(KeywordDescriber):
+    """Accepts y, so the generator passes the encoded target."""
+
+    def describe(self, texts, activations, *, annotator, random_state=None, y=None):
+        self.seen_y = y
+        return super().describe(
+            texts, activations, annotator=annotator, random_state=random_state
+        )
+
+
+def test_the_generator_passes_y_to_describers_that_take_it():
+    texts, acts, y = make_corpus()
+    describer = RecordingDescriber(["dog", "rain"])
+    gen = HypothesisGenerator(describer, KeywordAnnotator(), random_state=0)
+    gen.fit(acts[:, :2], y, texts=texts)
+    seen = gen.describer_.seen_y
+    np.testing.assert_array_equal(seen, (y == 1).astype(float)[:, None])
+    labels = np.array(["dog", "rain", "other"] * 40)
+    gen.fit(acts[:, :2], labels, texts=texts)
+    assert gen.describer_.seen_y.shape == (len(texts), 3)  # one column per class

@@ -4,7 +4,9 @@ The protocol is one method, ``describe(texts, activations, *, annotator,
 random_state=None) -> Descriptions``: each column of ``activations`` gets a
 description in words (or a reason why not), with its fidelity measured by the
 ``annotator`` that will later annotate texts with it. A describer may also
-offer ``default_annotator()``, the annotator its descriptions are written for.
+offer ``default_annotator()``, the annotator its descriptions are written for,
+and accept ``y`` in ``describe`` (the encoded target, one column per class),
+which :class:`HypothesisGenerator` then passes.
 Two implementations ship: :class:`TermDescriber` (offline contrastive terms)
 and :class:`LLMDescriber` (an LLM names the concept).
 """

@@ -9,6 +9,7 @@ hypotheses themselves, and :meth:`HypothesisGenerator.evaluate` tests them.
 
 from __future__ import annotations
 
+import inspect
 import sys
 from numbers import Integral, Real
 
@@ -291,7 +292,13 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
 
-        found = describer.describe(texts, X, annotator=annotator, random_state=seed)
+        extra = {}
+        if "y" in inspect.signature(describer.describe).parameters:
+            # The encoded target (one column per class), as for `association`.
+            extra["y"] = targets.T
+        found = describer.describe(
+            texts, X, annotator=annotator, random_state=seed, **extra
+        )
         table = found.table.rename(columns={"description": "hypothesis"})
         keep = table["column"].to_numpy(dtype=int)
         self._warn_missing(found.missing, X.shape[1], len(keep))
