@@ -37,6 +37,7 @@ _LAZY = {
     "MethodResult": ".app._method",
     "pipeline_hypotheses": ".app._method",
     "ArrayMemory": ".app._memory",
+    "NoSignalWarning": ".app._signal",
     "render_report": ".app._report",
 }
 
