@@ -32,6 +32,7 @@ _LAZY = {
     "LLMAnnotator": ".hypotheses._annotators",
     "annotate_texts": ".hypotheses._annotate",
     "HypothesisGenerator": ".hypotheses._generator",
+    "PairwiseDifference": ".hypotheses._pairwise",
     "evaluate_hypotheses": ".hypotheses._stats",
     "run_method": ".app._method",
     "MethodResult": ".app._method",

@@ -9,6 +9,10 @@
   concepts)``): :class:`PhraseAnnotator` (offline) and :class:`LLMAnnotator`.
 - :class:`HypothesisGenerator` composes a describer and an annotator into a
   scikit-learn estimator; :func:`evaluate_hypotheses` holds the statistics.
+- Pairwise tasks (two texts per row): :class:`PairwiseDifference` turns a
+  texts -> features transformer into pair features ``inner(a) - inner(b)``,
+  and ``HypothesisGenerator(pairwise=True)`` tests concepts present in one
+  text of a pair and not the other.
 """
 
 from ._annotate import annotate_texts
@@ -17,6 +21,7 @@ from ._describers import Descriptions, LLMDescriber, TermDescriber
 from ._fidelity import fidelity_scores
 from ._generator import HypothesisGenerator
 from ._interpret import interpret_latents
+from ._pairwise import PairwiseDifference
 from ._selection import LatentSelector
 from ._stats import evaluate_hypotheses
 from ._terms import contrastive_terms, format_hypothesis, match_terms
@@ -28,6 +33,7 @@ __all__ = [
     "LLMAnnotator",
     "LLMDescriber",
     "LatentSelector",
+    "PairwiseDifference",
     "PhraseAnnotator",
     "TermDescriber",
     "annotate_texts",

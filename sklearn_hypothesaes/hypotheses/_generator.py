@@ -33,6 +33,7 @@ from ..utils._misc import warn_user
 from ..utils._validation import TASKS, check_texts, resolve_task
 from ._annotators import Annotations
 from ._describers import TermDescriber
+from ._pairwise import TextPairs, check_text_pairs
 from ._stats import evaluate_hypotheses
 
 _ROUTING_HINT = (
@@ -129,6 +130,24 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
     random_state : int, RandomState instance or None, default=None
         Controls the describer's sampling and the sample of
         ``max_fit_annotations``.
+    pairwise : bool, default=False
+        Pairwise task: each row of X and of ``texts`` is a pair of texts
+        (``texts`` of shape (n_pairs, 2)), X holds the differences of the
+        pair's latent activations (see :class:`PairwiseDifference`), and y
+        says whether the first text wins (two classes) or by how much (a
+        number); multiclass y is refused. A hypothesis is a concept present in
+        one text of a pair and not the other: each selected latent is
+        described on the pooled individual texts, where the first text of a
+        pair gets the activation ``max(d, 0)`` and the second ``max(-d, 0)``
+        for the pair's difference d (the step sees differences only, and
+        this marks the text that has more of the latent than its partner,
+        which is what the model uses; a concept present in both texts of a
+        pair counts as absent from both); describers that take y see the
+        first text's outcome and its opposite for the second. Both texts of
+        each pair are annotated (each distinct text once) and
+        :meth:`transform`, :meth:`annotate`, :meth:`predict`, :meth:`score`
+        and :meth:`evaluate` use the differences of annotations, in {-1, 0,
+        1} (first minus second).
     verbose : int, default=0
         Print what each step does.
 
@@ -210,6 +229,7 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
         "max_fit_annotations": [Interval(Integral, 1, None, closed="left")],
         "max_redundancy": [Interval(Real, 0, 1, closed="right"), None],
         "random_state": ["random_state"],
+        "pairwise": ["boolean"],
         "verbose": ["verbose"],
     }
 
@@ -224,6 +244,7 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
         max_fit_annotations=2000,
         max_redundancy=0.8,
         random_state=None,
+        pairwise=False,
         verbose=0,
     ):
         self.describer = describer
@@ -234,6 +255,7 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
         self.max_fit_annotations = max_fit_annotations
         self.max_redundancy = max_redundancy
         self.random_state = random_state
+        self.pairwise = pairwise
         self.verbose = verbose
 
     # ----------------------------------------------------------------- fitting
@@ -250,7 +272,8 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
         y : array-like of shape (n_texts,)
             Target: class labels or continuous values.
         texts : sequence of str of length n_texts
-            The texts X was computed from (routed metadata in a Pipeline).
+            The texts X was computed from (routed metadata in a Pipeline);
+            with ``pairwise=True``, the pairs, of shape (n_pairs, 2).
 
         Returns
         -------
@@ -267,13 +290,15 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
         X, y = validate_data(
             self, X, y, accept_sparse=("csr", "csc"), dtype=(np.float64, np.float32)
         )
-        texts = check_texts(
-            texts,
-            caller="HypothesisGenerator.fit",
-            n_rows=X.shape[0],
-            hint=_ROUTING_HINT,
-        )
+        texts = self._check_texts(texts, "fit", X.shape[0])
         targets = self._encode_target(y)
+        if self.pairwise and self.task_ == "multiclass":
+            raise ValueError(
+                "HypothesisGenerator with pairwise=True needs y saying whether the "
+                "first text of a pair wins (two classes) or by how much (numbers); "
+                f"got {len(self.classes_)} classes. Use two classes, or "
+                "pairwise=False."
+            )
         describer = (
             clone(self.describer) if self.describer is not None else TermDescriber()
         )
@@ -296,8 +321,12 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
         if "y" in inspect.signature(describer.describe).parameters:
             # The encoded target (one column per class), as for `association`.
             extra["y"] = targets.T
+        if self.pairwise:
+            described, activations, extra = _pooled(texts, X, extra, self.task_)
+        else:
+            described, activations = texts, X
         found = describer.describe(
-            texts, X, annotator=annotator, random_state=seed, **extra
+            described, activations, annotator=annotator, random_state=seed, **extra
         )
         table = found.table.rename(columns={"description": "hypothesis"})
         keep = table["column"].to_numpy(dtype=int)
@@ -359,7 +388,7 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
             A = np.zeros((len(rows), 0))
         else:
             found = self._annotate_with(
-                self.annotator_, [texts[i] for i in rows], "Annotating fit texts"
+                self.annotator_, _take(texts, rows), "Annotating fit texts"
             )
             A, usage = np.asarray(found.values, dtype=float), found.usage
             keep = self._drop_redundant(A)
@@ -437,7 +466,7 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
 
         Parameters
         ----------
-        texts : sequence of str
+        texts : sequence of str, or array-like of shape (n_pairs, 2)
             The texts to annotate.
         X : {array-like, sparse matrix} or None, default=None
             Ignored apart from checking its shape.
@@ -455,8 +484,14 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
 
     def _annotate_with(self, annotator, texts, desc) -> Annotations:
         concepts = list(self.hypotheses_["hypothesis"])
-        if not concepts or not texts:
+        if not concepts or not len(texts):
             return Annotations(np.zeros((len(texts), len(concepts))))
+        if isinstance(texts, TextPairs):
+            # Each distinct text once; a pair's annotation is first - second.
+            unique, first, second = texts.unique()
+            found = self._annotate_with(annotator, unique, desc)
+            values = np.asarray(found.values, dtype=float)
+            return Annotations(values[first] - values[second], found.usage)
         if hasattr(annotator, "annotate_groups"):
             return annotator.annotate(texts, concepts, desc=desc)
         return annotator.annotate(texts, concepts)
@@ -469,7 +504,7 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
         X : {array-like, sparse matrix} of shape (n_texts, n_selected) or None
             Ignored apart from checking its shape: the annotations depend on
             the texts only. Accepted so that the generator works in a Pipeline.
-        texts : sequence of str
+        texts : sequence of str, or array-like of shape (n_pairs, 2)
             The texts to annotate.
 
         Returns
@@ -524,7 +559,7 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
         ----------
         X : {array-like, sparse matrix} or None
             Ignored apart from its shape (see :meth:`transform`).
-        texts : sequence of str
+        texts : sequence of str, or array-like of shape (n_pairs, 2)
             The texts to predict for.
 
         Returns
@@ -544,7 +579,7 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
         ----------
         X : {array-like, sparse matrix} or None
             Ignored apart from its shape.
-        texts : sequence of str
+        texts : sequence of str, or array-like of shape (n_pairs, 2)
             The texts.
 
         Returns
@@ -576,7 +611,7 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
             True targets.
         sample_weight : array-like of shape (n_texts,), default=None
             Sample weights.
-        texts : sequence of str
+        texts : sequence of str, or array-like of shape (n_pairs, 2)
             The texts.
 
         Returns
@@ -631,7 +666,7 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
 
         Parameters
         ----------
-        texts : sequence of str
+        texts : sequence of str, or array-like of shape (n_pairs, 2)
             Texts, annotated unless ``annotations`` is given.
         y : array-like of shape (n_texts,)
             Their targets.
@@ -666,6 +701,7 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
             classes=getattr(self, "classes_", None),
             correction=self.correction,
             alpha=self.alpha,
+            pairwise=self.pairwise,
         )
 
     def examples(self, texts, annotations, n=3, random_state=None):
@@ -673,7 +709,7 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
 
         Parameters
         ----------
-        texts : sequence of str
+        texts : sequence of str, or array-like of shape (n_pairs, 2)
             Annotated texts.
         annotations : array-like of shape (n_texts, n_hypotheses)
             Their annotations (>0.5 is "present"; NaN is skipped).
@@ -685,9 +721,15 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
         Returns
         -------
         examples : list of dict
-            Per hypothesis, ``{"present": [...], "absent": [...]}``.
+            Per hypothesis, ``{"present": [...], "absent": [...]}``. With
+            ``pairwise=True``, ``texts`` are pairs, ``annotations`` their
+            differences, and the two lists are aligned: ``present[i]`` is the
+            text of a pair that has the concept and ``absent[i]`` its partner,
+            which does not.
         """
         check_is_fitted(self)
+        if self.pairwise:
+            return self._pair_examples(texts, annotations, n, random_state)
         texts = list(texts)
         A = np.asarray(annotations, dtype=np.float64)
         if A.shape != (len(texts), len(self.hypotheses_)):
@@ -705,6 +747,35 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
                 pick = rng.choice(rows, min(n, len(rows)), replace=False)
                 sides[side] = [texts[i] for i in pick]
             out.append(sides)
+        return out
+
+    def _pair_examples(self, texts, annotations, n, random_state):
+        pairs = check_text_pairs(texts, caller="HypothesisGenerator.examples")
+        D = np.asarray(annotations, dtype=np.float64)
+        if D.shape != (len(pairs), len(self.hypotheses_)):
+            raise ValueError(
+                "The 'annotations' parameter of HypothesisGenerator.examples must "
+                f"have shape ({len(pairs)}, {len(self.hypotheses_)}) (one "
+                f"difference per pair and hypothesis). Got {D.shape} instead."
+            )
+        rng = check_random_state(random_state)
+        out = []
+        for col in D.T:
+            rows = np.flatnonzero(np.abs(np.nan_to_num(col)) >= 0.5)
+            pick = rng.choice(rows, min(n, len(rows)), replace=False)
+            first = col[pick] > 0
+            out.append(
+                {
+                    "present": [
+                        (pairs.first if f else pairs.second)[i]
+                        for i, f in zip(pick, first, strict=True)
+                    ],
+                    "absent": [
+                        (pairs.second if f else pairs.first)[i]
+                        for i, f in zip(pick, first, strict=True)
+                    ],
+                }
+            )
         return out
 
     def get_feature_names_out(self, input_features=None):
@@ -732,7 +803,12 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
                 self, X, accept_sparse=("csr", "csc"), dtype=None, reset=False
             )
             n_rows = X.shape[0]
-        return check_texts(
+        return self._check_texts(texts, method, n_rows)
+
+    def _check_texts(self, texts, method, n_rows):
+        """A list of str, or TextPairs with ``pairwise=True``."""
+        check = check_text_pairs if self.pairwise else check_texts
+        return check(
             texts,
             caller=f"HypothesisGenerator.{method}",
             n_rows=n_rows,
@@ -753,6 +829,32 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
             tags.classifier_tags = ClassifierTags()
             tags.regressor_tags = RegressorTags()
         return tags
+
+
+def _take(texts, rows):
+    """The texts (or pairs) at ``rows``."""
+    if isinstance(texts, TextPairs):
+        return texts.take(rows)
+    return [texts[i] for i in rows]
+
+
+def _pooled(pairs, D, extra, task):
+    """Per-text texts, activations and target for describing pair differences.
+
+    The first texts, then the second: the first text of a pair gets the
+    positive part of the pair's difference d and the second the negative
+    part, so a latent "fires" on the text that has more of it than its
+    partner. The first text's outcome is y; the second's is its opposite (the
+    other class, or -y for a regression target, a margin of a over b).
+    """
+    D = D.toarray() if hasattr(D, "toarray") else np.asarray(D)
+    texts = pairs.first + pairs.second
+    activations = np.vstack([np.maximum(D, 0), np.maximum(-D, 0)])
+    if "y" in extra:
+        y = extra["y"]
+        flipped = -y if task == "regression" else 1 - y
+        extra = {**extra, "y": np.vstack([y, flipped])}
+    return texts, activations, extra
 
 
 def _macro_ovr_auc(y, proba, classes, sample_weight=None):

@@ -107,6 +107,7 @@ class EvaluationResult:
         "alpha": [Interval(Real, 0, 1, closed="neither")],
         "cov_type": [StrOptions({"nonrobust", "HC0", "HC1", "HC2", "HC3"})],
         "sample_weight": ["array-like", None],
+        "pairwise": ["boolean"],
     },
     prefer_skip_nested_validation=True,
 )
@@ -121,6 +122,7 @@ def evaluate_hypotheses(
     alpha=0.05,
     cov_type="HC3",
     sample_weight=None,
+    pairwise=False,
 ):
     """Test each hypothesis' association with y, alone and jointly.
 
@@ -191,6 +193,24 @@ def evaluate_hypotheses(
     rows, and the metrics are those of an intercept-only model, with a
     warning.
 
+    **Pairwise tasks** (``pairwise=True``): each row is a pair of texts
+    (a, b), y says whether a wins (two classes) or by how much (a number),
+    and each annotation is the difference ``annotation(a) - annotation(b)``:
+    1 where only a has the concept, -1 where only b has it, 0 where both or
+    neither do (values in [-1, 1] for probabilities). Then ``prevalence`` is
+    the share of pairs whose two texts differ (``abs(d) >= 0.5``),
+    ``mean_with`` the mean y (the share of the positive class) over pairs
+    where only the first text has the concept, ``mean_without`` over pairs
+    where only the second has it, and ``separation`` their difference. The
+    test of each hypothesis alone cannot be Fisher's on a 2x2 table, as d
+    takes three values: for a binary y it is the logistic likelihood-ratio
+    test of y on d with an intercept (``"lr"``, all pairs; the intercept
+    absorbs any advantage of the first position), and for a continuous y
+    Welch's t-test of y between the pairs with d >= 0.5 and those with
+    d <= -0.5 (``"welch"``). The marginal and joint models regress y on
+    the differences as they are; a hypothesis that differs in fewer than 2
+    pairs is left out of the joint model. Multiclass y is refused.
+
     Parameters
     ----------
     annotations : array-like of shape (n_texts, n_hypotheses)
@@ -224,6 +244,9 @@ def evaluate_hypotheses(
         Covariance of the OLS and Logit coefficients (Firth's are model-based).
     sample_weight : array-like of shape (n_texts,), default=None
         Non-negative weights (frequency weights in the tests and the GLM).
+    pairwise : bool, default=False
+        Rows are pairs of texts and annotations their differences, in [-1,
+        1] (see above).
 
     Returns
     -------
@@ -263,7 +286,7 @@ def evaluate_hypotheses(
     >>> round(result.metrics["r2"], 2), result.metrics["model"]
     (0.2, 'ols')
     """
-    A, names = _annotation_matrix(annotations, hypotheses)
+    A, names = _annotation_matrix(annotations, hypotheses, pairwise)
     y = np.asarray(y)
     requested = task
     task = resolve_task(y, task, caller="evaluate_hypotheses")
@@ -281,7 +304,7 @@ def evaluate_hypotheses(
                 "sample_weight must be finite, non-negative and of shape "
                 f"({len(A)},); got shape {w.shape}."
             )
-    common = dict(alpha=alpha, cov_type=cov_type, w=w)
+    common = dict(alpha=alpha, cov_type=cov_type, w=w, pairwise=pairwise)
     if task == "regression":
         if classes is not None:
             raise ValueError(
@@ -300,6 +323,12 @@ def evaluate_hypotheses(
         _correct([result], correction, alpha)
         return result
     labels = _class_labels(y, classes, requested)
+    if pairwise and len(labels) > 2:
+        raise ValueError(
+            "evaluate_hypotheses with pairwise=True needs y saying whether the "
+            "first text of a pair wins (two classes) or by how much (numbers); "
+            f"got {len(labels)} classes. Use two classes, or pairwise=False."
+        )
     if len(labels) == 2:
         result = _evaluate(
             A, _indicator(y, labels[1]), names, task="binary", label=labels[1], **common
@@ -312,7 +341,7 @@ def evaluate_hypotheses(
         if target.any():
             result = _evaluate(A, target, names, task="binary", label=label, **common)
         else:
-            result = _absent(A, names, label, w)
+            result = _absent(A, names, label, w)  # never pairwise: refused above
         result.metrics["task"] = "multiclass"
         result.metrics["warnings"] = [
             f"Class {_plain(label)!r}: {m}" for m in result.metrics["warnings"]
@@ -360,7 +389,7 @@ def _class_labels(y, classes, requested):
     return labels
 
 
-def _annotation_matrix(annotations, hypotheses):
+def _annotation_matrix(annotations, hypotheses, pairwise=False):
     if isinstance(annotations, pd.DataFrame):
         default = [str(c) for c in annotations.columns]
     else:
@@ -375,6 +404,12 @@ def _annotation_matrix(annotations, hypotheses):
         )
     if np.any(np.isinf(A)):
         raise ValueError("annotations must be 0/1, probabilities or NaN; got inf.")
+    if pairwise and (np.nanmin(A, initial=0) < -1 or np.nanmax(A, initial=0) > 1):
+        raise ValueError(
+            "With pairwise=True, annotations must be differences of two texts' "
+            "annotations, in [-1, 1]; got values from "
+            f"{np.nanmin(A):g} to {np.nanmax(A):g}."
+        )
     if hypotheses is None:
         hypotheses = default or [f"hypothesis_{j}" for j in range(A.shape[1])]
     names = [str(h) for h in hypotheses]
@@ -429,25 +464,69 @@ def _table_test(present, yy, ww):
     return "lr", float(stats.chi2.sf(2 * terms.sum(), df=1))
 
 
-def _separation_columns(A, y, w, task):
+def _logit_lr_test(x, y, w):
+    """Likelihood-ratio test of a logistic regression of y on x and an
+    intercept against the intercept alone; NaN when x marks fewer than 2 rows.
+
+    Fitted by Newton's method with step halving, which also reaches the
+    supremum of the likelihood when x separates y (the maximum is then at
+    infinity, and the statistic is its limit).
+    """
+    ww = np.ones(len(y)) if w is None else w
+    if np.sum(np.abs(x) >= 0.5) < _MIN_GROUP or np.ptp(x) == 0 or ww.sum() == 0:
+        return np.nan
+    mean = np.average(y, weights=ww)
+    if mean in (0.0, 1.0):
+        return np.nan
+
+    def loglik(beta):
+        eta = beta[0] + beta[1] * x
+        return float(np.sum(ww * (y * eta - np.logaddexp(0, eta))))
+
+    beta = np.array([np.log(mean / (1 - mean)), 0.0])
+    current = null = loglik(beta)
+    design = np.column_stack([np.ones(len(x)), x])
+    for _ in range(200):
+        p = 1 / (1 + np.exp(-(design @ beta)))
+        grad = design.T @ (ww * (y - p))
+        hess = (design * (ww * p * (1 - p))[:, None]).T @ design
+        step = np.linalg.lstsq(hess + 1e-12 * np.eye(2), grad, rcond=None)[0]
+        scale = 1.0
+        while scale > 1e-8 and loglik(beta + scale * step) < current:
+            scale /= 2
+        beta = beta + scale * step
+        previous, current = current, loglik(beta)
+        if current - previous < 1e-10:
+            break
+    return float(stats.chi2.sf(max(2 * (current - null), 0.0), df=1))
+
+
+def _separation_columns(A, y, w, task, pairwise=False):
     """prevalence, n_missing, mean_with, mean_without, separation, its test."""
     rows = []
     for a in A.T:
         ok = ~np.isnan(a)
         present = a[ok] >= 0.5
+        # Pairs: "with" is only the first text having it, "without" only the
+        # second; pairs where both or neither have it are in neither group.
+        absent = a[ok] <= -0.5 if pairwise else ~present
         yy, ww = y[ok], (w[ok] if w is not None else None)
         w_with = ww[present] if ww is not None else None
-        w_without = ww[~present] if ww is not None else None
+        w_without = ww[absent] if ww is not None else None
         mean_with = _wmean(yy[present], w_with)
-        mean_without = _wmean(yy[~present], w_without)
-        if task == "binary":
+        mean_without = _wmean(yy[absent], w_without)
+        if task == "binary" and pairwise:
+            method, pvalue = "lr", _logit_lr_test(a[ok], yy, ww)
+        elif task == "binary":
             method, pvalue = _table_test(present, yy, ww)
         else:
             method = "welch"
-            pvalue = _welch(yy[present], yy[~present], w_with, w_without)
+            pvalue = _welch(yy[present], yy[absent], w_with, w_without)
         rows.append(
             {
-                "prevalence": _wmean(present.astype(np.float64), ww),
+                "prevalence": _wmean((present | absent).astype(np.float64), ww)
+                if pairwise
+                else _wmean(present.astype(np.float64), ww),
                 "n_missing": int((~ok).sum()),
                 "mean_with": mean_with,
                 "mean_without": mean_without,
@@ -459,7 +538,7 @@ def _separation_columns(A, y, w, task):
     return rows
 
 
-def _screen(X, names):
+def _screen(X, names, pairwise=False):
     """Columns that cannot enter the joint model, with the reason for each.
 
     A column that separates a binary y stays in: the joint model is then
@@ -468,9 +547,16 @@ def _screen(X, names):
     notes = {}
     for j, x in enumerate(X.T):
         n_with = int((x >= 0.5).sum())
+        if pairwise:
+            n_differ = int((np.abs(x) >= 0.5).sum())
         if np.ptp(x) == 0:
             notes[j] = "constant in the joint model's rows: no coefficient"
-        elif min(n_with, len(x) - n_with) < _MIN_GROUP:
+        elif pairwise and n_differ < _MIN_GROUP:
+            notes[j] = (
+                f"the two texts differ in {n_differ} of {len(x)} pairs: a "
+                "coefficient resting on one pair cannot be tested"
+            )
+        elif not pairwise and min(n_with, len(x) - n_with) < _MIN_GROUP:
             notes[j] = (
                 f"present in {n_with} of {len(x)} texts: a coefficient resting on "
                 "one text cannot be tested"
@@ -526,8 +612,10 @@ def _latest_first(null):
         yield column, partners
 
 
-def _testable(x):
+def _testable(x, pairwise=False):
     """Whether a column has a coefficient worth testing, alone or jointly."""
+    if pairwise:
+        return np.ptp(x) > 0 and int((np.abs(x) >= 0.5).sum()) >= _MIN_GROUP
     n_with = int((x >= 0.5).sum())
     return np.ptp(x) > 0 and min(n_with, len(x) - n_with) >= _MIN_GROUP
 
@@ -873,14 +961,16 @@ def _blank_table(A, names, label):
     return table
 
 
-def _evaluate(A, y, names, *, task, label, alpha, cov_type, w):
+def _evaluate(A, y, names, *, task, label, alpha, cov_type, w, pairwise=False):
     n, h = A.shape
     warn = []
     if h == 0:
         warn.append("No hypotheses to test: the joint model has only an intercept.")
     table = _blank_table(A, names, label)
     separation = pd.DataFrame(
-        _separation_columns(A, y, w, task), columns=COLUMNS[2:9], index=table.index
+        _separation_columns(A, y, w, task, pairwise),
+        columns=COLUMNS[2:9],
+        index=table.index,
     )
     table[COLUMNS[2:9]] = separation
     notes = [[] for _ in range(h)]
@@ -894,7 +984,7 @@ def _evaluate(A, y, names, *, task, label, alpha, cov_type, w):
         )
     X, yj = A[complete], y[complete]
     wj = w[complete] if w is not None else None
-    kept, screened = _screen(X, names)
+    kept, screened = _screen(X, names, pairwise)
     for j, note in screened.items():
         notes[j].append(note)
         warn.append(f"Hypothesis {names[j]!r} left out of the joint model: {note}.")
@@ -915,7 +1005,7 @@ def _evaluate(A, y, names, *, task, label, alpha, cov_type, w):
     if task == "binary" and (n_used == 0 or np.ptp(yj) == 0):
         warn.append("y takes a single value in the joint model's rows: no model.")
     else:
-        testable = [j for j in range(h) if _testable(X[:, j])]
+        testable = [j for j in range(h) if _testable(X[:, j], pairwise)]
         marginal_coef, marginal_p = _marginals(
             X, yj, wj, task, cov_type, alpha, testable
         )
