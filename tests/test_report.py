@@ -447,3 +447,21 @@ def test_report_shows_tests_marginal_and_joint_sign_flips_vif_and_model(tmp_path
     assert "Firth&#39;s bias-reduced" in note or "Firth's bias-reduced" in note
     metrics = section(page, 'id="metrics"', end="</table>")
     assert "<td>joint model</td><td>firth</td>" in metrics
+
+
+def test_long_hypotheses_get_two_label_lines_so_rows_never_overlap():
+    from sklearn_hypothesaes.plotting import plot_hypotheses
+
+    long = "mentions " + ", ".join(f'"word{i}"' for i in range(20))
+    table = pd.DataFrame(
+        {
+            "hypothesis": [long, "short"],
+            "coef": [1.0, -0.5],
+            "significant": [True, False],
+        }
+    )
+    ax = plot_hypotheses(table, max_label_width=30)
+    labels = sorted((t.get_text() for t in ax.get_yticklabels()), key=len)
+    assert labels[0] == "short"
+    assert labels[1].count("\n") == 1 and labels[1].endswith("…")
+    assert all(len(line) <= 30 for line in labels[1].split("\n"))

@@ -100,18 +100,27 @@ def _hypothesis_rows(hypotheses, ax):
     return table, ax, np.arange(n)[::-1]
 
 
+# Wrapped lines per label: two fit the row height of _hypothesis_rows, so
+# labels of neighbouring rows never overlap (the table has the full text).
+_LABEL_LINES = 2
+
+
+def _label(hypothesis, width) -> str:
+    """At most ``_LABEL_LINES`` lines of ``width`` characters, cut with "…"."""
+    lines = textwrap.wrap(str(hypothesis), width) or [""]
+    if len(lines) > _LABEL_LINES:
+        lines = lines[:_LABEL_LINES]
+        lines[-1] = lines[-1][: width - 1].rstrip() + "…"
+    return "\n".join(lines)
+
+
 def _label_rows(ax, rows, hypotheses, width):
-    """Hypotheses as y tick labels: at most three wrapped lines of ``width``.
+    """Hypotheses as y tick labels, wrapped and cut (see :func:`_label`).
 
     Drawn literally: a ``$`` in a hypothesis is a dollar, not mathtext (``$$``
     would crash the drawing and ``$20 ... $5`` be set in italics).
     """
-    labels = [
-        textwrap.shorten(str(h), width=3 * width, placeholder="…") for h in hypotheses
-    ]
-    ax.set_yticks(
-        rows, ["\n".join(textwrap.wrap(s, width)) for s in labels], parse_math=False
-    )
+    ax.set_yticks(rows, [_label(h, width) for h in hypotheses], parse_math=False)
 
 
 def plot_hypotheses(hypotheses, *, ax=None, max_label_width=_LABEL_WIDTH):
