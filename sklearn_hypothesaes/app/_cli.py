@@ -13,6 +13,13 @@ the hypotheses on the held-out texts and writes to ``--output``:
   (a pickle: load it only from places you trust);
 - ``report.html``: a self-contained report.
 
+Pairwise tasks: with ``--pair-column``, each row holds two texts (the
+``--text-column`` and the ``--pair-column``) and the target says whether the
+first wins (two classes) or by how much (a number). The features are then
+differences of the two texts' autoencoder latents, and the hypotheses are
+concepts present in one text and not the other, tested on the differences of
+their annotations.
+
 Before any latent is described (any LLM call), a linear probe on the full
 embeddings measures the signal they carry about the target; the summary says
 how much of it the hypotheses recover, or warns that there is none.
@@ -103,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
             "  sklearn-hypothesaes --demo\n"
             "  sklearn-hypothesaes reviews.csv --text-column review "
             "--target-column stars\n"
+            "  sklearn-hypothesaes headlines.csv --text-column headline_a "
+            "--pair-column headline_b \\\n"
+            "      --target-column a_clicked_more   # pairs: which text wins\n"
             "  sklearn-hypothesaes reviews.parquet --target-column stars \\\n"
             "      --base-url http://localhost:8000/v1 "
             "--interpreter-model Qwen/Qwen3-8B"
@@ -116,6 +126,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="CSV, TSV, Parquet, JSON or JSONL file (CSV may be compressed).",
     )
     data.add_argument("--text-column", default="text", help="column of texts")
+    data.add_argument(
+        "--pair-column",
+        default=None,
+        metavar="COLUMN",
+        help="second text of each row, for pairwise tasks: each row is then a "
+        "pair (--text-column, --pair-column) and the target says whether the "
+        "first text wins (two classes) or by how much (a number); hypotheses "
+        "are concepts present in one text and not the other",
+    )
     data.add_argument("--target-column", default="target", help="column of the outcome")
     data.add_argument(
         "--encoding",
@@ -276,6 +295,21 @@ def parse_args(argv=None) -> argparse.Namespace:
             f"--no-cache and --cache-dir {args.cache_dir} contradict each other; "
             "give one of them."
         )
+    if args.pair_column is not None and args.pair_column == args.text_column:
+        parser.error(
+            f"--pair-column {args.pair_column!r} is also the --text-column; give "
+            "the column of the second text of each pair."
+        )
+    if args.pair_column is not None and args.stability_seeds > 1:
+        parser.error(
+            "--stability-seeds is not supported with --pair-column yet; drop "
+            "one of them."
+        )
+    if args.demo and args.pair_column is not None:
+        parser.error(
+            "--demo runs on single reviews; --pair-column needs an input file "
+            "with two text columns."
+        )
     if args.demo and args.input:
         parser.error(
             f"--demo runs on the built-in reviews; got an input file too "
@@ -377,19 +411,22 @@ def read_table(path, encoding="utf-8") -> pd.DataFrame:
     return frame
 
 
-def prepare_data(frame, text_column, target_column, task):
+def prepare_data(frame, text_column, target_column, task, pair_column=None):
     """Texts, target and the resolved task; rows with gaps dropped (said on
     stderr); InputError for a missing column or an unusable target.
+
+    With ``pair_column``, the texts are an (n_rows, 2) array of pairs
+    (``text_column``, ``pair_column``), and the task binary or regression.
 
     The task is decided by :func:`~sklearn_hypothesaes.utils._validation.
     resolve_task`, as the estimators decide it: ``"binary"``,
     ``"multiclass"`` or ``"regression"``.
     """
     columns = [str(c) for c in frame.columns]
-    for option, column in (
-        ("--text-column", text_column),
-        ("--target-column", target_column),
-    ):
+    options = [("--text-column", text_column), ("--target-column", target_column)]
+    if pair_column is not None:
+        options.insert(1, ("--pair-column", pair_column))
+    for option, column in options:
         if column not in frame.columns:
             raise InputError(
                 f"{option} {column!r} is not a column of the input; its columns "
@@ -398,6 +435,9 @@ def prepare_data(frame, text_column, target_column, task):
     texts = frame[text_column]
     target = frame[target_column]
     empty = texts.isna() | (texts.astype(str).str.strip() == "")
+    if pair_column is not None:
+        second = frame[pair_column]
+        empty |= second.isna() | (second.astype(str).str.strip() == "")
     keep = ~empty & target.notna()
     dropped = int((~keep).sum())
     if dropped:
@@ -406,6 +446,8 @@ def prepare_data(frame, text_column, target_column, task):
             "missing target."
         )
     texts, target = texts[keep].astype(str), target[keep]
+    if pair_column is not None:
+        texts = pd.concat([texts, second[keep].astype(str)], axis=1)
     if len(texts) == 0:
         raise InputError("no rows left with both a text and a target value.")
     n_values = target.nunique()
@@ -433,6 +475,13 @@ def prepare_data(frame, text_column, target_column, task):
     else:
         values = target.to_numpy()
     task = _resolve_task(values, task, target_column)
+    if pair_column is not None and task == "multiclass":
+        raise InputError(
+            f"--target-column {target_column!r} has {target.nunique()} classes; "
+            "with --pair-column the target says whether the first text wins (two "
+            "classes) or by how much (a number). Recode it, or give --task "
+            "regression for a numeric margin."
+        )
     if task == "regression":
         values = values.astype(np.float64)
     else:
@@ -576,6 +625,7 @@ def build_steps(args, task):
         annotator=annotator,
         task=task,
         random_state=args.seed,
+        pairwise=args.pair_column is not None,
         verbose=int(verbose),
     )
     return dict(
@@ -796,9 +846,10 @@ def _summary(result, paths, seconds) -> str:
     metrics = result.metrics or {}
     table = result.hypotheses
     head = headline(metrics, table)
+    rows = "pairs" if (result.settings or {}).get("pairwise") else "texts"
     lines = [
         f"{len(table)} hypotheses, {head['n_significant']} significant on "
-        f"{head['n_holdout']} held-out texts; {head['score_name']} "
+        f"{head['n_holdout']} held-out {rows}; {head['score_name']} "
         f"{head['score']}.".replace("R²", "R^2"),
     ]
     signal = signal_summary(metrics)
@@ -845,7 +896,7 @@ def run(args) -> int:
             raise InputError("give an input file, or --demo (see --help).")
         frame = read_table(args.input, encoding=args.encoding)
         texts, y, task = prepare_data(
-            frame, args.text_column, args.target_column, args.task
+            frame, args.text_column, args.target_column, args.task, args.pair_column
         )
         X_train, X_test, y_train, y_test = split_data(
             texts,
@@ -858,8 +909,10 @@ def run(args) -> int:
         title = f"HypotheSAEs report: {Path(args.input).name}"
     steps = build_steps(args, task)
     mode = "LLM" if _llm_mode(args) else "offline"
+    pairwise = args.pair_column is not None
+    rows = "pairs of texts" if pairwise else "texts"
     _note(
-        f"{len(X_train)} training and {len(X_test)} held-out texts, task {task}, "
+        f"{len(X_train)} training and {len(X_test)} held-out {rows}, task {task}, "
         f"{mode} hypotheses."
     )
     from . import _method
@@ -873,6 +926,7 @@ def run(args) -> int:
         memory=None if cache is None else cache / "fitted_sae",
         check_signal=not args.no_signal_check,
         n_seeds=args.stability_seeds,
+        pairwise=pairwise,
         random_state=args.seed,
         **steps,
     )
@@ -881,6 +935,7 @@ def run(args) -> int:
         "command line": {
             "input": "demo: Rotten Tomatoes" if args.demo else str(args.input),
             "text_column": args.text_column,
+            "pair_column": args.pair_column,
             "target_column": args.target_column,
             "task": task,
             "hypotheses": mode,

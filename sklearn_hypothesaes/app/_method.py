@@ -16,10 +16,20 @@ import pandas as pd
 from sklearn import config_context
 from sklearn.pipeline import Pipeline
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import HasMethods, Interval, validate_params
+from sklearn.utils._param_validation import (
+    HasMethods,
+    Interval,
+    StrOptions,
+    validate_params,
+)
 from sklearn.utils.validation import check_is_fitted
 
 from ..hypotheses._generator import HypothesisGenerator
+from ..hypotheses._pairwise import (
+    PairwiseDifference,
+    check_text_pairs,
+    pair_differences,
+)
 from ..hypotheses._selection import LatentSelector
 from ..llm import Usage
 from ..sae._model import SparseAutoencoder
@@ -36,7 +46,9 @@ class MethodResult:
     Attributes
     ----------
     pipeline : sklearn.pipeline.Pipeline
-        The fitted embed -> sae -> select -> hypotheses pipeline.
+        The fitted embed -> sae -> select -> hypotheses pipeline; for pairs,
+        features -> select -> hypotheses, where ``features`` is a
+        :class:`PairwiseDifference` of the embed -> sae pipeline.
     hypotheses : pandas.DataFrame
         ``HypothesisGenerator.hypotheses_`` joined (on row order) with the
         holdout evaluation table (prevalence, separation and its test,
@@ -101,6 +113,7 @@ class MethodResult:
         "n_examples": [Interval(Integral, 0, None, closed="left")],
         "check_signal": ["boolean"],
         "n_seeds": [Interval(Integral, 1, None, closed="left")],
+        "pairwise": [StrOptions({"auto"}), "boolean"],
         "random_state": ["random_state"],
     },
     prefer_skip_nested_validation=False,
@@ -119,6 +132,7 @@ def run_method(
     n_examples=3,
     check_signal=True,
     n_seeds=1,
+    pairwise="auto",
     random_state=0,
 ) -> MethodResult:
     """Fit the HypotheSAEs pipeline on texts and evaluate it on a holdout.
@@ -132,14 +146,28 @@ def run_method(
     hypotheses' ``latent`` column holds the sparse-autoencoder latent each
     one describes, read from the selector (:func:`pipeline_hypotheses`).
 
+    **Pairs of texts** (a pairwise task: which of two texts wins, or by how
+    much): give ``texts`` and ``holdout_texts`` of shape (n_pairs, 2), as a
+    2-D array, a two-column DataFrame or a list of ``(text_a, text_b)``, and
+    y saying whether the first text wins (two classes) or by how much (a
+    number). The pipeline is then ``features`` -> ``select`` ->
+    ``hypotheses``: ``features`` is a :class:`PairwiseDifference` of the
+    embed -> sae pipeline (fit on the distinct texts of both columns,
+    transforming a pair into the first text's latent activations minus the
+    second's), the selector selects among those differences, and the
+    generator, which must have ``pairwise=True`` (the default one does),
+    tests concepts present in one text of a pair and not the other on the
+    differences of their annotations. The signal check probes the
+    differences of the embeddings; ``n_seeds > 1`` is not supported yet.
+
     Parameters
     ----------
-    texts : sequence of str
-        Training texts.
+    texts : sequence of str or array-like of shape (n_pairs, 2)
+        Training texts, or pairs of texts.
     y : array-like of shape (n_texts,)
         Training targets.
-    holdout_texts : sequence of str
-        Held-out texts, annotated and evaluated.
+    holdout_texts : sequence of str or array-like of shape (n_pairs, 2)
+        Held-out texts (or pairs), annotated and evaluated.
     holdout_y : array-like of shape (n_holdout,)
         Their targets.
     embedder, sae, selector, generator : estimators, default=None
@@ -173,6 +201,9 @@ def run_method(
         correlate with those of the hypothesis' latent at Pearson r >= 0.5
         (``RECURRENCE_THRESHOLD``). No LLM call is made for it. Requires an
         SAE with a ``random_state`` parameter.
+    pairwise : "auto" or bool, default="auto"
+        Whether rows are pairs of texts: "auto" reads ``texts`` (two columns
+        of texts, or a sequence of two-text tuples or lists, are pairs).
     random_state : int, RandomState instance or None, default=0
         Seeds every default step and which example texts are drawn: the same
         value gives the same hypotheses.
@@ -193,6 +224,25 @@ def run_method(
     """
     seed = check_random_state(random_state).randint(np.iinfo(np.int32).max)
     seed = random_state if isinstance(random_state, Integral) else int(seed)
+    if pairwise == "auto":
+        pairwise = is_text_pairs(texts)
+    if pairwise:
+        return _run_pairwise(
+            texts,
+            y,
+            holdout_texts=holdout_texts,
+            holdout_y=holdout_y,
+            embedder=embedder,
+            sae=sae,
+            selector=selector,
+            generator=generator,
+            memory=memory,
+            n_examples=n_examples,
+            check_signal=check_signal,
+            n_seeds=n_seeds,
+            random_state=random_state,
+            seed=seed,
+        )
     steps = [
         ("embed", embedder if embedder is not None else TextEmbedder()),
         ("sae", sae if sae is not None else SparseAutoencoder(random_state=seed)),
@@ -269,6 +319,36 @@ def run_method(
             "threshold": RECURRENCE_THRESHOLD,
         }
 
+    settings = {"n_train": len(texts), "n_holdout": len(holdout_texts)}
+    if stability_settings is not None:
+        settings["stability"] = stability_settings
+    return _finish(
+        pipeline,
+        table,
+        holdout_texts,
+        holdout_y,
+        signal=signal,
+        timings=timings,
+        n_examples=n_examples,
+        random_state=random_state,
+        settings=settings,
+    )
+
+
+def _finish(
+    pipeline,
+    table,
+    holdout_texts,
+    holdout_y,
+    *,
+    signal,
+    timings,
+    n_examples,
+    random_state,
+    settings,
+):
+    """Annotate and evaluate the holdout, and gather the MethodResult."""
+    generator = pipeline[-1]
     start = time.perf_counter()
     annotated = generator.annotate(holdout_texts)
     timings["annotate_holdout"] = time.perf_counter() - start
@@ -290,17 +370,17 @@ def run_method(
     examples = generator.examples(
         holdout_texts, A, n=n_examples, random_state=random_state
     )
-    settings = {name: _plain_params(step) for name, step in pipeline.steps}
-    settings.update(n_train=len(texts), n_holdout=len(holdout_texts))
-    if stability_settings is not None:
-        settings["stability"] = stability_settings
+    settings = {
+        **{name: _plain_params(step) for name, step in pipeline.steps},
+        **settings,
+    }
     usage = Usage(**generator.usage_) + annotated.usage
     return MethodResult(
         pipeline=pipeline,
         hypotheses=hypotheses,
         metrics=metrics,
         examples=examples,
-        sae=pipeline.named_steps["sae"],
+        sae=_fitted_sae(pipeline),
         usage=usage.as_dict(),
         timings=timings,
         settings=settings,
@@ -324,14 +404,16 @@ def pipeline_hypotheses(pipeline) -> pd.DataFrame:
     pipeline : sklearn.pipeline.Pipeline
         A fitted pipeline ending in a :class:`HypothesisGenerator`, with a
         :class:`SparseAutoencoder` step and only selectors (steps with
-        ``get_support``) between the two.
+        ``get_support``) between the two. The SAE may be inside a
+        :class:`PairwiseDifference` step (pairs of texts), whose columns are
+        differences of the SAE's latents, one column per latent.
 
     Returns
     -------
     hypotheses : pandas.DataFrame
         A copy of ``hypotheses_`` with ``latent`` as its first column.
     """
-    steps = [est for _, est in pipeline.steps if est not in (None, "passthrough")]
+    steps = _flat_steps(pipeline)
     generator = steps[-1]
     if not isinstance(generator, HypothesisGenerator):
         raise ValueError(
@@ -366,6 +448,136 @@ def pipeline_hypotheses(pipeline) -> pd.DataFrame:
     if names is not None and len(names) == generator.n_features_in_:
         table["feature"] = [str(n) for n in np.asarray(names)[columns]]
     return table
+
+
+def is_text_pairs(texts) -> bool:
+    """Whether ``texts`` holds pairs of texts: two columns, or a sequence
+    whose first element is a two-item tuple or list."""
+    shape = getattr(texts, "shape", None)
+    if shape is not None:
+        return len(shape) == 2 and shape[1] == 2
+    if isinstance(texts, list | tuple) and len(texts):
+        first = texts[0]
+        return isinstance(first, list | tuple) and len(first) == 2
+    return False
+
+
+def _flat_steps(pipeline):
+    """The pipeline's estimators, with a PairwiseDifference's inner steps in
+    its place (its columns are differences of the inner output's columns)."""
+    out = []
+    for _, est in pipeline.steps:
+        if est is None or (isinstance(est, str) and est == "passthrough"):
+            continue
+        if isinstance(est, PairwiseDifference) and hasattr(est, "transformer_"):
+            inner = est.transformer_
+            out.extend(_flat_steps(inner) if isinstance(inner, Pipeline) else [inner])
+        else:
+            out.append(est)
+    return out
+
+
+def _fitted_sae(pipeline):
+    found = [s for s in _flat_steps(pipeline) if isinstance(s, SparseAutoencoder)]
+    return found[-1] if found else None
+
+
+def _pair_array(pairs):
+    """TextPairs as an (n_pairs, 2) object array, what the pipeline takes."""
+    out = np.empty((len(pairs), 2), dtype=object)
+    out[:, 0], out[:, 1] = pairs.first, pairs.second
+    return out
+
+
+def _run_pairwise(
+    texts,
+    y,
+    *,
+    holdout_texts,
+    holdout_y,
+    embedder,
+    sae,
+    selector,
+    generator,
+    memory,
+    n_examples,
+    check_signal,
+    n_seeds,
+    random_state,
+    seed,
+):
+    """run_method for pairs of texts (see its docstring)."""
+    train_pairs = check_text_pairs(texts, caller="run_method")
+    holdout_pairs = check_text_pairs(
+        holdout_texts, caller="run_method", param="holdout_texts"
+    )
+    pairs, holdout = _pair_array(train_pairs), _pair_array(holdout_pairs)
+    if n_seeds > 1:
+        raise ValueError(
+            f"run_method with pairs of texts does not support n_seeds={n_seeds} "
+            "yet (stability across SAE seeds is measured on single texts). Use "
+            "n_seeds=1."
+        )
+    if generator is None:
+        generator = HypothesisGenerator(random_state=seed, pairwise=True)
+    elif not generator.get_params().get("pairwise", False):
+        raise ValueError(
+            "run_method with pairs of texts needs a generator with pairwise=True; "
+            f"got {type(generator).__name__} with pairwise="
+            f"{generator.get_params().get('pairwise')!r}. Pass "
+            "HypothesisGenerator(pairwise=True, ...)."
+        )
+    inner_steps = [
+        ("embed", embedder if embedder is not None else TextEmbedder()),
+        ("sae", sae if sae is not None else SparseAutoencoder(random_state=seed)),
+    ]
+    if memory is not None:
+        # A Pipeline caches every step but its last: a passthrough last step
+        # lets the memory cache the SAE.
+        inner_steps.append(("output", "passthrough"))
+    inner = Pipeline(inner_steps, memory=_as_memory(memory), verbose=True)
+    pipeline = Pipeline(
+        [
+            ("features", PairwiseDifference(inner)),
+            ("select", selector if selector is not None else LatentSelector()),
+            ("hypotheses", generator),
+        ],
+        verbose=True,
+    )
+    y, holdout_y = np.asarray(y), np.asarray(holdout_y)
+    timings = {}
+    with config_context(enable_metadata_routing=True), _step_timings(timings):
+        latents = pipeline[:-1].fit_transform(pairs, y)
+    timings.pop("output", None)  # the passthrough step that lets memory cache
+    signal = None
+    if check_signal:
+        start = time.perf_counter()
+        embed = pipeline[0].transformer_[0]  # the fitted embedder
+        signal = embedding_signal(
+            pair_differences(embed, train_pairs),
+            y,
+            pair_differences(embed, holdout_pairs),
+            holdout_y,
+            task=generator.get_params().get("task", "auto"),
+            random_state=seed,
+        )
+        timings["signal_check"] = time.perf_counter() - start
+        warn_no_signal(signal)
+    with config_context(enable_metadata_routing=True), _step_timings(timings):
+        pipeline[-1:].fit(latents, y, texts=pairs)
+    generator = pipeline[-1]
+    table = pipeline_hypotheses(pipeline)
+    return _finish(
+        pipeline,
+        table,
+        holdout,
+        holdout_y,
+        signal=signal,
+        timings=timings,
+        n_examples=n_examples,
+        random_state=random_state,
+        settings={"pairwise": True, "n_train": len(pairs), "n_holdout": len(holdout)},
+    )
 
 
 def _columns(Z, columns):

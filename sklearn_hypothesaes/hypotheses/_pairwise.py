@@ -21,7 +21,12 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..utils._validation import check_texts
 
-__all__ = ["PairwiseDifference", "TextPairs", "check_text_pairs"]
+__all__ = [
+    "PairwiseDifference",
+    "TextPairs",
+    "check_text_pairs",
+    "pair_differences",
+]
 
 
 @dataclasses.dataclass
@@ -125,10 +130,41 @@ def check_text_pairs(texts, *, caller, param="texts", n_rows=None, hint=None):
                 f"two-column DataFrame or a list of (text_a, text_b)); got {got}."
             ) from None
         first, second = array[:, 0], array[:, 1]
+    if n_rows is not None and len(first) != n_rows:
+        raise ValueError(
+            f"{where} must hold one pair of texts per row of X ({n_rows}); got "
+            f"{len(first)}."
+        )
     name = f"{param}[:, {{}}]"
-    first = check_texts(first, caller=caller, param=name.format(0), n_rows=n_rows)
-    second = check_texts(second, caller=caller, param=name.format(1), n_rows=n_rows)
+    first = check_texts(first, caller=caller, param=name.format(0))
+    second = check_texts(second, caller=caller, param=name.format(1))
     return TextPairs(first, second)
+
+
+def pair_differences(transformer, pairs):
+    """``transformer.transform(a) - transformer.transform(b)`` for each pair.
+
+    Each distinct text is transformed once.
+
+    Parameters
+    ----------
+    transformer : fitted estimator
+        Texts in, features out.
+    pairs : TextPairs
+        Checked pairs (see :func:`check_text_pairs`).
+
+    Returns
+    -------
+    D : ndarray or sparse matrix of shape (n_pairs, n_features)
+        Sparse (CSR) when the transformer's output is sparse.
+    """
+    texts, first, second = pairs.unique()
+    Z = transformer.transform(texts)
+    if sparse.issparse(Z):
+        Z = sparse.csr_matrix(Z)
+        return (Z[first] - Z[second]).tocsr()
+    Z = np.asarray(Z)
+    return Z[first] - Z[second]
 
 
 class PairwiseDifference(TransformerMixin, BaseEstimator):
@@ -215,17 +251,8 @@ class PairwiseDifference(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         pairs = check_text_pairs(X, caller="PairwiseDifference.transform", param="X")
-        return self.transform_texts(pairs)
 
-    def transform_texts(self, pairs):
-        """:meth:`transform` of already checked :class:`TextPairs`."""
-        texts, first, second = pairs.unique()
-        Z = self.transformer_.transform(texts)
-        if sparse.issparse(Z):
-            Z = sparse.csr_matrix(Z)
-            return (Z[first] - Z[second]).tocsr()
-        Z = np.asarray(Z)
-        return Z[first] - Z[second]
+        return pair_differences(self.transformer_, pairs)
 
     def get_feature_names_out(self, input_features=None):
         """The inner transformer's output names (each column is a difference).
