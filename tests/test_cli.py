@@ -17,7 +17,7 @@ import sklearn
 from fake_openai import concept_judge, last_user_message
 
 from sklearn_hypothesaes import SparseAutoencoder
-from sklearn_hypothesaes.app._cli import main, read_table
+from sklearn_hypothesaes.app._cli import build_parser, main, read_table
 
 SMALL = ["--n-latents", "16", "--k", "2", "--n-hypotheses", "4", "--quiet"]
 
@@ -742,3 +742,65 @@ def test_signal_and_stability_options_reach_run_method(
         main(["x.csv", "--stability-seeds", "0"])
     assert exc.value.code == 2
     assert "must be a positive integer; got '0'" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def pairs_csv(tmp_path_factory):
+    """500 pairs of news lines; when exactly one line of a pair mentions a
+    zebra, that line wins 90% of the time; otherwise a coin flip."""
+    rng = np.random.default_rng(0)
+    topics = ["the weather", "a football match", "the stock market", "a new phone"]
+    verbs = ["was discussed", "made news", "surprised people", "got attention"]
+
+    def line(i, zebra):
+        text = f"{rng.choice(topics).capitalize()} {rng.choice(verbs)}"
+        return text + (" with a zebra" if zebra else "") + f" on day {i}."
+
+    rows = []
+    for i in range(500):
+        za, zb = rng.random() < 0.5, rng.random() < 0.5
+        p = 0.9 if za and not zb else 0.1 if zb and not za else 0.5
+        rows.append((line(2 * i, za), line(2 * i + 1, zb), int(rng.random() < p)))
+    path = tmp_path_factory.mktemp("pairs") / "headlines.csv"
+    pd.DataFrame(rows, columns=["headline_a", "headline_b", "a_wins"]).to_csv(
+        path, index=False
+    )
+    return path
+
+
+def test_pairs_of_texts_from_two_columns(tmp_path, capsys, pairs_csv):
+    out = tmp_path / "out"
+    argv = [pairs_csv, "--text-column", "headline_a", "--pair-column", "headline_b"]
+    argv += ["--target-column", "a_wins", *SMALL, "-o", out, "--no-cache"]
+    code, stdout, err = run_cli(capsys, *argv)
+    assert code == 0, err
+    assert "350 training and 150 held-out pairs of texts, task binary" in err
+    assert re.search(r"\d+ hypotheses, 1 significant on 150 held-out pairs", stdout)
+    table = pd.read_csv(out / "hypotheses.csv")
+    best = table.loc[table["coef"].idxmax()]
+    assert best["hypothesis"] == 'mentions "zebra"'
+    assert best["significant"] and best["pvalue_corrected"] < 1e-4
+    assert set(table["separation_test"]) == {"lr"}
+    assert table["significant"].sum() == 1
+    settings = json.loads((out / "hypotheses.json").read_text())["settings"]
+    assert settings["command line"]["pair_column"] == "headline_b"
+    assert settings["pairwise"] is True
+    pipeline = joblib.load(out / "pipeline.joblib")
+    new = np.array([["A zebra made news.", "The weather made news."]], dtype=object)
+    with sklearn.config_context(enable_metadata_routing=True):
+        differences = pipeline.transform(new, texts=new)
+    zebra = table.sort_values("column")["hypothesis"].eq('mentions "zebra"')
+    np.testing.assert_array_equal(differences[0], zebra.to_numpy(dtype=float))
+
+
+def test_pair_column_help_and_errors(tmp_path, capsys, pairs_csv):
+    assert "--pair-column COLUMN" in " ".join(build_parser().format_help().split())
+    code, _, err = run_cli(
+        capsys, pairs_csv, "--text-column", "headline_a", "--pair-column", "other",
+        "--target-column", "a_wins", "-o", tmp_path / "out",
+    )  # fmt: skip
+    assert_one_line_error(code, err, r"--pair-column 'other' is not a column")
+    with pytest.raises(SystemExit) as exc:
+        main([str(pairs_csv), "--pair-column", "text"])
+    assert exc.value.code == 2
+    assert "--pair-column 'text' is also the --text-column" in capsys.readouterr().err
