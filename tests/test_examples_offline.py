@@ -56,6 +56,20 @@ def test_pipeline_memory():
     assert len(epochs) == 2 and epochs[0] == epochs[1]
 
 
+def test_pairwise_rotten_tomatoes():
+    out = run_example(
+        "pairwise_rotten_tomatoes.py",
+        HYPOTHESAES_N_TRAIN="600",
+        HYPOTHESAES_N_HOLDOUT="300",
+    )
+    assert "600 training and 300 held-out pairs" in out
+    auc, n_significant, n = re.search(
+        r"held-out AUC (\S+); (\d+) of (\d+) hypotheses significant", out
+    ).groups()
+    # Which of two snippets is the fresh one: the words carry some signal.
+    assert 0.55 < float(auc) < 1 and int(n) >= 5
+
+
 def interpreter(body):
     """Names each latent by the most frequent long word of its firing texts."""
     prompt = last_user_message(body)
