@@ -785,6 +785,9 @@ def test_pairs_of_texts_from_two_columns(tmp_path, capsys, pairs_csv):
     settings = json.loads((out / "hypotheses.json").read_text())["settings"]
     assert settings["command line"]["pair_column"] == "headline_b"
     assert settings["pairwise"] is True
+    report = (out / "report.html").read_text()
+    assert "held-out pairs" in report and "held-out texts" not in report
+    assert "share of held-out pairs whose two texts differ" in report
     pipeline = joblib.load(out / "pipeline.joblib")
     new = np.array([["A zebra made news.", "The weather made news."]], dtype=object)
     with sklearn.config_context(enable_metadata_routing=True):

@@ -41,8 +41,8 @@ _METRICS = [
     ("task", "task"),
     ("positive_class", "positive class"),
     ("model", "joint model"),
-    ("n", "held-out texts"),
-    ("n_used", "texts in the joint model"),
+    ("n", "held-out {unit}"),
+    ("n_used", "{unit} in the joint model"),
     ("auc", "AUC of the joint model"),
     ("pseudo_r2", "pseudo R²"),
     ("r2", "R² of the joint model"),
@@ -420,11 +420,19 @@ def _context(result, title) -> dict:
     timings = dict(getattr(result, "timings", None) or {})
     from .. import __version__
 
+    # A pairwise run tests pairs of texts, and its report says so.
+    unit = (
+        "pairs"
+        if (getattr(result, "settings", None) or {}).get("pairwise")
+        else "texts"
+    )
+    labels = [(key, label.format(unit=unit)) for key, label in _METRICS]
     return {
         "title": title,
+        "unit": unit,
         "version": __version__,
         "generated": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "metrics": _pairs(metrics, _METRICS, getter=get),
+        "metrics": _pairs(metrics, labels, getter=get),
         **headline(metrics, table),
         "n_hypotheses": len(table),
         "rows": _rows(table, examples),
