@@ -189,6 +189,10 @@ def test_evaluate_pairwise_separated_and_rare_and_refusals():
     table = evaluate_hypotheses(d, y, pairwise=True).table
     assert table.loc[0, "separation_pvalue"] < 1e-3  # LR test at separation
     assert table.loc[0, "model"] == "firth"
+    # A column of only 0/1 differences: the note speaks of pairs, not texts.
+    only_first = np.where(d[:, :1] > 0, 1.0, 0.0)
+    note = evaluate_hypotheses(only_first, y, pairwise=True).table.loc[0, "note"]
+    assert "every pair where only the first text has the concept has y=1" in note
     assert np.isnan(table.loc[1, "pvalue"])
     assert "differ in 1 of 40 pairs" in table.loc[1, "note"]
     with pytest.raises(ValueError, match=r"in \[-1, 1\]; got values from 0 to 2"):

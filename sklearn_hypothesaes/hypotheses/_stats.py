@@ -733,17 +733,23 @@ def _separated(design, y, w):
     return np.asarray(found.directions)
 
 
-def _infinite_note(x, y, direction):
+def _infinite_note(x, y, direction, pairwise=False):
     """Why a hypothesis' Logit estimate is infinite, in words."""
     sign = "+inf" if direction > 0 else "-inf"
     reason = "separation by a combination of hypotheses"
     if np.isin(x, (0.0, 1.0)).all():
         for side, label in ((x == 1, "with"), (x == 0, "without")):
             if side.any() and np.ptp(y[side]) == 0:
-                reason = (
-                    f"perfect separation: every text {label} the concept has "
-                    f"y={int(y[side][0])}"
+                where = (
+                    (
+                        "pair where only the first text has the concept"
+                        if label == "with"
+                        else "pair whose texts do not differ on the concept"
+                    )
+                    if pairwise
+                    else f"text {label} the concept"
                 )
+                reason = f"perfect separation: every {where} has y={int(y[side][0])}"
                 break
     return (
         f"{reason}, so its Logit estimate is {sign}; Firth penalised estimate, "
@@ -751,7 +757,7 @@ def _infinite_note(x, y, direction):
     )
 
 
-def _fit_binary(X, y, cov_type, w, alpha, names):
+def _fit_binary(X, y, cov_type, w, alpha, names, pairwise=False):
     """Logit, or Firth where the Logit has no finite estimates."""
     import statsmodels.api as sm
 
@@ -764,7 +770,9 @@ def _fit_binary(X, y, cov_type, w, alpha, names):
         infinite = np.flatnonzero(directions[1:])
         for q in infinite:
             support = np.ones(len(y), dtype=bool) if w is None else w > 0
-            notes[int(q)] = _infinite_note(X[support, q], y[support], directions[1 + q])
+            notes[int(q)] = _infinite_note(
+                X[support, q], y[support], directions[1 + q], pairwise
+            )
         which = ", ".join(repr(names[q]) for q in infinite) or "the intercept"
         message = (
             f"Separation ({which}): the joint Logit has infinite estimates, so the "
@@ -1014,7 +1022,9 @@ def _evaluate(A, y, names, *, task, label, alpha, cov_type, w, pairwise=False):
         if n_used <= len(kept) + 1:
             warn.append(f"{n_used} complete rows are too few for the joint model.")
         else:
-            joint = _fit_joint(X[:, kept], yj, task, cov_type, wj, alpha, names, kept)
+            joint = _fit_joint(
+                X[:, kept], yj, task, cov_type, wj, alpha, names, kept, pairwise
+            )
             model, effective_cov = joint.model, joint.cov_type
             metrics["model"] = joint.name
             metrics["pvalue_method"] = joint.pvalue_method
@@ -1043,7 +1053,7 @@ def _evaluate(A, y, names, *, task, label, alpha, cov_type, w, pairwise=False):
     return EvaluationResult(table=table, metrics=metrics, model=model)
 
 
-def _fit_joint(X, y, task, cov_type, w, alpha, names, kept):
+def _fit_joint(X, y, task, cov_type, w, alpha, names, kept, pairwise=False):
     if task == "regression":
         res = _fit_ols(X, y, cov_type, w)
         pvalues, ci = _ols_inference(res, alpha)
@@ -1057,7 +1067,9 @@ def _fit_joint(X, y, task, cov_type, w, alpha, names, kept):
             cov_type=cov_type,
             pvalue_method="t" if cov_type == "nonrobust" else "t_bell_mccaffrey",
         )
-    return _fit_binary(X, y, cov_type, w, alpha, [names[j] for j in kept])
+    return _fit_binary(
+        X, y, cov_type, w, alpha, [names[j] for j in kept], pairwise=pairwise
+    )
 
 
 def _fit_metrics(model, name, X, y, w, warn):
