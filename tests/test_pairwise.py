@@ -17,6 +17,10 @@ from sklearn.base import clone
 from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.utils import check_array
+from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn.utils.validation import check_is_fitted, validate_data
+from text_harness import rows_to_texts
 
 from sklearn_hypothesaes import (
     HypothesisGenerator,
@@ -337,3 +341,35 @@ def test_run_method_on_pairs(planted, tmp_path):
         run_method(X, y, holdout_texts=Xh, holdout_y=yh, generator=plain)
     with pytest.raises(ValueError, match="does not support n_seeds=2"):
         run_method(X, y, holdout_texts=Xh, holdout_y=yh, n_seeds=2)
+
+
+# scikit-learn's checks feed numbers: the harness makes each row a pair of texts
+# (the row's words, and the reversed row's words) and keeps the numeric
+# contract (n_features_in_, NaN, dtypes) that the checks test.
+class NumericPairs(PairwiseDifference):
+    def fit(self, X, y=None):
+        check_array(X, accept_sparse=False)
+        super().fit(_number_pairs(X), y)
+        validate_data(self, X, reset=True)
+        return self
+
+    def transform(self, X):
+        check_is_fitted(self)
+        return super().transform(_number_pairs(validate_data(self, X, reset=False)))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = False
+        return tags
+
+
+def _number_pairs(X):
+    X = check_array(X, accept_sparse=False)
+    return np.column_stack([rows_to_texts(X), rows_to_texts(X[:, ::-1])])
+
+
+@parametrize_with_checks(
+    [NumericPairs(TfidfVectorizer(token_pattern=r"\S+"))],
+)
+def test_pairwise_difference_passes_sklearn_checks(estimator, check):
+    check(estimator)
