@@ -339,8 +339,23 @@ def test_run_method_on_pairs(planted, tmp_path):
     plain = HypothesisGenerator()
     with pytest.raises(ValueError, match=r"generator with pairwise=True; got .*"):
         run_method(X, y, holdout_texts=Xh, holdout_y=yh, generator=plain)
-    with pytest.raises(ValueError, match="does not support n_seeds=2"):
-        run_method(X, y, holdout_texts=Xh, holdout_y=yh, n_seeds=2)
+    # Stability across seeds works on pairs too (its numbers are tested on a
+    # planted dictionary in test_stability.py).
+    stable = run_method(
+        X,
+        y,
+        holdout_texts=Xh,
+        holdout_y=yh,
+        embedder=fast_embedder(),
+        sae=SparseAutoencoder(16, 2, max_epochs=20, random_state=0),
+        selector=LatentSelector(n_latents=4),
+        memory=tmp_path / "memory",
+        n_seeds=3,
+    )
+    assert stable.hypotheses["stability"].isin([0.0, 0.5, 1.0]).all()
+    assert stable.settings["stability"]["seeds"] == [1, 2]
+    assert len(list(tmp_path.joinpath("memory").glob("SparseAutoencoder-*.npz"))) == 3
+    pd.testing.assert_frame_equal(stable.hypotheses.drop(columns="stability"), table)
 
 
 # scikit-learn's checks feed numbers: the harness makes each row a pair of texts

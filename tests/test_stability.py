@@ -136,6 +136,33 @@ def test_planted_latent_recurs_in_every_seed_and_noise_in_none():
     assert np.abs(found.correlation[1]).max() < 0.2
 
 
+def test_planted_latent_recurs_across_seeds_on_pairs():
+    _, E, _, has_first = planted()
+    rng = np.random.default_rng(2)
+    first, second = rng.integers(0, len(E), 800), rng.integers(0, len(E), 800)
+    differ = has_first[first] != has_first[second]
+    y = np.where(differ, has_first[first], rng.random(800) < 0.5).astype(int)
+    pipe_sae = sae(0).fit(E)
+    Z = pipe_sae.transform(E)
+    D = Z[first] - Z[second]
+    selector = LatentSelector(n_latents=3).fit(D, y)
+    chosen = D[:, selector.get_support(indices=True)]
+    follows = np.array([np.corrcoef(d, y)[0, 1] for d in chosen.T])
+    column = int(np.abs(follows).argmax())
+    noise = rng.normal(size=800) * (rng.random(800) < 0.25)
+    found = seed_stability(
+        E,
+        y,
+        np.column_stack([chosen[:, column], noise]),
+        sae=pipe_sae,
+        selector=LatentSelector(n_latents=3),
+        seeds=[1, 2, 3],
+        pairs=(first, second),
+    )
+    assert found.stability.tolist() == [1.0, 0.0]
+    assert found.correlation[0].min() > 0.9
+
+
 def test_run_method_reports_stability_per_hypothesis(tmp_path):
     texts, E, y, has_first = planted(n=900)
     kwargs = dict(

@@ -300,11 +300,6 @@ def parse_args(argv=None) -> argparse.Namespace:
             f"--pair-column {args.pair_column!r} is also the --text-column; give "
             "the column of the second text of each pair."
         )
-    if args.pair_column is not None and args.stability_seeds > 1:
-        parser.error(
-            "--stability-seeds is not supported with --pair-column yet; drop "
-            "one of them."
-        )
     if args.demo and args.pair_column is not None:
         parser.error(
             "--demo runs on single reviews; --pair-column needs an input file "

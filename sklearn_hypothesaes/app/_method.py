@@ -158,7 +158,8 @@ def run_method(
     generator, which must have ``pairwise=True`` (the default one does),
     tests concepts present in one text of a pair and not the other on the
     differences of their annotations. The signal check probes the
-    differences of the embeddings; ``n_seeds > 1`` is not supported yet.
+    differences of the embeddings; with ``n_seeds > 1`` each seed's SAE is
+    fit on the distinct texts and its selection on the pairs' differences.
 
     Parameters
     ----------
@@ -512,12 +513,6 @@ def _run_pairwise(
         holdout_texts, caller="run_method", param="holdout_texts"
     )
     pairs, holdout = _pair_array(train_pairs), _pair_array(holdout_pairs)
-    if n_seeds > 1:
-        raise ValueError(
-            f"run_method with pairs of texts does not support n_seeds={n_seeds} "
-            "yet (stability across SAE seeds is measured on single texts). Use "
-            "n_seeds=1."
-        )
     if generator is None:
         generator = HypothesisGenerator(random_state=seed, pairwise=True)
     elif not generator.get_params().get("pairwise", False):
@@ -567,6 +562,31 @@ def _run_pairwise(
         pipeline[-1:].fit(latents, y, texts=pairs)
     generator = pipeline[-1]
     table = pipeline_hypotheses(pipeline)
+    settings = {"pairwise": True, "n_train": len(pairs), "n_holdout": len(holdout)}
+    if n_seeds > 1:
+        start = time.perf_counter()
+        inner = pipeline[0].transformer_
+        fitted_sae = inner.named_steps["sae"]
+        base = fitted_sae.get_params()["random_state"]
+        base = base if isinstance(base, Integral) else seed
+        texts, first, second = train_pairs.unique()
+        found = seed_stability(
+            inner[0].transform(texts),  # the embedder caches: no model work
+            y,
+            _columns(latents, table["column"].to_numpy(dtype=int)),
+            sae=fitted_sae,
+            selector=pipeline[1],
+            seeds=other_seeds(base, n_seeds),
+            memory=inner.memory,
+            pairs=(first, second),
+        )
+        table["stability"] = found.stability
+        timings["stability"] = time.perf_counter() - start
+        settings["stability"] = {
+            "n_seeds": n_seeds,
+            "seeds": found.seeds,
+            "threshold": RECURRENCE_THRESHOLD,
+        }
     return _finish(
         pipeline,
         table,
@@ -576,7 +596,7 @@ def _run_pairwise(
         timings=timings,
         n_examples=n_examples,
         random_state=random_state,
-        settings={"pairwise": True, "n_train": len(pairs), "n_holdout": len(holdout)},
+        settings=settings,
     )
 
 

@@ -131,6 +131,7 @@ def seed_stability(
     seeds,
     threshold=RECURRENCE_THRESHOLD,
     memory=None,
+    pairs=None,
 ) -> SeedStability:
     """Refit the SAE and the selection with other seeds; judge recurrence.
 
@@ -153,6 +154,11 @@ def seed_stability(
         See :func:`recurrence`.
     memory : object with ``cache`` or None, default=None
         The Pipeline cache of the run (an ArrayMemory stores each seed's SAE).
+    pairs : tuple of two int arrays or None, default=None
+        A pairwise task: ``(first, second)``, the rows of ``embeddings`` (the
+        distinct texts) of each pair's two texts. Each seed's SAE is then fit
+        on the texts, the selection on the differences of the pairs'
+        activations, and ``reference`` and ``y`` are per pair.
 
     Returns
     -------
@@ -160,14 +166,18 @@ def seed_stability(
     """
     others = []
     for seed in seeds:
-        refit = Pipeline(
-            [
-                ("sae", clone(sae).set_params(random_state=seed)),
-                ("select", clone(selector)),
-            ],
-            memory=memory,
-        )
-        others.append(refit.fit_transform(embeddings, y))
+        seeded = clone(sae).set_params(random_state=seed)
+        if pairs is None:
+            refit = Pipeline(
+                [("sae", seeded), ("select", clone(selector))], memory=memory
+            )
+            others.append(refit.fit_transform(embeddings, y))
+            continue
+        # A passthrough last step lets the memory cache the SAE.
+        refit = Pipeline([("sae", seeded), ("output", "passthrough")], memory=memory)
+        Z = _dense(refit.fit_transform(embeddings))
+        first, second = pairs
+        others.append(clone(selector).fit_transform(Z[first] - Z[second], y))
     share, corr = recurrence(reference, others, threshold)
     return SeedStability(
         stability=share, correlation=corr, seeds=list(seeds), threshold=threshold
