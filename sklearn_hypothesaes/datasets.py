@@ -379,8 +379,12 @@ def load_trump_tweets(*, split=None, return_X_y=False, as_frame=False):
     The signal is strong (a ridge on MiniLM embeddings reaches a held-out R^2
     of about 0.58) and partly the era: his follower count, hence his retweets,
     grew by orders of magnitude from the 2009-2014 promotional tweets to the
-    2016 campaign and the presidency, whose topics the texts name. Embedding
-    all tweets takes about 5 minutes on one CPU thread with MiniLM.
+    2016 campaign and the presidency, whose topics the texts name. Links are
+    kept as written, and their scheme dates a tweet: ``http://`` in 3,504
+    tweets up to October 2015 (mean target 3.97), ``https://`` in 2,681 from
+    July 2013 on (mean 8.41); the two alone give an R^2 of 0.18, a clock
+    rather than a concept. Embedding all tweets takes about 5 minutes on one
+    CPU thread with MiniLM.
 
     Parameters
     ----------

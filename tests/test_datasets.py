@@ -233,6 +233,17 @@ def test_trump_tweets_matches_source_file():
     assert str(frame["created_at"].min().date()) == "2009-05-04"
     assert str(frame["created_at"].max().date()) == "2018-01-01"
     assert int((frame["retweet_count"] == 0).sum()) == 1102
+    # Link schemes date the tweets (said in the docstring).
+    http, https = (frame["text"].str.contains(s) for s in ("http://", "https://"))
+    assert (int(http.sum()), int(https.sum()), int((http & https).sum())) == (
+        3504,
+        2681,
+        1,
+    )
+    assert str(frame["created_at"][http & ~https].max().date()) == "2015-10-19"
+    assert str(frame["created_at"][https].min().date()) == "2013-07-24"
+    assert round(float(data.target[http & ~https].mean()), 2) == 3.97
+    assert round(float(data.target[https & ~http].mean()), 2) == 8.41
     holdout = load_trump_tweets(split="holdout", as_frame=True).frame
     assert holdout["retweet_count"].head(3).tolist() == [427, 0, 437]
     assert holdout["text"][1] == "@RobertCherry1  Fantastic!"
