@@ -104,7 +104,8 @@ class TermDescriber(Strategy):
         hundred texts a lower bound such as 2.0 finds more.
     exclusive : bool, default=True
         Each term describes only the latent where it scores highest, so two
-        latents' descriptions (and annotations) do not share words.
+        latents' descriptions (and annotations) share few words; a latent
+        always keeps its own best term (see :func:`contrastive_terms`).
     n_fidelity : int or None, default=None
         Texts (a random sample) on which an *expensive* annotator (an LLM)
         scores fidelity; None scores on every text, which is what a cheap

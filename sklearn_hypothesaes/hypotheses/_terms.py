@@ -144,8 +144,9 @@ def contrastive_terms(
         Give each term only to the latent where its z-score is highest, so
         that latents sharing words ("bad" for two negative latents) are
         described by different ones and their annotations overlap less. A
-        latent all of whose terms go elsewhere (a copy of another) keeps its
-        own.
+        latent always keeps its own best term (two latents on one topic both
+        keep its strongest word), and one all of whose terms go elsewhere (a
+        copy of another) keeps all its own.
 
     Returns
     -------
@@ -236,8 +237,14 @@ def contrastive_terms(
 
 def _exclusive(results, n_terms):
     """Each term kept only by the latent where it scores highest (the first on
-    ties); a latent left with none keeps its own, so that a copy of a latent
-    is described (as its original is) rather than silently left out."""
+    ties), except that a latent always keeps its own best term.
+
+    Why keep the best term: two latents on one topic share its strongest word,
+    and giving it to one alone leaves the other described by its weaker words
+    only (on the Trump tweets this cost 0.04 of held-out R^2 on one seed). A
+    latent that owns no term at all (a copy of another) keeps all its own, so
+    that it is described as its original is rather than by one word.
+    """
     owner = {}
     for j, terms in enumerate(results):
         for term, z in terms:
@@ -246,6 +253,8 @@ def _exclusive(results, n_terms):
     out = []
     for j, terms in enumerate(results):
         mine = [(term, z) for term, z in terms if owner[term][0] == j]
+        if mine and terms[0] not in mine:
+            mine.insert(0, terms[0])
         out.append((mine or terms)[:n_terms])
     return out
 
