@@ -281,48 +281,32 @@ def run_method(
         pipeline.steps[:-1] = [*embed.steps, *middle.steps]
     signal = None
     if check_signal:
-        start = time.perf_counter()
-        signal = embedding_signal(
+        signal = _signal_check(
             embeddings,
             y,
-            pipeline[0].transform(holdout_texts),
+            lambda: pipeline[0].transform(holdout_texts),
             holdout_y,
-            task=pipeline[-1].get_params().get("task", "auto"),
-            random_state=seed,
+            pipeline[-1],
+            seed,
+            timings,
         )
-        timings["signal_check"] = time.perf_counter() - start
-        warn_no_signal(signal)
     with config_context(enable_metadata_routing=True), _step_timings(timings):
         pipeline[-1:].fit(latents, y, texts=texts)
-    generator = pipeline[-1]
     table = pipeline_hypotheses(pipeline)
-    stability_settings = None
+    settings = {"n_train": len(texts), "n_holdout": len(holdout_texts)}
     if n_seeds > 1:
-        start = time.perf_counter()
-        fitted_sae = pipeline.named_steps["sae"]
-        base = fitted_sae.get_params()["random_state"]
-        base = base if isinstance(base, Integral) else seed
-        columns = table["column"].to_numpy(dtype=int)
-        found = seed_stability(
+        settings["stability"] = _add_stability(
+            table,
+            latents,
             embeddings,
             y,
-            _columns(latents, columns),
-            sae=fitted_sae,
+            sae=pipeline.named_steps["sae"],
             selector=pipeline[2],
-            seeds=other_seeds(base, n_seeds),
             memory=pipeline.memory,
+            n_seeds=n_seeds,
+            seed=seed,
+            timings=timings,
         )
-        table["stability"] = found.stability
-        timings["stability"] = time.perf_counter() - start
-        stability_settings = {
-            "n_seeds": n_seeds,
-            "seeds": found.seeds,
-            "threshold": RECURRENCE_THRESHOLD,
-        }
-
-    settings = {"n_train": len(texts), "n_holdout": len(holdout_texts)}
-    if stability_settings is not None:
-        settings["stability"] = stability_settings
     return _finish(
         pipeline,
         table,
@@ -546,47 +530,36 @@ def _run_pairwise(
     timings.pop("output", None)  # the passthrough step that lets memory cache
     signal = None
     if check_signal:
-        start = time.perf_counter()
         embed = pipeline[0].transformer_[0]  # the fitted embedder
-        signal = embedding_signal(
+        signal = _signal_check(
             pair_differences(embed, train_pairs),
             y,
-            pair_differences(embed, holdout_pairs),
+            lambda: pair_differences(embed, holdout_pairs),
             holdout_y,
-            task=generator.get_params().get("task", "auto"),
-            random_state=seed,
+            generator,
+            seed,
+            timings,
         )
-        timings["signal_check"] = time.perf_counter() - start
-        warn_no_signal(signal)
     with config_context(enable_metadata_routing=True), _step_timings(timings):
         pipeline[-1:].fit(latents, y, texts=pairs)
-    generator = pipeline[-1]
     table = pipeline_hypotheses(pipeline)
     settings = {"pairwise": True, "n_train": len(pairs), "n_holdout": len(holdout)}
     if n_seeds > 1:
-        start = time.perf_counter()
         inner = pipeline[0].transformer_
-        fitted_sae = inner.named_steps["sae"]
-        base = fitted_sae.get_params()["random_state"]
-        base = base if isinstance(base, Integral) else seed
         texts, first, second = train_pairs.unique()
-        found = seed_stability(
+        settings["stability"] = _add_stability(
+            table,
+            latents,
             inner[0].transform(texts),  # the embedder caches: no model work
             y,
-            _columns(latents, table["column"].to_numpy(dtype=int)),
-            sae=fitted_sae,
+            sae=inner.named_steps["sae"],
             selector=pipeline[1],
-            seeds=other_seeds(base, n_seeds),
             memory=inner.memory,
+            n_seeds=n_seeds,
+            seed=seed,
+            timings=timings,
             pairs=(first, second),
         )
-        table["stability"] = found.stability
-        timings["stability"] = time.perf_counter() - start
-        settings["stability"] = {
-            "n_seeds": n_seeds,
-            "seeds": found.seeds,
-            "threshold": RECURRENCE_THRESHOLD,
-        }
     return _finish(
         pipeline,
         table,
@@ -598,6 +571,57 @@ def _run_pairwise(
         random_state=random_state,
         settings=settings,
     )
+
+
+def _signal_check(X, y, holdout_X, holdout_y, generator, seed, timings):
+    """The embeddings' signal, timed, with a warning when there is none.
+
+    ``holdout_X`` is a callable, so that its embedding counts in the time."""
+    start = time.perf_counter()
+    signal = embedding_signal(
+        X,
+        y,
+        holdout_X(),
+        holdout_y,
+        task=generator.get_params().get("task", "auto"),
+        random_state=seed,
+    )
+    timings["signal_check"] = time.perf_counter() - start
+    warn_no_signal(signal)
+    return signal
+
+
+def _add_stability(
+    table,
+    latents,
+    embeddings,
+    y,
+    *,
+    sae,
+    selector,
+    memory,
+    n_seeds,
+    seed,
+    timings,
+    pairs=None,
+):
+    """Add the ``stability`` column to ``table``; return the run's settings."""
+    start = time.perf_counter()
+    base = sae.get_params()["random_state"]
+    base = base if isinstance(base, Integral) else seed
+    found = seed_stability(
+        embeddings,
+        y,
+        _columns(latents, table["column"].to_numpy(dtype=int)),
+        sae=sae,
+        selector=selector,
+        seeds=other_seeds(base, n_seeds),
+        memory=memory,
+        pairs=pairs,
+    )
+    table["stability"] = found.stability
+    timings["stability"] = time.perf_counter() - start
+    return {"n_seeds": n_seeds, "seeds": found.seeds, "threshold": RECURRENCE_THRESHOLD}
 
 
 def _columns(Z, columns):
