@@ -16,11 +16,12 @@ import numpy as np
 import scipy.sparse as sp
 from scipy import stats
 from sklearn.linear_model import LogisticRegression, RidgeCV
-from sklearn.metrics import r2_score, roc_auc_score
+from sklearn.metrics import r2_score
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from ..hypotheses._generator import class_aucs
 from ..utils._misc import warn_user
 from ..utils._validation import resolve_task
 
@@ -194,19 +195,20 @@ def embedding_signal(X, y, X_holdout, y_holdout, *, task="auto", random_state=0)
     # else a class has one training text: nothing to cross-validate on.
     probe = make_pipeline(scaler, model).fit(X, y)
     proba = probe.predict_proba(X_holdout)
-    aucs, pvalues = [], []
     # The generator's score: the positive class's AUC (binary), else the mean
     # one-vs-rest AUC over the classes present in the holdout.
-    columns = range(1, 2) if task == "binary" else range(len(classes))
-    for column in columns:
+    found = class_aucs(y_holdout, proba, classes)
+    if task == "binary":
+        found = [(column, auc) for column, auc in found if column == 1]
+    aucs = [auc for _, auc in found]
+    pvalues = []
+    for column, _ in found:
         truth = y_holdout == classes[column]
-        if truth.any() and not truth.all():
-            aucs.append(roc_auc_score(truth, proba[:, column]))
-            pvalues.append(
-                stats.mannwhitneyu(
-                    proba[truth, column], proba[~truth, column], alternative="greater"
-                ).pvalue
-            )
+        pvalues.append(
+            stats.mannwhitneyu(
+                proba[truth, column], proba[~truth, column], alternative="greater"
+            ).pvalue
+        )
     if not aucs:
         raise ValueError(
             "The signal check needs held-out texts of at least two of the "

@@ -857,16 +857,29 @@ def _pooled(pairs, D, extra, task):
     return texts, activations, extra
 
 
-def _macro_ovr_auc(y, proba, classes, sample_weight=None):
-    """Mean over the classes present in y (with both sides) of the one-vs-rest
-    ROC AUC of that class's probability."""
-    aucs = []
+def class_aucs(y, proba, classes, sample_weight=None):
+    """One-vs-rest ROC AUC of each class present in y with both sides.
+
+    Returns
+    -------
+    aucs : list of (int, float)
+        ``(column of proba, AUC)`` for each class that y holds and does not
+        hold everywhere; the multiclass score is their mean.
+    """
+    found = []
     for col, cls in enumerate(classes):
         truth = y == cls
         if truth.any() and not truth.all():
-            aucs.append(
-                roc_auc_score(truth, proba[:, col], sample_weight=sample_weight)
+            found.append(
+                (col, roc_auc_score(truth, proba[:, col], sample_weight=sample_weight))
             )
+    return found
+
+
+def _macro_ovr_auc(y, proba, classes, sample_weight=None):
+    """Mean over the classes present in y (with both sides) of the one-vs-rest
+    ROC AUC of that class's probability."""
+    aucs = [auc for _, auc in class_aucs(y, proba, classes, sample_weight)]
     if not aucs:
         raise ValueError(
             "HypothesisGenerator.score needs at least two classes of the fit in y "
