@@ -189,20 +189,20 @@ class TextEmbedder(TransformerMixin, BaseEstimator):
         self.verbose = verbose
 
     # scikit-learn API ------------------------------------------------------
-    @_fit_context(prefer_skip_nested_validation=True)
     def _texts(self, X):
-        return (
-            check_texts(
-                X,
-                caller=type(self).__name__,
-                param="X",
-                empty="fill" if self.allow_empty else "error",
-                empty_hint="Drop those rows, or set allow_empty=True to embed them as "
-                "empty text.",
-            )
-            or _no_texts()
+        texts = check_texts(
+            X,
+            caller=type(self).__name__,
+            param="X",
+            empty="fill" if self.allow_empty else "error",
+            empty_hint="Drop those rows, or set allow_empty=True to embed them as "
+            "empty text.",
         )
+        if not texts:
+            raise ValueError("TextEmbedder got 0 texts; at least 1 is required.")
+        return texts
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Validate the parameters and texts and find the output width.
 
@@ -455,7 +455,3 @@ class TextEmbedder(TransformerMixin, BaseEstimator):
             norms = np.linalg.norm(matrix, axis=1, keepdims=True)
             matrix = matrix / np.where(norms > 0, norms, 1)
         return matrix
-
-
-def _no_texts():
-    raise ValueError("TextEmbedder got 0 texts; at least 1 is required.")
