@@ -68,7 +68,7 @@ def test_second_fit_loads_instead_of_training(tmp_path, data, trainings):
     # One entry, arrays and JSON only: a zip of .npy members, no pickle.
     (entry,) = tmp_path.iterdir()
     assert entry.suffix == ".npz"
-    assert entry.name == f"SparseAutoencoder-{cache_key(sae(), X, y)}.npz"
+    assert entry.name == f"SparseAutoencoder-{cache_key(sae(), X)}.npz"
     with zipfile.ZipFile(entry) as z:
         assert all(n.endswith(".npy") for n in z.namelist())
     with np.load(entry, allow_pickle=False) as npz:
@@ -80,6 +80,9 @@ def test_key_follows_params_and_data_not_verbose(tmp_path, data, trainings):
     memory = ArrayMemory(tmp_path)
     pipeline(memory).fit(X, y)
     pipeline(memory, verbose=1).fit(X, y)
+    assert len(trainings) == 1
+    # The SAE ignores y: another target on the same rows reuses its fit.
+    pipeline(memory).fit(X, y[::-1])
     assert len(trainings) == 1
     pipeline(memory, k=4).fit(X, y)
     assert len(trainings) == 2

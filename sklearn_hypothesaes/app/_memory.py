@@ -33,9 +33,9 @@ class ArrayMemory:
     """Cache fitted :class:`SparseAutoencoder` steps of a Pipeline, without pickle.
 
     Pass it as ``Pipeline(memory=ArrayMemory(folder))``. A pipeline step that
-    is a SparseAutoencoder is fitted once per distinct (parameters, X, y,
-    package version) and stored as ``SparseAutoencoder-<sha256>.npz`` in
-    ``location``; the next fit of the same step on the same data loads it
+    is a SparseAutoencoder is fitted once per distinct (parameters, X,
+    package version; not y, which its fit ignores) and stored as
+    ``SparseAutoencoder-<sha256>.npz`` in ``location``; the next fit of the same step on the same data loads it
     instead of training. ``verbose`` is left out of the key. Other steps, and
     steps given fit parameters, are fitted normally and not cached.
 
@@ -135,7 +135,7 @@ class ArrayMemory:
             ):
                 return func(*args, **kw)
             try:
-                key = cache_key(transformer, bound.get("X"), bound.get("y"))
+                key = cache_key(transformer, bound.get("X"))
             except ValueError as exc:
                 warn_user(f"This SparseAutoencoder fit is not cached: {exc}")
                 return func(*args, **kw)
@@ -204,12 +204,13 @@ def _array_digest(h, name, value):
     h.update(array.reshape(-1).view(np.uint8))
 
 
-def cache_key(sae, X, y):
-    """SHA-256 naming a fit of ``sae`` on (X, y).
+def cache_key(sae, X):
+    """SHA-256 naming a fit of ``sae`` on X.
 
     The key covers the class, the parameters except ``verbose``, the bytes,
-    shape and dtype of X (and its column names) and of y, and the package
-    version.
+    shape and dtype of X (and its column names), and the package version. Not
+    y: a sparse autoencoder's fit ignores it, so the same texts with another
+    target reuse the fit.
 
     Raises
     ------
@@ -227,8 +228,4 @@ def cache_key(sae, X, y):
     }
     h = hashlib.sha256(json.dumps(head, sort_keys=True).encode())
     _array_digest(h, "X", X)
-    if y is None:
-        h.update(b"y:None")
-    else:
-        _array_digest(h, "y", y)
     return h.hexdigest()
