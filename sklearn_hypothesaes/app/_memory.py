@@ -36,8 +36,9 @@ class ArrayMemory:
     is a SparseAutoencoder is fitted once per distinct (parameters, X,
     package version; not y, which its fit ignores) and stored as
     ``SparseAutoencoder-<sha256>.npz`` in ``location``; the next fit of the
-    same step on the same data loads it instead of training. ``verbose`` is left out of the key. Other steps, and
-    steps given fit parameters, are fitted normally and not cached.
+    same step on the same data loads it instead of training. ``verbose`` is
+    left out of the key. Other steps, and steps given fit parameters, are
+    fitted normally and not cached.
 
     A cached file that cannot be read is reported with a warning, refitted and
     overwritten. Nothing in the folder is ever unpickled.
