@@ -5,7 +5,7 @@ concurrency, retries, a durable answer cache), :class:`Completions` and
 latents or hypotheses."""
 
 from ._client import LLMClient
-from ._parsing import parse_yes_no, strip_thinking
+from ._parsing import answer_problem, parse_yes_no, strip_preamble, strip_thinking
 from ._prompts import fill_prompt, load_prompt
 from ._usage import USAGE_KEYS, Completions, Usage
 
@@ -14,8 +14,10 @@ __all__ = [
     "Completions",
     "LLMClient",
     "Usage",
+    "answer_problem",
     "fill_prompt",
     "load_prompt",
     "parse_yes_no",
+    "strip_preamble",
     "strip_thinking",
 ]
