@@ -144,20 +144,30 @@ class SentenceTransformerBackend:
     def configure(self, prompt=None, layer=None, pooling="mean"):
         """Options that change the output but not the loaded model."""
         self.prompt, self.layer, self.pooling = prompt, layer, pooling
-        if layer is None:
-            return
+        if layer is not None:
+            self.check_layer(layer, caller="TextEmbedder")
+
+    def check_layer(self, layer: int, *, caller: str):
+        """The transformer under the first module, once ``layer`` fits it.
+
+        Raises
+        ------
+        ValueError
+            When the model has no transformer, or ``layer`` is outside
+            ``[-(n_layers + 1), n_layers]``; the message names ``caller``.
+        """
         first = self.model[0]
         self.encoder = getattr(first, "auto_model", None)
         if self.encoder is None:
             raise ValueError(
-                "The 'layer' parameter of TextEmbedder needs a transformer model; "
+                f"The 'layer' parameter of {caller} needs a transformer model; "
                 f"the first module of this model is {type(first).__name__}."
             )
         n_layers = self.encoder.config.num_hidden_layers
         # hidden_states holds the embedding output followed by every layer.
         if not -(n_layers + 1) <= layer <= n_layers:
             raise ValueError(
-                "The 'layer' parameter of TextEmbedder must be an int in the range "
+                f"The 'layer' parameter of {caller} must be an int in the range "
                 f"[{-(n_layers + 1)}, {n_layers}] for this model ({n_layers} layers; "
                 f"0 is the embedding layer). Got {layer} instead."
             )
@@ -165,6 +175,7 @@ class SentenceTransformerBackend:
         self._forward_keys = [
             k for k in ("input_ids", "attention_mask", "token_type_ids") if k in params
         ]
+        return self.encoder
 
     @property
     def dim(self) -> int:
@@ -217,6 +228,53 @@ class SentenceTransformerBackend:
         else:
             pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
         return pooled.cpu().numpy().astype(np.float32)
+
+    def tokenize(self, texts: Sequence[str], max_length: int) -> dict:
+        """Token ids of each text, unpadded, truncated to ``max_length``.
+
+        Returns the tokenizer's lists (``input_ids``, ``attention_mask``, ...,
+        ``special_tokens_mask``) and ``n_truncated``, the number of texts
+        that were longer.
+        """
+        if self.tokenizer is None:
+            raise ValueError(
+                "Token states need a model with a tokenizer; this "
+                f"{type(self.model[0]).__name__} module has none."
+            )
+        texts = list(texts)
+        encoding = dict(
+            self.tokenizer(
+                texts,
+                truncation=True,
+                max_length=max_length,
+                return_special_tokens_mask=True,
+                verbose=False,
+            )
+        )
+        full = self.tokenizer(texts, truncation=False, verbose=False)["input_ids"]
+        encoding["n_truncated"] = sum(len(ids) > max_length for ids in full)
+        return encoding
+
+    def hidden_states(self, encoding: dict, layer: int):
+        """``(hidden, padded)`` for one batch of tokenized texts.
+
+        ``encoding`` holds the lists of :meth:`tokenize` for the batch; they
+        are padded to the batch's longest text only. ``hidden`` is the float32
+        hidden states of ``layer``, shape (n_texts, n_positions, n_dims);
+        ``padded`` the padded ``input_ids``, ``attention_mask`` and
+        ``special_tokens_mask`` as numpy arrays of shape (n_texts, n_positions).
+        """
+        torch = self.torch
+        keys = [*self._forward_keys, "special_tokens_mask"]
+        padded = self.tokenizer.pad(
+            {k: encoding[k] for k in keys if k in encoding}, return_tensors="pt"
+        )
+        inputs = {k: padded[k].to(self.model.device) for k in self._forward_keys}
+        with torch.inference_mode():
+            out = self.encoder(**inputs, output_hidden_states=True, return_dict=True)
+        hidden = out.hidden_states[layer].float().cpu().numpy()
+        wanted = ("input_ids", "attention_mask", "special_tokens_mask")
+        return hidden, {k: padded[k].numpy() for k in wanted}
 
     def run(self, batches, batch_size) -> Iterator[tuple[int, np.ndarray]]:
         for i, batch in enumerate(batches):
