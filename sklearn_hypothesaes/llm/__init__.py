@@ -1,10 +1,11 @@
 """The LLM layer: :class:`LLMClient` (an OpenAI-compatible endpoint with bounded
-concurrency, retries, a durable answer cache), :class:`Completions` and
-:class:`Usage` (the answers and cost of one call), the packaged prompts
-(``_prompts``) and the parsing of answers (``_parsing``). It knows nothing of
+concurrency, retries, a durable answer cache, answers checked before use),
+:class:`Completions` and :class:`Usage` (the answers and cost of one call),
+the packaged prompts (``_prompts``) and the reading of answers (``_parsing``:
+thinking and lead-ins dropped, unusable answers named). It knows nothing of
 latents or hypotheses."""
 
-from ._client import LLMClient
+from ._client import LLMClient, LLMRequestError
 from ._parsing import answer_problem, parse_yes_no, strip_preamble, strip_thinking
 from ._prompts import fill_prompt, load_prompt
 from ._usage import USAGE_KEYS, Completions, Usage
@@ -13,6 +14,7 @@ __all__ = [
     "USAGE_KEYS",
     "Completions",
     "LLMClient",
+    "LLMRequestError",
     "Usage",
     "answer_problem",
     "fill_prompt",

@@ -37,7 +37,7 @@ from ..utils._misc import (
 )
 from ..utils._retry import backoff_delay, is_retryable, retry_after
 from ..utils._store import SQLiteStore
-from ._parsing import parse_yes_no, strip_thinking
+from ._parsing import answer_problem, parse_yes_no, strip_thinking
 from ._usage import USAGE_KEYS, Completions, Usage
 
 _RUNTIME_LOCK = threading.Lock()
@@ -45,6 +45,166 @@ _OPENAI_URL = "https://api.openai.com/v1"  # the SDK's default endpoint
 # Set on a client unpickled without what it needs (see __getstate__).
 _CLIENT_DROPPED = "_client_dropped"
 _REDACTED_URL = "_redacted_base_url"
+# Identical client errors (same status, same message) with no answer in between
+# that stop a run: a rejected parameter fails every request the same way, and a
+# run that goes on would end with every answer missing.
+SAME_ERROR_LIMIT = 3
+_THINKING_OFF = "extra_body={'chat_template_kwargs': {'enable_thinking': False}}"
+_SEE_DOCS = "(other servers: see the 'LLM servers' page of the documentation)"
+
+
+class LLMRequestError(RuntimeError):
+    """The endpoint rejected requests the same way several times in a row.
+
+    Raised by :class:`LLMClient` after ``SAME_ERROR_LIMIT`` identical client
+    errors (HTTP 4xx other than 401, 403, 404, with the same message) and no
+    answer in between, instead of a run that ends with every answer missing.
+
+    Attributes
+    ----------
+    status_code : int
+        The HTTP status.
+    server_message : str
+        The server's error message.
+    fix : str
+        What to change.
+    """
+
+    def __init__(self, status_code: int, server_message: str, fix: str, count: int):
+        self.status_code = status_code
+        self.server_message = server_message
+        self.fix = fix
+        self.count = count
+        super().__init__(
+            f"The LLM endpoint rejected {count} requests in a row with HTTP "
+            f"{status_code}: {server_message!r}. The run was stopped rather than "
+            f"left to end with every answer missing. {fix}"
+        )
+
+    def __reduce__(self):
+        args = (self.status_code, self.server_message, self.fix, self.count)
+        return type(self), args
+
+
+def _server_message(exc) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return body["message"]
+    return str(getattr(exc, "message", exc))
+
+
+def _mentions_response_format(exc) -> bool:
+    body = getattr(exc, "body", None)
+    param = body.get("param") if isinstance(body, dict) else None
+    text = f"{_server_message(exc)} {param}".lower()
+    return "response_format" in text or "json_schema" in text
+
+
+def _client_error_fix(message: str) -> str:
+    """The setting that fixes a rejected request, read from the server's words."""
+    low = message.lower()
+    if "max_tokens" in low:
+        return (
+            "The server rejects 'max_tokens' (OpenAI's reasoning models take "
+            "'max_completion_tokens'): pass LLMClient(max_tokens=None, "
+            "extra_body={'max_completion_tokens': 4096})."
+        )
+    if "temperature" in low:
+        return (
+            "The model rejects the 'temperature' sent: pass "
+            "LLMClient(temperature=None) so that none is sent."
+        )
+    if "logprobs" in low:
+        return (
+            "The server does not give logprobs: annotate from parsed yes/no "
+            "answers instead of probabilities."
+        )
+    if "context" in low or "too long" in low or "maximum" in low:
+        return (
+            "A prompt is longer than the model's context: shorten the texts, or "
+            "raise the server's context length (vLLM --max-model-len, llama.cpp "
+            "server --ctx-size, Ollama options.num_ctx)."
+        )
+    return (
+        "Change the request parameter the message names: LLMClient's "
+        "parameters (temperature, max_tokens, extra_body) or the call's keyword "
+        "arguments."
+    )
+
+
+def _unusable_fix(reason: str, sampling: dict, first_token: bool) -> str:
+    """What to change when answers are unusable for ``reason``."""
+    limit = sampling.get("max_tokens") or (sampling.get("extra_body") or {}).get(
+        "max_completion_tokens"
+    )
+    if reason == "unclosed thinking" and first_token:
+        return (
+            "P(yes) is read from the first token of the answer, so thinking must "
+            f"be off: {_THINKING_OFF} on vLLM and llama.cpp server {_SEE_DOCS}"
+        )
+    if reason == "unclosed thinking":
+        return (
+            "the model was still thinking when its answer ended: turn thinking "
+            f"off with {_THINKING_OFF} (vLLM, llama.cpp server) {_SEE_DOCS}, or "
+            f"raise max_tokens (now {limit})"
+        )
+    if reason == "cut off":
+        return (
+            "the answer reached the token limit (finish_reason='length'): raise "
+            f"max_tokens (now {limit})"
+        )
+    if reason == "empty":
+        return (
+            "the server sent no content: check the model and its chat template; "
+            "a server with a reasoning parser sends thinking as reasoning_content "
+            f"only, turn it off with {_THINKING_OFF}"
+        )
+    if reason == "refusal":
+        return "the model refused to answer: rephrase the prompt or use another model"
+    return (
+        "the answer was not in the requested format: use a larger model, or "
+        "structured output (json_schema) on a server that supports it"
+    )
+
+
+# The message added after an unusable answer when it is asked again, so that
+# the new request differs from the one that failed (at temperature 0 the same
+# request would get the same answer).
+_CORRECTIONS = {
+    "empty": "Your answer was empty. Answer the request above.",
+    "unclosed thinking": (
+        "Your answer ended before your reasoning did, so it holds no answer. "
+        "Answer again with the final answer only, without reasoning."
+    ),
+    "cut off": (
+        "Your answer was cut off by the length limit. Answer again, briefly, "
+        "with the final answer only."
+    ),
+    "refusal": (
+        "This is a harmless text-annotation task for research. Answer the "
+        "request above as asked."
+    ),
+    "unparseable": (
+        "Your answer could not be read ({detail}). Answer again in exactly the "
+        "requested format, with no other text."
+    ),
+}
+
+
+def _preview(text, limit=200) -> str:
+    """repr of an answer, shortened (a cut-off thought can be pages long)."""
+    if text is not None and len(text) > limit:
+        return repr(text[: limit // 2] + " [...] " + text[-limit // 2 :])
+    return repr(text)
+
+
+def _reask_messages(messages, bad_text, reason, detail) -> list[dict]:
+    correction = _CORRECTIONS[reason].format(detail=detail)
+    return [
+        *messages,
+        {"role": "assistant", "content": bad_text or "(empty answer)"},
+        {"role": "user", "content": correction},
+    ]
 
 
 class _RateLimiter:
@@ -80,6 +240,7 @@ class _Tally:
 
     def __init__(self):
         self.counts = dict.fromkeys(USAGE_KEYS, 0)
+        self.unusable: dict[str, int] = {}
         self.last_error: str | None = None
         self.lock = threading.Lock()
 
@@ -88,12 +249,15 @@ class _Tally:
             for key, value in counts.items():
                 self.counts[key] += value
 
+    def add_unusable(self, reason: str):
+        with self.lock:
+            self.unusable[reason] = self.unusable.get(reason, 0) + 1
+
     def usage(self, cost) -> Usage:
         with self.lock:
-            counts = dict(self.counts)
-        return Usage(
-            **counts, cost=cost(counts["prompt_tokens"], counts["completion_tokens"])
-        )
+            counts, unusable = dict(self.counts), dict(self.unusable)
+        prompt, completion = counts["prompt_tokens"], counts["completion_tokens"]
+        return Usage(**counts, unusable=unusable, cost=cost(prompt, completion))
 
 
 class _Runtime:
@@ -131,6 +295,27 @@ class _Runtime:
             else None
         )
         self.lock = threading.Lock()
+        # What this run has learnt about the endpoint, and said once.
+        self.no_response_format: str | None = None  # the server's refusal
+        self.same_errors: dict[tuple[int, str], int] = {}
+        self.warned: set[str] = set()
+
+    def count_client_error(self, status: int, message: str) -> int:
+        with self.lock:
+            key = (status, message)
+            self.same_errors[key] = self.same_errors.get(key, 0) + 1
+            return self.same_errors[key]
+
+    def answered(self):
+        if self.same_errors:
+            with self.lock:
+                self.same_errors.clear()
+
+    def first_time(self, note: str) -> bool:
+        with self.lock:
+            new = note not in self.warned
+            self.warned.add(note)
+            return new
 
 
 def _is_openai_host(base_url: str | None) -> bool:
@@ -170,7 +355,20 @@ class LLMClient:
     server, Ollama). Requests run on ``n_concurrent`` threads, are retried with
     exponential backoff and jitter on 429, 5xx, timeouts and connection errors
     (honouring ``Retry-After``), and answers are cached durably in SQLite,
-    keyed on the endpoint, the model, the messages and the sampling parameters.
+    keyed on the endpoint, the model, the messages and the sampling parameters
+    (``extra_body`` included).
+
+    Answers are checked, never trusted: one cut off by the token limit
+    (``finish_reason="length"``), still inside an unclosed ``<think>`` block,
+    empty (a server with a reasoning parser sends the thinking as
+    ``reasoning_content`` and no content), or a refusal (``message.refusal``
+    or a text such as "I'm sorry, but I can't...") is neither cached nor used.
+    It is asked again with the bad answer and a correction appended (so the
+    request changes), and the call warns how many answers were unusable, why,
+    and which setting fixes it; ``Completions.unusable`` counts them by
+    reason. The same client error (HTTP 4xx, e.g. a rejected ``max_tokens``
+    or ``temperature``) ``SAME_ERROR_LIMIT`` times in a row stops the run with
+    :class:`LLMRequestError`, which carries the server's message and the fix.
 
     Parameters
     ----------
@@ -189,7 +387,15 @@ class LLMClient:
     temperature : float or None, default=0.0
         Sampling temperature; None omits it (some reasoning models reject it).
     max_tokens : int or None, default=512
-        Maximum output tokens per answer; None omits it.
+        Maximum output tokens per answer; None omits it. Thinking models spend
+        these on their reasoning first.
+    extra_body : dict or None, default=None
+        Extra fields merged into the body of every request (a call's own
+        ``extra_body`` wins key by key) and into the cache key, e.g.
+        ``{"chat_template_kwargs": {"enable_thinking": False}}`` (thinking off
+        on vLLM and llama.cpp server), ``{"reasoning_effort": "low"}`` or
+        ``{"options": {"num_ctx": 8192}}`` (Ollama's native API). See the
+        "LLM servers" page of the documentation.
     n_concurrent : int, default=16
         Requests in flight at once.
     timeout : float, default=60
@@ -244,6 +450,7 @@ class LLMClient:
         "api_key_env": [str, None],
         "temperature": [Interval(Real, 0, None, closed="left"), None],
         "max_tokens": [Interval(Integral, 1, None, closed="left"), None],
+        "extra_body": [dict, None],
         "n_concurrent": [Interval(Integral, 1, None, closed="left")],
         "timeout": [Interval(Real, 0, None, closed="neither")],
         "max_retries": [Interval(Integral, 0, None, closed="left")],
@@ -262,6 +469,7 @@ class LLMClient:
         api_key_env="OPENAI_API_KEY",
         temperature=0.0,
         max_tokens=512,
+        extra_body=None,
         n_concurrent=16,
         timeout=60,
         max_retries=6,
@@ -277,6 +485,7 @@ class LLMClient:
         self.api_key_env = api_key_env
         self.temperature = temperature
         self.max_tokens = max_tokens
+        self.extra_body = extra_body
         self.n_concurrent = n_concurrent
         self.timeout = timeout
         self.max_retries = max_retries
@@ -448,6 +657,8 @@ class LLMClient:
     def _sampling(self, sampling: dict) -> dict:
         merged = {"temperature": self.temperature, "max_tokens": self.max_tokens}
         merged.update(sampling)
+        extra = {**(self.extra_body or {}), **(merged.get("extra_body") or {})}
+        merged["extra_body"] = extra or None
         return {k: v for k, v in merged.items() if v is not None}
 
     def _endpoint(self) -> str:
@@ -475,6 +686,9 @@ class LLMClient:
     def cache_key(self, messages, **sampling) -> str:
         """The cache key of one request: endpoint, model, messages and sampling.
 
+        Sampling is the client's ``temperature``, ``max_tokens`` and
+        ``extra_body`` updated with ``sampling``, as in a request.
+
         The endpoint is the resolved ``base_url`` (or the ``client``'s) with
         its credentials redacted, so changing a password keeps the cache.
         """
@@ -491,13 +705,21 @@ class LLMClient:
     def _request(
         self, messages: list[dict], sampling: dict, tally: _Tally
     ) -> dict | None:
-        """One answer, retried on transient errors; None after max_retries."""
+        """One response, retried on transient errors; None after max_retries.
+
+        Returns ``{"record": ..., "problem": ..., "raw": ...}``: the record to
+        cache (``text`` with thinking stripped, ``top_logprobs``), why it is
+        unusable (None if it is not) and the text the server sent.
+        """
         rt = self._runtime()
         errors = rt.openai
         if rt.limiter is not None:
             chars = sum(len(str(m.get("content", ""))) for m in messages)
             rt.limiter.acquire(chars // 4 + (sampling.get("max_tokens") or 0))
-        for attempt in range(self.max_retries + 1):
+        attempt = 0
+        while True:
+            if rt.no_response_format is not None:
+                sampling = {k: v for k, v in sampling.items() if k != "response_format"}
             try:
                 resp = rt.sdk.chat.completions.create(
                     model=self.model, messages=messages, **sampling
@@ -509,12 +731,20 @@ class LLMClient:
                 if not is_retryable(exc, errors):
                     if exc.status_code in (401, 403, 404):
                         raise  # configuration errors: every request would fail
-                    tally.last_error = f"HTTP {exc.status_code}: {exc.message}"
-                    tally.add(failures=1)
+                    if "response_format" in sampling and _mentions_response_format(exc):
+                        # Structured output is not supported: parse free text
+                        # for the rest of the run (the caller's parser is
+                        # tolerant); this is no failure of the request.
+                        with rt.lock:
+                            if rt.no_response_format is None:
+                                rt.no_response_format = _server_message(exc)
+                        continue
+                    self._client_error(rt, tally, exc)
                     return None
                 wait = retry_after(exc)
                 error = exc
             else:
+                rt.answered()
                 return self._record(resp, tally)
             if attempt == self.max_retries:
                 tally.last_error = f"{type(error).__name__}: {error}"
@@ -522,7 +752,18 @@ class LLMClient:
                 return None
             tally.add(retries=1)
             time.sleep(backoff_delay(attempt, wait))
-        return None  # pragma: no cover
+            attempt += 1
+
+    def _client_error(self, rt: _Runtime, tally: _Tally, exc):
+        """Count a rejected request; stop the run when it keeps happening."""
+        message = _server_message(exc)
+        tally.last_error = f"HTTP {exc.status_code}: {message}"
+        tally.add(failures=1)
+        count = rt.count_client_error(exc.status_code, message)
+        if count >= SAME_ERROR_LIMIT:
+            raise LLMRequestError(
+                exc.status_code, message, _client_error_fix(message), count
+            ) from exc
 
     def _record(self, resp, tally: _Tally) -> dict:
         usage = getattr(resp, "usage", None)
@@ -533,26 +774,54 @@ class LLMClient:
         )
         choice = resp.choices[0] if resp.choices else None
         message = getattr(choice, "message", None)
-        answer = {"text": strip_thinking(getattr(message, "content", None))}
+        content = getattr(message, "content", None)
+        record = {"text": strip_thinking(content)}
         logprobs = getattr(choice, "logprobs", None)
-        content = getattr(logprobs, "content", None)
-        if content:
-            first = content[0]
+        tokens = getattr(logprobs, "content", None)
+        if tokens:
+            first = tokens[0]
             tops = first.top_logprobs or [first]
-            answer["top_logprobs"] = [[t.token, t.logprob] for t in tops]
-        return answer
+            record["top_logprobs"] = [[t.token, t.logprob] for t in tops]
+        refusal = getattr(message, "refusal", None)
+        # Servers with a reasoning parser (vLLM, llama.cpp, Ollama) send the
+        # thinking apart from the content, under one of these names.
+        reasoning = getattr(message, "reasoning_content", None) or getattr(
+            message, "reasoning", None
+        )
+        cut_off = getattr(choice, "finish_reason", None) == "length"
+        if refusal:
+            problem, content = "refusal", refusal
+        else:
+            problem = answer_problem(content)
+        if problem == "empty" and reasoning and cut_off:
+            problem = "unclosed thinking"
+        elif problem is None and cut_off:
+            problem = "cut off"  # the caller may accept it (see _answer)
+        return {"record": record, "problem": problem, "raw": content}
 
-    def _run(self, messages_list, sampling, accept, desc, max_attempts):
+    def _run(
+        self, messages_list, sampling, accept, desc, max_attempts, first_token=False
+    ):
         """Answers aligned with ``messages_list`` (None where missing).
 
-        ``accept(record)`` (one callable, or one per request) returns the value
-        to give back or raises; a cached record that it rejects is asked again.
+        ``accept(record, tally)`` (one callable, or one per request) returns the
+        value to give back or raises; a cached record that it rejects is asked
+        again. ``first_token``: only the first token is read (P(yes)), so an
+        answer cut off by ``max_tokens`` is not a problem.
         """
         rt = self._runtime()
         tally = _Tally()
+        sampling = self._sampling(sampling)
         try:
             values, keys = self._answer(
-                rt, tally, messages_list, sampling, accept, desc, max_attempts
+                rt,
+                tally,
+                messages_list,
+                sampling,
+                accept,
+                desc,
+                max_attempts,
+                first_token,
             )
         finally:
             usage = tally.usage(self._cost)
@@ -560,17 +829,65 @@ class LLMClient:
                 total = self.__dict__.get("_usage_total")
                 self._usage_total = usage if total is None else total + usage
         missing = sum(k not in values for k in keys)
-        if missing:
-            warn_user(
-                f"{missing} of {len(keys)} LLM requests got no usable answer "
-                f"(reported as None); last error: {tally.last_error}",
-                RuntimeWarning,
-            )
+        report = self._report(
+            rt, tally, usage, sampling, missing, len(keys), first_token
+        )
+        if report:
+            warn_user(report, RuntimeWarning)
         return Completions([values.get(k) for k in keys], usage=usage)
 
-    def _answer(self, rt, tally, messages_list, sampling, accept, desc, max_attempts):
+    def _report(self, rt, tally, usage, sampling, missing, n_requests, first_token):
+        """One warning for a call: what went wrong, how often, and the fixes."""
+        parts, fixes = [], []
+        if usage.unusable:
+            counts = sorted(usage.unusable.items(), key=lambda kv: (-kv[1], kv[0]))
+            listing = ", ".join(f"{n} {reason}" for reason, n in counts)
+            parts.append(
+                f"unusable LLM answers: {sum(usage.unusable.values())} "
+                f"({listing}), neither cached nor used"
+            )
+            fixes = [
+                f"{reason}: {_unusable_fix(reason, sampling, first_token)}"
+                for reason, _ in counts
+            ]
+        if missing:
+            parts.append(
+                f"{missing} of {n_requests} LLM requests got no usable answer "
+                f"(reported as None); last error: {tally.last_error}"
+            )
+        if usage.yes_no_from_text and rt.first_time("yes_no_from_text"):
+            parts.append(
+                f"{usage.yes_no_from_text} P(yes) values are 0.0 or 1.0, read "
+                "from the answer text, because the endpoint returned no logprobs "
+                "for 'yes' or 'no' (a server that ignores 'logprobs'; "
+                "usage.yes_no_from_text counts them; said once per run)"
+            )
+        if rt.no_response_format is not None and rt.first_time("response_format"):
+            parts.append(
+                "The endpoint rejected structured output (response_format): "
+                f"{rt.no_response_format!r}; answers are parsed from free text for "
+                "the rest of this run"
+            )
+        if not parts:
+            return None
+        text = "; ".join(parts) + "."
+        text = text[0].upper() + text[1:]
+        if fixes:
+            text += " To fix: " + "; ".join(fixes) + "."
+        return text
+
+    def _answer(
+        self,
+        rt,
+        tally,
+        messages_list,
+        sampling,
+        accept,
+        desc,
+        max_attempts,
+        first_token,
+    ):
         messages_list = [_as_messages(m) for m in messages_list]
-        sampling = self._sampling(sampling)
         endpoint = self._endpoint()
         keys = [self._key(endpoint, m, sampling) for m in messages_list]
         unique = dict(zip(keys, messages_list, strict=True))
@@ -581,31 +898,43 @@ class LLMClient:
         values: dict[str, object] = {}
         cached = rt.store.get_json(unique) if rt.store is not None else {}
         for key, record in cached.items():
+            # Older versions cached some unusable answers ("<think>...").
+            if answer_problem(record.get("text")) is not None:
+                continue
             try:
-                values[key] = accepts[key](record)
+                values[key] = accepts[key](record, tally)
             except Exception:
                 continue
         tally.add(cache_hits=sum(k in values for k in keys))
         todo = [k for k in unique if k not in values]
 
         def work(key):
+            messages = unique[key]
             for attempt in range(max_attempts):
-                record = self._request(unique[key], sampling, tally)
-                if record is None:
+                got = self._request(messages, sampling, tally)
+                if got is None:
                     return None
-                try:
-                    value = accepts[key](record)
-                except Exception as exc:
-                    if attempt + 1 < max_attempts:
-                        tally.add(reasks=1)
-                    else:
-                        tally.last_error = (
-                            f"unusable answer {record.get('text')!r} ({exc})"
-                        )
-                    continue
-                if rt.store is not None:
-                    rt.store.put_json({key: record})
-                return value
+                problem = got["problem"]
+                if problem == "cut off" and first_token:
+                    problem = None
+                detail = problem
+                if problem is None:
+                    try:
+                        value = accepts[key](got["record"], tally)
+                    except Exception as exc:
+                        problem, detail = "unparseable", str(exc)
+                if problem is None:
+                    if rt.store is not None:
+                        rt.store.put_json({key: got["record"]})
+                    return value
+                tally.add_unusable(problem)
+                if attempt + 1 < max_attempts:
+                    tally.add(reasks=1)
+                    messages = _reask_messages(messages, got["raw"], problem, detail)
+                else:
+                    tally.last_error = (
+                        f"unusable answer {_preview(got['raw'])} ({detail})"
+                    )
             tally.add(failures=1)
             return None
 
@@ -632,6 +961,9 @@ class LLMClient:
     def complete(self, messages_list, *, desc=None, **sampling) -> Completions:
         """Answer many chat requests; thinking blocks are stripped.
 
+        An unusable answer (cut off, unclosed thinking, empty, refused) is asked
+        again, as in :meth:`complete_parsed`.
+
         Parameters
         ----------
         messages_list : list of (list of dict or str)
@@ -642,27 +974,43 @@ class LLMClient:
         **sampling
             Extra request parameters (``temperature``, ``max_tokens``, ``seed``,
             ``response_format``, ``extra_body``, ...); None drops a default.
+            ``extra_body`` is merged into the client's own.
 
         Returns
         -------
         Completions
             A list of answers (str, or None where a request failed) in input
-            order; its ``usage`` counts this call's requests.
+            order; its ``usage`` counts this call's requests and its
+            ``unusable`` the answers that could not be used, by reason.
         """
         return self.complete_parsed(messages_list, None, desc=desc, **sampling)
 
     @validate_params(
-        {**_CALL_CONSTRAINTS, "parse": [callable, list, tuple, None]},
+        {
+            **_CALL_CONSTRAINTS,
+            "parse": [callable, list, tuple, None],
+            "json_schema": [dict, None],
+        },
         prefer_skip_nested_validation=True,
     )
     def complete_parsed(
-        self, messages_list, parse, *, desc=None, max_attempts=3, **sampling
+        self,
+        messages_list,
+        parse,
+        *,
+        desc=None,
+        max_attempts=3,
+        json_schema=None,
+        **sampling,
     ) -> Completions:
         """Answer many requests and parse each answer.
 
-        An answer for which ``parse(text)`` raises is asked again (bypassing the
-        cache) up to ``max_attempts`` times in all, then reported as None. Only
-        parseable answers are cached.
+        An unusable answer (cut off, unclosed thinking, empty, refused: see
+        :func:`~sklearn_hypothesaes.llm.answer_problem`) or one for which
+        ``parse(text)`` raises is asked again, with the bad answer and a
+        correction appended to the messages, up to ``max_attempts`` requests
+        in all, then reported as None. Only usable, parseable answers are
+        cached (under the key of the original request).
 
         Parameters
         ----------
@@ -670,11 +1018,21 @@ class LLMClient:
             As in :meth:`complete`.
         parse : callable, list of callables or None
             ``parse(text) -> value``, one for all requests or one per request;
-            None returns the text.
+            None returns the text. ``text`` has its thinking blocks stripped.
         desc : str, default=None
             Label of the progress bar.
         max_attempts : int, default=3
             Requests per item, counting the first, before it is missing.
+        json_schema : dict or None, default=None
+            JSON Schema of the answer, sent as structured output:
+            ``response_format={"type": "json_schema", "json_schema": {"name":
+            "answer", "schema": json_schema, "strict": True}}`` (OpenAI's strict
+            mode needs ``"additionalProperties": false`` and every property
+            required). Where the endpoint answers HTTP 400 naming
+            ``response_format``, the request is sent again without it, and so
+            is every later request of this client (one warning): ``parse``
+            must therefore also read free text. The schema is part of the cache
+            key.
         **sampling
             As in :meth:`complete`.
 
@@ -682,7 +1040,14 @@ class LLMClient:
         -------
         Completions
             ``parse(text)`` per request in input order, or None where missing;
-            its ``usage`` counts this call's requests.
+            its ``usage`` counts this call's requests and its ``unusable`` the
+            answers that could not be used, by reason.
+
+        Raises
+        ------
+        LLMRequestError
+            When the endpoint rejected ``SAME_ERROR_LIMIT`` requests in a row
+            with the same client error (HTTP 4xx).
         """
         if not (parse is None or callable(parse)) and len(parse) != len(messages_list):
             raise ValueError(
@@ -690,12 +1055,19 @@ class LLMClient:
                 "callable or a list with one per request "
                 f"({len(messages_list)}). Got a list of {len(parse)} instead."
             )
+        if json_schema is not None:
+            sampling["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": "answer",
+                    "schema": json_schema,
+                    "strict": True,
+                },
+            }
 
         def accepter(fn):
-            def accept(record):
+            def accept(record, tally):
                 text = record.get("text")
-                if text is None:
-                    raise ValueError("empty answer")
                 return text if fn is None else fn(text)
 
             return accept
@@ -712,9 +1084,13 @@ class LLMClient:
     ) -> Completions:
         """P(yes) for yes/no questions, read from the first output token.
 
-        Uses ``logprobs`` (top 10 alternatives) where the endpoint returns
-        them: P(yes) = p(yes) / (p(yes) + p(no)). Endpoints without logprobs
-        give 1.0 or 0.0 from the answer text.
+        Asks for ``logprobs`` (top 10 alternatives of one token) and returns
+        P(yes) = p(yes) / (p(yes) + p(no)). Where the endpoint returns no
+        logprobs (some ignore the parameter), or none for "yes" or "no", the
+        answer text is parsed instead and the value is 1.0 or 0.0: such values
+        are counted in ``usage.yes_no_from_text`` and the first call that meets
+        them warns. A first token that opens a thinking block is unusable
+        (thinking must be off: see ``extra_body``).
 
         Parameters
         ----------
@@ -732,10 +1108,16 @@ class LLMClient:
         Completions
             P(yes) (float, or None where missing) per request in input order;
             its ``usage`` counts this call's requests.
+
+        Raises
+        ------
+        LLMRequestError
+            When the endpoint rejected ``SAME_ERROR_LIMIT`` requests in a row
+            with the same client error (HTTP 4xx).
         """
         sampling = {"logprobs": True, "top_logprobs": 10, "max_tokens": 1, **sampling}
 
-        def accept(record):
+        def accept(record, tally):
             p_yes = p_no = 0.0
             for token, logprob in record.get("top_logprobs") or []:
                 word = token.strip().lower()
@@ -745,6 +1127,10 @@ class LLMClient:
                     p_no += math.exp(logprob)
             if p_yes + p_no > 0:
                 return p_yes / (p_yes + p_no)
-            return float(parse_yes_no(record.get("text")))
+            value = float(parse_yes_no(record.get("text")))
+            tally.add(yes_no_from_text=1)
+            return value
 
-        return self._run(messages_list, sampling, accept, desc, max_attempts)
+        return self._run(
+            messages_list, sampling, accept, desc, max_attempts, first_token=True
+        )
