@@ -119,13 +119,6 @@ def resolve_hub_id(hub_id, registry=None):
     release, _, sae_id = hub_id.partition("/")
     if registry and release in registry:
         entry = registry[release]
-        saes = {s["id"]: s for s in entry.get("saes", [])}
-        if sae_id not in saes:
-            ids = sorted(saes)
-            shown = ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
-            raise ValueError(
-                f"SAELens release '{release}' has no SAE '{sae_id}'. Its ids: {shown}."
-            )
         converter = entry.get("conversion_func")
         if converter not in (None, "sae_lens"):
             raise NotImplementedError(
@@ -133,6 +126,13 @@ def resolve_hub_id(hub_id, registry=None):
                 "not as a SAELens folder. Load it with SAELens "
                 f"(SAE.from_pretrained('{release}', '{sae_id}')), write it with "
                 "sae.save_model(folder) and pass that folder to load_pretrained."
+            )
+        saes = {s["id"]: s for s in entry.get("saes", [])}
+        if sae_id not in saes:
+            ids = sorted(saes)
+            shown = ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
+            raise ValueError(
+                f"SAELens release '{release}' has no SAE '{sae_id}'. Its ids: {shown}."
             )
         overrides = dict(entry.get("config_overrides") or {})
         return (
