@@ -47,7 +47,14 @@ from collections import OrderedDict
 
 import numpy as np
 
-__all__ = ["MAX_CACHED", "annotate", "clear_worker_cache", "embed", "sae_transform"]
+__all__ = [
+    "MAX_CACHED",
+    "PROBE_TEXT",
+    "annotate",
+    "clear_worker_cache",
+    "embed",
+    "sae_transform",
+]
 
 #: Estimators kept loaded per worker process (least recently used dropped first).
 MAX_CACHED = 4
@@ -184,30 +191,22 @@ def _embed_block(part, key, embedder, n_out, dtype):
     return X
 
 
-def _probe(key, embedder, texts):
-    """Output width and dtype, found on a worker: the client loads no model."""
+# Embedded on a worker to learn the output width and dtype before the graph is
+# built, without reading the user's data (a second graph over the same input
+# keys makes the scheduler warn) and without loading a model on the client.
+PROBE_TEXT = "A short text that tells the embedding width."
+
+
+def _probe(key, embedder):
     held, lock = _held(key, embedder)
     with lock:
-        X = np.asarray(held.transform(list(texts)))
-    if X.ndim != 2 or X.shape[0] != len(texts):
+        X = np.asarray(held.transform([PROBE_TEXT]))
+    if X.ndim != 2 or X.shape[0] != 1:
         raise RuntimeError(
             f"{type(held).__name__}.transform must return a 2-D array with one "
-            f"row per text. Got shape {X.shape} for {len(texts)} text(s)."
+            f"row per text. Got shape {X.shape} for 1 text."
         )
     return X.shape[1], X.dtype.str
-
-
-def _first_text(texts, kind):
-    if kind == "series":
-        head = texts.head(1, npartitions=-1)
-        return _as_list(head)
-    if kind == "bag":
-        return list(texts.take(1, npartitions=-1, warn=False))
-    for block in texts.to_delayed().ravel():
-        found = _as_list(block.compute())
-        if found:
-            return found[:1]
-    return []
 
 
 def embed(texts, embedder):
@@ -216,7 +215,8 @@ def embed(texts, embedder):
     The embedder (its parameters, never a loaded model) is sent once to each
     worker, which loads the model on first use and keeps it for every later
     partition (see the module docstring). One small task runs at once, on a
-    worker, to learn the output width: the client loads no model.
+    worker, to learn the output width by embedding :data:`PROBE_TEXT` (the
+    worker keeps the model it loaded): the client loads no model.
 
     Parameters
     ----------
@@ -268,12 +268,7 @@ def embed(texts, embedder):
     import dask.array as da
 
     key, shipped = _ship(embedder, caller, "embedder")
-    first = _first_text(texts, kind)
-    if not first:
-        raise ValueError(
-            f"The 'texts' argument of {caller} has 0 texts; at least 1 is required."
-        )
-    n_out, dtype = dask.delayed(_probe, pure=False)(key, shipped, first).compute()
+    n_out, dtype = dask.delayed(_probe, pure=False)(key, shipped).compute()
     dtype = np.dtype(dtype)
     meta = np.empty((0, n_out), dtype=dtype)
     if kind == "series":
