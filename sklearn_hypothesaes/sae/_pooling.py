@@ -232,7 +232,7 @@ class TokenwiseTransformer(TransformerMixin, BaseEstimator):
         sample = X
         if self.max_tokens_per_document is not None:
             sample = X.subsample(self.max_tokens_per_document, self.random_state)
-        self.estimator_ = clone(self.estimator).fit(sample.values)
+        self.estimator_ = clone(self.estimator).fit(sample.values, None)
         self.n_features_in_ = X.n_features
         self.n_training_tokens_ = sample.n_tokens
         width = getattr(self.estimator_, "n_features_in_", X.n_features)
