@@ -44,8 +44,24 @@ def test_parse_multi_answer(answer, n, values):
     assert parse_multi_answer(answer, n) == values
 
 
-@pytest.mark.parametrize("answer", ['{"1": 1}', "no idea", '{"1": 1, "2": "maybe"}'])
-def test_parse_multi_answer_rejects_incomplete(answer):
+@pytest.mark.parametrize(
+    "answer, values",
+    [('{"1": 1}', [1.0, np.nan]), ('{"1": 1, "2": "maybe"}', [1.0, np.nan])],
+)
+def test_parse_multi_answer_leaves_out_what_is_missing(answer, values):
+    np.testing.assert_array_equal(parse_multi_answer(answer, 2), values)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "no idea",
+        '{"1": <1 or 0>, "2": <1 or 0>, ...}',  # the prompt's shape, copied
+        "I'm sorry, but I can't help with that.",
+        "<think>The first property",
+    ],
+)
+def test_parse_multi_answer_rejects_answers_without_any_value(answer):
     with pytest.raises(ValueError):
         parse_multi_answer(answer, 2)
 
@@ -53,12 +69,12 @@ def test_parse_multi_answer_rejects_incomplete(answer):
 def test_multi_mode_sends_each_text_once_per_chunk(make_client):
     with FakeOpenAIServer(chat=concept_judge) as srv:
         client = make_client(srv)
-        out = annotate_texts(TEXTS, CONCEPTS, client=client, concepts_per_call=3)
+        out = annotate_texts(TEXTS, CONCEPTS, client=client, concepts_per_request=3)
         np.testing.assert_array_equal(out, expected(TEXTS, CONCEPTS))
         assert out.dtype == np.float64
         # 4 concepts in chunks of 3 -> 2 requests per text.
         assert len(srv.requests) == len(TEXTS) * 2
-        again = annotate_texts(TEXTS, CONCEPTS, client=client, concepts_per_call=3)
+        again = annotate_texts(TEXTS, CONCEPTS, client=client, concepts_per_request=3)
         np.testing.assert_array_equal(again, out)
         assert len(srv.requests) == len(TEXTS) * 2  # all cached
 
@@ -96,12 +112,12 @@ def test_missing_answers_are_nan_and_counted(make_client):
         srv.malformed(times=3)  # the first text's three attempts all fail
         client = make_client(srv, n_concurrent=1)
         with pytest.warns(UserWarning, match="4 of 20 annotations are missing"):
-            out = annotate_texts(TEXTS, CONCEPTS, client=client)
+            out = annotate_texts(TEXTS, CONCEPTS, client=client, concepts_per_request=4)
         assert np.isnan(out[0]).all()
         np.testing.assert_array_equal(out[1:], expected(TEXTS[1:], CONCEPTS))
         # A second run asks only for what is missing.
         n_before = len(srv.requests)
-        out = annotate_texts(TEXTS, CONCEPTS, client=client)
+        out = annotate_texts(TEXTS, CONCEPTS, client=client, concepts_per_request=4)
         assert len(srv.requests) == n_before + 1
         np.testing.assert_array_equal(out, expected(TEXTS, CONCEPTS))
 
@@ -115,9 +131,8 @@ def test_long_texts_are_cut(make_client):
             max_text_chars=20,
         )
         assert out.tolist() == [[0.0]]  # "dog" was cut off
-        assert (
-            "Text: x x x x x x x x x x...\n"
-            in srv.requests[0]["body"]["messages"][0]["content"]
+        assert srv.requests[0]["body"]["messages"][0]["content"].endswith(
+            'Text: """x x x x x x x x x x [...]"""\n'
         )
 
 
@@ -125,17 +140,21 @@ def test_custom_prompt_and_bad_arguments(make_client):
     template = "Concepts:\n{concepts}\nJSON only.\nText: {text}"
     with FakeOpenAIServer(chat=concept_judge) as srv:
         out = annotate_texts(
-            TEXTS[:1], CONCEPTS[:1], client=make_client(srv), prompt_template=template
+            TEXTS[:1],
+            CONCEPTS[:2],
+            client=make_client(srv),
+            prompt_template=template,
+            concepts_per_request=2,
         )
-        assert out.tolist() == [[1.0]]
+        assert out.tolist() == [[1.0, 0.0]]
         assert srv.requests[0]["body"]["messages"][0]["content"].startswith("Concepts:")
     client = LLMClient(cache_dir=False)
     with pytest.raises(ValueError, match="'mode' parameter of annotate_texts"):
         annotate_texts(TEXTS, CONCEPTS, client=client, mode="batch")
     with pytest.raises(TypeError, match="'texts' parameter"):
         annotate_texts("one text", CONCEPTS, client=client)
-    with pytest.raises(ValueError, match="'concepts_per_call'"):
-        annotate_texts(TEXTS, CONCEPTS, client=client, concepts_per_call=0)
+    with pytest.raises(ValueError, match="'concepts_per_request'"):
+        annotate_texts(TEXTS, CONCEPTS, client=client, concepts_per_request=0)
     assert annotate_texts([], CONCEPTS, client=client).shape == (0, 4)
 
 
@@ -145,7 +164,8 @@ from sklearn_hypothesaes import LLMClient, annotate_texts
 texts = [f"text {i} about a {'dog' if i % 3 else 'cat'}" for i in range(30)]
 client = LLMClient(base_url=sys.argv[1], cache_dir=sys.argv[2], n_concurrent=4,
                    max_retries=0)
-annotate_texts(texts, ["mentions a dog", "mentions a cat"], client=client)
+annotate_texts(texts, ["mentions a dog", "mentions a cat"], client=client,
+               concepts_per_request=2)
 """
 
 
@@ -189,7 +209,7 @@ def test_killed_run_resumes_without_asking_twice(tmp_path):
         gate.set()
 
         client = LLMClient(base_url=srv.base_url, cache_dir=tmp_path, n_concurrent=4)
-        out = annotate_texts(texts, concepts, client=client)
+        out = annotate_texts(texts, concepts, client=client, concepts_per_request=2)
     np.testing.assert_array_equal(out, expected(texts, concepts))
     assert len(answered) == len(texts)
     assert set(answered.values()) == {1}  # nothing was paid for twice

@@ -33,7 +33,7 @@ def make_corpus():
 
 def section(prompt, title):
     block = prompt.split(title, 1)[1].split("\n\n", 1)[0]
-    return re.findall(r"^\d+\. (.+)$", block, re.M)
+    return re.findall(r'^\d+\. """(.+)"""$', block, re.M)
 
 
 def interpreter():
@@ -90,6 +90,7 @@ def test_planted_concepts_and_fidelity(make_client):
                 n_examples=6,
                 n_fidelity=20,
                 random_state=0,
+                concepts_per_request=2,
             )
         prompts = [last_user_message(r["body"]) for r in srv.requests]
         n_requests = len(srv.requests)
@@ -104,6 +105,7 @@ def test_planted_concepts_and_fidelity(make_client):
                 n_examples=6,
                 n_fidelity=20,
                 random_state=0,
+                concepts_per_request=2,
             )
         assert len(srv.requests) == n_requests
     assert again.equals(frame)
@@ -132,7 +134,7 @@ def test_planted_concepts_and_fidelity(make_client):
     index = {t: i for i, t in enumerate(texts)}
     for latent, keyword in ((0, "dog"), (1, "rain")):
         held = [
-            p.rpartition("Text: ")[2].strip()
+            p.rpartition("Text: ")[2].strip().strip('"')
             for p in annotate_prompts
             if keyword in p.split("Text: ")[0]
         ]

@@ -19,7 +19,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from ..llm import Usage
 from ..utils._validation import check_texts
-from ._annotate import annotate_groups
+from ._annotate import MAX_TEXT_CHARS, annotate_groups, resolve_mode
 from ._base import Strategy
 from ._terms import PhraseMatcher
 
@@ -109,22 +109,33 @@ class LLMAnnotator(Strategy):
     ----------
     client : LLMClient
         The endpoint, its concurrency and its answer cache.
-    mode : {"multi", "single"}, default="multi"
-        "multi" asks about up to ``concepts_per_call`` concepts of one text in
-        one request with a JSON answer (each text is sent once per chunk);
-        "single" asks one yes/no question per (text, concept).
-    concepts_per_call : int, default=10
-        Concepts per request in multi mode.
+    concepts_per_request : int, default=1
+        Concepts asked about in one request. 1 asks one yes/no question per
+        (text, concept), as the HypotheSAEs paper does; more lists that many
+        concepts (in an order shuffled per text) and asks for a JSON object,
+        sending each text fewer times. ``benchmarks/bench_annotation_protocol.py``
+        shows the trade-off and :func:`annotation_agreement` measures it on
+        your texts with your model.
+    mode : {"multi", "single"} or None, default=None
+        Kept for older code: "single" is ``concepts_per_request=1``; "multi"
+        uses ``concepts_per_request`` if above 1, else 10.
     probabilities : bool, default=False
-        P(yes) from the first output token's logprobs instead of 0/1.
-    max_text_chars : int or None, default=None
-        Texts longer than this are cut.
+        P(yes) from the first output token's logprobs instead of 0/1 (one
+        concept per request).
+    max_text_chars : int or None, default=500
+        Texts longer than this are cut (and end with ``[...]``); None sends
+        them whole. Use the same value as the describer, so that fidelity is
+        scored on what the final annotation reads.
     prompt_template : str or None, default=None
         Replaces the packaged prompt (see :func:`annotate_texts`).
+    random_state : int, RandomState instance or None, default=0
+        Seeds the order of the concepts in each text's requests. Keep an int:
+        the same prompts on every run reuse the answer cache.
 
     See Also
     --------
     annotate_texts : The function this calls.
+    annotation_agreement : Several concepts per request against one.
     PhraseAnnotator : The offline annotator.
 
     Examples
@@ -132,7 +143,7 @@ class LLMAnnotator(Strategy):
     >>> from sklearn_hypothesaes import LLMClient
     >>> from sklearn_hypothesaes import LLMAnnotator
     >>> client = LLMClient(base_url="http://localhost:8000/v1")
-    >>> annotator = LLMAnnotator(client, mode="single")
+    >>> annotator = LLMAnnotator(client, concepts_per_request=10)
     >>> annotator.annotate(["A dog barked."], ["mentions a dog"])  # doctest: +SKIP
     Annotations(values=array([[1.]]), usage=Usage(calls=1, ...))
     """
@@ -141,29 +152,32 @@ class LLMAnnotator(Strategy):
 
     _parameter_constraints: dict = {
         "client": [HasMethods(["complete_parsed"])],
-        "mode": [StrOptions({"multi", "single"})],
-        "concepts_per_call": [Interval(Integral, 1, None, closed="left")],
+        "concepts_per_request": [Interval(Integral, 1, None, closed="left")],
+        "mode": [StrOptions({"multi", "single"}), None],
         "probabilities": ["boolean"],
         "max_text_chars": [Interval(Integral, 1, None, closed="left"), None],
         "prompt_template": [str, None],
+        "random_state": ["random_state"],
     }
 
     def __init__(
         self,
         client,
         *,
-        mode="multi",
-        concepts_per_call=10,
+        concepts_per_request=1,
+        mode=None,
         probabilities=False,
-        max_text_chars=None,
+        max_text_chars=MAX_TEXT_CHARS,
         prompt_template=None,
+        random_state=0,
     ):
         self.client = client
+        self.concepts_per_request = concepts_per_request
         self.mode = mode
-        self.concepts_per_call = concepts_per_call
         self.probabilities = probabilities
         self.max_text_chars = max_text_chars
         self.prompt_template = prompt_template
+        self.random_state = random_state
 
     def annotate(self, texts, concepts, *, desc="Annotating") -> Annotations:
         """Ask the LLM about every (text, concept) pair.
@@ -181,6 +195,11 @@ class LLMAnnotator(Strategy):
         -------
         annotations : Annotations
             NaN where no usable answer came back (counted in a warning).
+
+        Raises
+        ------
+        RuntimeError
+            When no annotation at all got a usable answer.
         """
         texts = check_texts(texts, caller="LLMAnnotator.annotate")
         concepts = check_texts(
@@ -211,10 +230,10 @@ class LLMAnnotator(Strategy):
         return annotate_groups(
             groups,
             client=self.client,
-            mode=self.mode,
-            concepts_per_call=self.concepts_per_call,
+            concepts_per_request=resolve_mode(self.mode, self.concepts_per_request),
             probabilities=self.probabilities,
             max_text_chars=self.max_text_chars,
             prompt_template=self.prompt_template,
+            random_state=self.random_state,
             desc=desc,
         )

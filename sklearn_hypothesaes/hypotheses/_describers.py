@@ -25,6 +25,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from ..llm import Usage
 from ..utils._validation import check_texts, resolve_task
+from ._annotate import MAX_TEXT_CHARS
 from ._annotators import LLMAnnotator, PhraseAnnotator
 from ._base import Strategy
 from ._fidelity import fidelity_scores
@@ -248,7 +249,14 @@ class LLMDescriber(Strategy):
     prompt_template : str or None, default=None
         Replaces the packaged prompt.
     max_text_chars : int or None, default=500
-        Examples are cut to this many characters.
+        Texts are cut to this many characters: the examples in prompts and,
+        through :meth:`default_annotator`, fidelity and final annotation, so
+        that a description is scored and used on what its interpreter read.
+        None shows texts whole (mind the model's context length: a prompt
+        holds ``2 * n_examples`` texts).
+    concepts_per_request : int, default=1
+        Concepts per annotation request of :meth:`default_annotator` (see
+        :class:`LLMAnnotator`).
 
     See Also
     --------
@@ -273,6 +281,7 @@ class LLMDescriber(Strategy):
         "n_fidelity": [Interval(Integral, 0, None, closed="left")],
         "prompt_template": [str, None],
         "max_text_chars": [Interval(Integral, 1, None, closed="left"), None],
+        "concepts_per_request": [Interval(Integral, 1, None, closed="left")],
     }
 
     def __init__(
@@ -285,7 +294,8 @@ class LLMDescriber(Strategy):
         instructions=None,
         n_fidelity=40,
         prompt_template=None,
-        max_text_chars=500,
+        max_text_chars=MAX_TEXT_CHARS,
+        concepts_per_request=1,
     ):
         self.client = client
         self.n_candidates = n_candidates
@@ -295,10 +305,16 @@ class LLMDescriber(Strategy):
         self.n_fidelity = n_fidelity
         self.prompt_template = prompt_template
         self.max_text_chars = max_text_chars
+        self.concepts_per_request = concepts_per_request
 
     def default_annotator(self):
-        """:class:`LLMAnnotator` on the same client."""
-        return LLMAnnotator(self.client)
+        """:class:`LLMAnnotator` on the same client, with the same
+        ``max_text_chars`` and ``concepts_per_request``."""
+        return LLMAnnotator(
+            self.client,
+            concepts_per_request=self.concepts_per_request,
+            max_text_chars=self.max_text_chars,
+        )
 
     def describe(self, texts, activations, *, annotator, random_state=None):
         """Describe every column of ``activations`` (see :class:`TermDescriber`).
@@ -332,7 +348,7 @@ class LLMDescriber(Strategy):
         missing = {
             j: "never fires"
             if not (_column(acts, j) > 0).any()
-            else "the LLM gave no usable description"
+            else "the LLM gave no usable description (see the LLM warning)"
             for j in range(acts.shape[1])
             if j not in described
         }

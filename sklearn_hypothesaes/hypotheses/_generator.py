@@ -127,6 +127,16 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
         warning: two latents for one concept give near-duplicate hypotheses,
         which add nothing and make the joint regression unstable. None keeps
         every hypothesis.
+    concepts_per_request : int or None, default=None
+        Concepts asked about in one annotation request, set on the describer
+        and the annotator that take it (:class:`LLMDescriber`,
+        :class:`LLMAnnotator`); None keeps theirs (1: one yes/no question per
+        text and concept). More is cheaper and may be less accurate: see
+        :func:`annotation_agreement`.
+    max_text_chars : int or None, default=None
+        Texts are cut to this many characters wherever an LLM reads them
+        (examples, fidelity, final annotation), set on the describer and the
+        annotator that take it; None keeps theirs (500).
     random_state : int, RandomState instance or None, default=None
         Controls the describer's sampling and the sample of
         ``max_fit_annotations``.
@@ -228,6 +238,8 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
         "alpha": [Interval(Real, 0, 1, closed="neither")],
         "max_fit_annotations": [Interval(Integral, 1, None, closed="left")],
         "max_redundancy": [Interval(Real, 0, 1, closed="right"), None],
+        "concepts_per_request": [Interval(Integral, 1, None, closed="left"), None],
+        "max_text_chars": [Interval(Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
         "pairwise": ["boolean"],
         "verbose": ["verbose"],
@@ -243,6 +255,8 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
         alpha=0.05,
         max_fit_annotations=2000,
         max_redundancy=0.8,
+        concepts_per_request=None,
+        max_text_chars=None,
         random_state=None,
         pairwise=False,
         verbose=0,
@@ -254,6 +268,8 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
         self.alpha = alpha
         self.max_fit_annotations = max_fit_annotations
         self.max_redundancy = max_redundancy
+        self.concepts_per_request = concepts_per_request
+        self.max_text_chars = max_text_chars
         self.random_state = random_state
         self.pairwise = pairwise
         self.verbose = verbose
@@ -302,6 +318,15 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
         describer = (
             clone(self.describer) if self.describer is not None else TermDescriber()
         )
+        protocol = {
+            name: value
+            for name, value in (
+                ("concepts_per_request", self.concepts_per_request),
+                ("max_text_chars", self.max_text_chars),
+            )
+            if value is not None
+        }
+        _set_protocol(describer, protocol)
         if self.annotator is not None:
             annotator = clone(self.annotator)
         elif hasattr(describer, "default_annotator"):
@@ -312,6 +337,15 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
                 f"a describer that has no default_annotator(); got annotator=None "
                 f"with describer={type(describer).__name__}. Pass an annotator "
                 "such as PhraseAnnotator() or LLMAnnotator(client)."
+            )
+        taken = _set_protocol(annotator, protocol) | _set_protocol(describer, protocol)
+        for name in set(protocol) - taken:
+            raise ValueError(
+                f"The {name!r} parameter of HypothesisGenerator is set "
+                f"({name}={protocol[name]}), but neither the describer "
+                f"({type(describer).__name__}) nor the annotator "
+                f"({type(annotator).__name__}) takes it: it applies to an LLM "
+                f"(LLMDescriber, LLMAnnotator). Leave it None offline."
             )
         self.describer_, self.annotator_ = describer, annotator
         rng = check_random_state(self.random_state)
@@ -829,6 +863,15 @@ class HypothesisGenerator(TransformerMixin, BaseEstimator, auto_wrap_output_keys
             tags.classifier_tags = ClassifierTags()
             tags.regressor_tags = RegressorTags()
         return tags
+
+
+def _set_protocol(strategy, protocol) -> set:
+    """Set the annotation settings a strategy takes; returns their names."""
+    params = strategy.get_params(deep=False) if hasattr(strategy, "get_params") else {}
+    taken = {name: value for name, value in protocol.items() if name in params}
+    if taken:
+        strategy.set_params(**taken)
+    return set(taken)
 
 
 def _take(texts, rows):

@@ -23,10 +23,10 @@ from sklearn.utils._param_validation import (
     validate_params,
 )
 
-from ..llm import Usage, fill_prompt, load_prompt, strip_thinking
+from ..llm import Usage, answer_problem, fill_prompt, load_prompt, strip_preamble
 from ..utils._misc import warn_user
 from ..utils._validation import check_texts
-from ._annotate import shorten_text
+from ._annotate import MAX_TEXT_CHARS, quote_text
 from ._annotators import LLMAnnotator
 from ._fidelity import FIDELITY_KEYS, fidelity_scores
 
@@ -46,17 +46,34 @@ _LEAD = re.compile(
 
 
 def parse_hypothesis(text: str) -> str:
-    """The concept from an interpreter's answer: first line, no bullets/quotes.
+    """The concept from an interpreter's answer, or raise ValueError.
+
+    Reasoning blocks and lead-ins ("Here is the property:", "Sure!") are
+    dropped, then the first line is kept without bullets or quotes. Refusals,
+    empty answers and answers cut off mid-thought are refused (see
+    :func:`~sklearn_hypothesaes.llm.answer_problem`), and so is a line that
+    cannot be a concept (a lead-in with nothing after it, markup, more than
+    40 words).
 
     Examples
     --------
     >>> parse_hypothesis('- "Mentions retriever dogs."')
     'mentions retriever dogs'
+    >>> parse_hypothesis("Here is the property:\n\nMentions a refund.")
+    'mentions a refund'
     """
-    lines = [ln.strip() for ln in (strip_thinking(text) or "").splitlines()]
+    problem = answer_problem(text)
+    if problem is not None:
+        raise ValueError(f"Unusable answer ({problem}): {text!r}.")
+    lines = [ln.strip() for ln in (strip_preamble(text) or "").splitlines()]
     line = next((ln for ln in lines if ln), "")
     line = _LEAD.sub("", line).strip().strip("\"'`*").strip().rstrip(".").strip()
-    if not line or len(line.split()) > 40:
+    if (
+        not line
+        or len(line.split()) > 40
+        or line.endswith(":")
+        or line.startswith(("<", "{", "["))
+    ):
         raise ValueError(f"Expected one short concept. Got {text!r}.")
     return line[0].lower() + line[1:]
 
@@ -100,7 +117,7 @@ def _sample_prompts(acts, n_candidates, n_examples, n_fidelity, sampling, rng):
 
 def _numbered(texts, indices, max_chars) -> str:
     return "\n".join(
-        f"{i}. {shorten_text(texts[j], max_chars)}" for i, j in enumerate(indices, 1)
+        f"{i}. {quote_text(texts[j], max_chars)}" for i, j in enumerate(indices, 1)
     )
 
 
@@ -119,7 +136,7 @@ def _numbered(texts, indices, max_chars) -> str:
         "prompt_template": [str, None],
         "random_state": ["random_state"],
         "max_text_chars": [Interval(Integral, 1, None, closed="left"), None],
-        "annotation_mode": [StrOptions({"multi", "single"})],
+        "concepts_per_request": [Interval(Integral, 1, None, closed="left")],
     },
     prefer_skip_nested_validation=True,
 )
@@ -137,8 +154,8 @@ def interpret_latents(
     n_fidelity=40,
     prompt_template=None,
     random_state=None,
-    max_text_chars=500,
-    annotation_mode="multi",
+    max_text_chars=MAX_TEXT_CHARS,
+    concepts_per_request=1,
 ) -> pd.DataFrame:
     """Describe latents with an LLM and score each description's fidelity.
 
@@ -155,7 +172,8 @@ def interpret_latents(
     annotator : LLMClient, annotator or None, default=None
         What labels held-out texts for fidelity: an annotator object (with
         ``annotate(texts, concepts)``, such as :class:`LLMAnnotator`), or an
-        LLMClient (asked in ``annotation_mode``); None uses ``client``.
+        LLMClient (asked ``concepts_per_request`` concepts at a time, with
+        texts cut at ``max_text_chars``); None uses ``client``.
     n_candidates : int, default=1
         Descriptions per latent, each from different examples.
     n_examples : int, default=10
@@ -174,17 +192,25 @@ def interpret_latents(
     random_state : int, RandomState instance or None, default=None
         Controls example sampling.
     max_text_chars : int or None, default=500
-        Examples are cut to this many characters in prompts and annotation.
-    annotation_mode : {"multi", "single"}, default="multi"
+        Texts are cut to this many characters in prompts and in fidelity
+        annotation; None shows them whole.
+    concepts_per_request : int, default=1
         How an LLMClient ``annotator`` asks (see :func:`annotate_texts`).
 
     Returns
     -------
     DataFrame
         One row per (latent, candidate): ``latent``, ``candidate``,
-        ``hypothesis`` (None where the LLM gave none or the latent never
-        fires), ``precision``, ``recall``, ``f1``, ``correlation`` and ``best``
-        (the top-F1 candidate of its latent).
+        ``hypothesis`` (None where the LLM gave no usable answer or the
+        latent never fires), ``precision``, ``recall``, ``f1``,
+        ``correlation`` and ``best`` (the top-F1 candidate of its latent).
+
+    Raises
+    ------
+    RuntimeError
+        When no latent that fires got a usable description (every answer
+        refused, empty, cut off or unparseable); the message counts the
+        reasons and says what to change.
 
     See Also
     --------
@@ -205,7 +231,7 @@ def interpret_latents(
     if annotator is None or not hasattr(annotator, "annotate"):
         annotator = LLMAnnotator(
             annotator if annotator is not None else client,
-            mode=annotation_mode,
+            concepts_per_request=concepts_per_request,
             max_text_chars=max_text_chars,
         )
     frame, _ = describe_latents_with_llm(
@@ -240,7 +266,7 @@ def describe_latents_with_llm(
     n_fidelity=40,
     prompt_template=None,
     random_state=None,
-    max_text_chars=500,
+    max_text_chars=MAX_TEXT_CHARS,
     warn_dead=True,
 ):
     """The engine of :func:`interpret_latents`: returns ``(frame, usage)``,
@@ -301,6 +327,8 @@ def describe_latents_with_llm(
         prompts, parse_hypothesis, desc="Interpreting latents"
     )
     hypotheses = dict(zip(owners, answers, strict=True))
+    if answers and all(a is None for a in answers):
+        raise RuntimeError(_no_description_message(answers.usage, len(answers)))
 
     usage = answers.usage
     scores = {}
@@ -363,3 +391,34 @@ def _annotate_groups(annotator, groups):
         rows.append(np.asarray(out.values, dtype=float)[0])
         usage = usage + out.usage
     return rows, usage
+
+
+def _no_description_message(usage, n_prompts) -> str:
+    """Why no latent got a description, and what to change."""
+    reasons = usage.unusable
+    listing = ", ".join(f"{n} {why}" for why, n in reasons.items()) or "none"
+    fixes = {
+        "refusal": "the model refused: write what the texts are in "
+        "instructions=..., or use another model",
+        "unclosed thinking": "a thinking model ran out of tokens: raise "
+        "max_tokens or turn thinking off with LLMClient(extra_body={"
+        "'chat_template_kwargs': {'enable_thinking': False}})",
+        "cut off": "answers reached max_tokens: raise LLMClient(max_tokens=...)",
+        "empty": "the server sent empty answers: check the model's chat template "
+        "(a reasoning parser sends thinking apart; turn thinking off)",
+        "unparseable": "answers were not one short property: use a larger "
+        "model, or a prompt_template that your model follows",
+    }
+    advice = [fixes[why] for why in reasons if why in fixes]
+    if usage.failures and not reasons:
+        advice.append(
+            "requests failed: check base_url, the model name and the server's log"
+        )
+    return (
+        f"The LLM gave no usable description for any latent: all {n_prompts} "
+        f"interpretation prompts ended without one (unusable answers: {listing}; "
+        f"requests: {usage.calls}, failed: {usage.failures}). No hypothesis "
+        "can be made from them. To fix: "
+        + ("; ".join(advice) or "try the model by hand on one prompt")
+        + "."
+    )
