@@ -278,10 +278,11 @@ def test_llm_annotation_on_workers_equals_in_process(client, tmp_path):
             LLMClient(model="fake", base_url=server.base_url, cache_dir=False)
         )
         expected = annotator.annotate(series.tolist(), CONCEPTS).values
-        assert len(server.requests) == 24  # one multi-concept prompt per text
+        n_local = len(server.requests)
         texts = dd.from_pandas(series, npartitions=4, sort=False)
         got = annotate(texts, CONCEPTS, annotator).compute()
-        assert len(server.requests) == 48  # every text asked once more
+        # Every prompt was sent once more, from the workers: no partition twice.
+        assert len(server.requests) == 2 * n_local >= 2 * 24
     assert list(got.columns) == CONCEPTS
     assert list(got.index) == index
     np.testing.assert_array_equal(got.to_numpy(), expected)
