@@ -22,9 +22,34 @@ Endpoints
 ``chat`` is either a callable ``chat(body) -> str | dict`` or a list of
 ``(regex, reply)`` rules matched (``re.search``, case-insensitive) against the
 last user message; ``reply`` is a string or a callable ``reply(match, body)``.
-A dict reply has ``content`` and optionally ``reasoning_content`` and
-``logprobs`` (OpenAI's ``{"content": [...]}`` format). Unmatched messages get
-``default_reply``.
+A dict reply has ``content`` (a string or None) and optionally
+``reasoning_content``, ``logprobs`` (OpenAI's ``{"content": [...]}`` format),
+``refusal`` and ``finish_reason``. Unmatched messages get ``default_reply``.
+
+Failure shapes of real servers (constructor options, also settable as
+attributes while the server runs; all off by default):
+
+- ``thinking="tags"``: a thinking model without a reasoning parser: the content
+  is ``<think> ...thinking_words words... </think>`` then the answer.
+  ``thinking="parser"``: a server with a reasoning parser: the thinking comes
+  as ``reasoning_content`` (``reasoning_field``), the answer as content.
+  Either is turned off per request by ``chat_template_kwargs.enable_thinking:
+  false`` (vLLM, llama.cpp), ``reasoning_effort: "none"`` or ``think: false``
+  (Ollama). Thinking counts against ``max_tokens``: an answer that does not
+  fit is cut off with ``finish_reason="length"`` (an unclosed ``<think>``, or
+  no content at all after the parser).
+- ``truncate=True``: any reply longer than ``max_tokens`` (or
+  ``max_completion_tokens``) words is cut off with ``finish_reason="length"``.
+- ``preamble="Here is the property:\n\n"``: prefixed to every reply.
+- ``refusal="text"``: every reply is "I'm sorry, but I can't help with that.";
+  ``refusal="field"``: content null and OpenAI's ``message.refusal`` set.
+- ``content_null=True``: every reply has content null (and nothing else).
+- ``logprobs=False``: the ``logprobs`` request parameter is ignored.
+- ``reject_params=("max_tokens",)``: a request that carries one of these body
+  keys gets HTTP 400 with OpenAI's "Unsupported parameter" error.
+- ``response_format=False``: a request with ``response_format`` of type
+  ``json_schema`` gets HTTP 400 naming ``response_format``; with True (the
+  default) it is accepted and passed to ``chat`` in the body.
 
 Token counts are whitespace-split words: ``prompt_tokens`` over every message
 (or the Responses ``input``), ``completion_tokens`` over the reply.
@@ -105,13 +130,43 @@ class FakeOpenAIServer:
         Content for chat messages no rule matches.
     delay : float, default=0.0
         Seconds slept before each reply; can be changed while running.
+    thinking, thinking_words, reasoning_field, truncate, preamble, refusal, \
+content_null, logprobs, reject_params, response_format
+        Failure shapes of real servers (see the module docstring).
     """
 
-    def __init__(self, chat=None, embed_dim=16, default_reply="no", delay=0.0):
+    def __init__(
+        self,
+        chat=None,
+        embed_dim=16,
+        default_reply="no",
+        delay=0.0,
+        *,
+        thinking=None,
+        thinking_words=40,
+        reasoning_field="reasoning_content",
+        truncate=False,
+        preamble="",
+        refusal=None,
+        content_null=False,
+        logprobs=True,
+        reject_params=(),
+        response_format=True,
+    ):
         self.chat = chat
         self.embed_dim = embed_dim
         self.default_reply = default_reply
         self.delay = delay
+        self.thinking = thinking
+        self.thinking_words = thinking_words
+        self.reasoning_field = reasoning_field
+        self.truncate = truncate
+        self.preamble = preamble
+        self.refusal = refusal
+        self.content_null = content_null
+        self.logprobs = logprobs
+        self.reject_params = tuple(reject_params)
+        self.response_format = response_format
         self.requests: list[dict] = []
         self.in_flight = 0
         self.in_flight_max = 0
@@ -222,6 +277,53 @@ class FakeOpenAIServer:
         return {"content": out} if isinstance(out, str) else dict(out)
 
 
+REFUSAL_TEXT = "I'm sorry, but I can't help with that."
+_THOUGHT = (
+    "Okay, let me think about this carefully. The user asks whether the text "
+    "matches, so I should read it again and weigh each word before I answer."
+).split()
+
+
+def thinking_disabled(body: dict) -> bool:
+    """Whether a request turns thinking off, in any server's dialect."""
+    kwargs = body.get("chat_template_kwargs") or {}
+    return (
+        kwargs.get("enable_thinking") is False
+        or body.get("reasoning_effort") == "none"
+        or body.get("think") is False
+    )
+
+
+def first_words(text: str, n: int) -> str:
+    """``text`` up to the end of its ``n``-th whitespace-separated word."""
+    ends = [m.end() for m in re.finditer(r"\S+", text)]
+    return text if n >= len(ends) else text[: ends[n - 1]] if n > 0 else ""
+
+
+def _unsupported(name: str) -> dict:
+    """OpenAI's error for a parameter the model rejects."""
+    if name == "max_tokens":
+        message = (
+            "Unsupported parameter: 'max_tokens' is not supported with this "
+            "model. Use 'max_completion_tokens' instead."
+        )
+    elif name == "temperature":
+        message = (
+            "Unsupported value: 'temperature' does not support 0.0 with this "
+            "model. Only the default (1) value is supported."
+        )
+    else:
+        message = f"Unsupported parameter: '{name}' is not supported with this model."
+    return {
+        "error": {
+            "message": message,
+            "type": "invalid_request_error",
+            "param": name,
+            "code": "unsupported_parameter",
+        }
+    }
+
+
 def _first_token_logprobs(content: str) -> dict:
     token = (content.split() or [""])[0]
     return {
@@ -306,6 +408,11 @@ class _Handler(BaseHTTPRequestHandler):
                 "/embeddings": self._embeddings,
             }
             route = next((f for p, f in routes.items() if self.path.endswith(p)), None)
+            rejected = self._rejected(body) if route == self._chat_completion else None
+            if rejected is not None:
+                record["status"] = 400
+                self._send(400, rejected)
+                return
             if route is None:
                 record["status"] = 404
                 self._send(404, {"error": {"message": f"no route {self.path}"}})
@@ -324,19 +431,82 @@ class _Handler(BaseHTTPRequestHandler):
             with srv._lock:
                 srv.in_flight -= 1
 
-    def _chat_completion(self, body: dict, record: dict) -> dict:
-        reply = self.server_ref._reply(body)
+    def _rejected(self, body: dict) -> dict | None:
+        """The 400 error a server with unsupported parameters would send."""
+        srv = self.server_ref
+        for name in srv.reject_params:
+            if name in body:
+                return _unsupported(name)
+        fmt = body.get("response_format") or {}
+        if not srv.response_format and fmt.get("type") == "json_schema":
+            return {
+                "error": {
+                    "message": "Invalid parameter: 'response_format' of type "
+                    "'json_schema' is not supported with this model.",
+                    "type": "invalid_request_error",
+                    "param": "response_format",
+                    "code": None,
+                }
+            }
+        return None
+
+    def _shape(self, body: dict, reply: dict) -> tuple[dict, str]:
+        """The message a real server would send, and its finish_reason."""
+        srv = self.server_ref
         content = reply.get("content", "")
-        message = {"role": "assistant", "content": content}
-        if reply.get("reasoning_content") is not None:
-            message["reasoning_content"] = reply["reasoning_content"]
-        choice = {"index": 0, "message": message, "finish_reason": "stop"}
-        if body.get("logprobs"):
-            choice["logprobs"] = reply.get("logprobs") or _first_token_logprobs(content)
-        p_tok = prompt_tokens(body)
-        c_tok = count_tokens(content) + count_tokens(
-            reply.get("reasoning_content") or ""
+        reasoning = reply.get("reasoning_content")
+        refusal = reply.get("refusal")
+        finish = reply.get("finish_reason", "stop")
+        if srv.refusal == "text":
+            content = REFUSAL_TEXT
+        elif srv.refusal == "field":
+            content, refusal = None, REFUSAL_TEXT
+        elif content is not None and srv.preamble:
+            content = srv.preamble + content
+        if srv.content_null:
+            content = None
+        limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        thinking = srv.thinking if not thinking_disabled(body) else None
+        thought = " ".join(
+            _THOUGHT[i % len(_THOUGHT)] for i in range(srv.thinking_words)
         )
+        if thinking == "tags" and content is not None:
+            content = f"<think>\n{thought}\n</think>\n\n{content}"
+        elif thinking == "parser":
+            reasoning = thought
+        if limit and (thinking or srv.truncate):
+            used = count_tokens(reasoning or "")
+            if used > limit:
+                reasoning, content, finish = (
+                    first_words(reasoning, limit),
+                    None,
+                    "length",
+                )
+            elif content is not None and used + count_tokens(content) > limit:
+                content, finish = first_words(content, limit - used), "length"
+                content = content or None
+        message = {"role": "assistant", "content": content}
+        if reasoning is not None:
+            message[srv.reasoning_field] = reasoning
+        if refusal is not None:
+            message["refusal"] = refusal
+        return message, finish
+
+    def _chat_completion(self, body: dict, record: dict) -> dict:
+        srv = self.server_ref
+        reply = srv._reply(body)
+        message, finish = self._shape(body, reply)
+        content = message["content"]
+        reasoning = message.get(srv.reasoning_field)
+        choice = {"index": 0, "message": message, "finish_reason": finish}
+        if body.get("logprobs") and srv.logprobs:
+            # The first generated token: thinking comes first where there is any.
+            generated = " ".join(t for t in (reasoning, content) if t)
+            choice["logprobs"] = reply.get("logprobs") or _first_token_logprobs(
+                generated
+            )
+        p_tok = prompt_tokens(body)
+        c_tok = count_tokens(content or "") + count_tokens(reasoning or "")
         record["usage"] = (p_tok, c_tok)
         return {
             "id": f"chatcmpl-{len(self.server_ref.requests)}",
