@@ -2,6 +2,7 @@
 transformers forward), pooling checked against numpy, and the pipeline from
 texts to document features, trained or with a frozen pretrained SAE."""
 
+import json
 import pickle
 
 import numpy as np
@@ -340,6 +341,52 @@ def test_frozen_pretrained_sae_is_applied_unchanged(embedder):
     other = small_sae().fit(np.random.default_rng(0).normal(size=(100, 8)))
     with pytest.raises(ValueError, match="width 8 but the token rows have width 384"):
         TokenwiseTransformer(FrozenEstimator(other)).fit(states)
+
+
+def test_saelens_residual_stream_sae_applied_to_texts(tmp_path, direct):
+    """A SAELens folder for MiniLM's residual stream, written by hand, through
+    load_pretrained, frozen, on the layer its hook names; checked against
+    SAELens's TopK encode in numpy on a direct transformers forward."""
+    safetensors_numpy = pytest.importorskip("safetensors.numpy")
+    from sklearn_hypothesaes.sae._pretrained import load_pretrained
+
+    rng = np.random.default_rng(0)
+    weights = {
+        "W_enc": rng.normal(scale=0.1, size=(384, 32)),
+        "b_enc": rng.normal(scale=0.1, size=32),
+        "W_dec": rng.normal(size=(32, 384)),
+        "b_dec": rng.normal(scale=0.1, size=384),
+    }
+    weights = {k: v.astype(np.float32) for k, v in weights.items()}
+    safetensors_numpy.save_file(weights, tmp_path / "sae_weights.safetensors")
+    cfg = {
+        "architecture": "topk",
+        "d_in": 384,
+        "d_sae": 32,
+        "k": 4,
+        "metadata": {"hook_name": "blocks.2.hook_resid_post"},
+    }
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+
+    layer = hidden_state_layer(cfg["metadata"]["hook_name"])
+    assert layer == 3
+    pipe = make_pipeline(
+        TokenEmbedder(layer=layer),
+        TokenwiseTransformer(FrozenEstimator(load_pretrained(tmp_path))),
+        DocumentPooler("max"),
+    )
+    Z = pipe.fit_transform(TWO)
+
+    hidden, attention, special, _ = direct_states(direct, TWO, layer)
+    want = []
+    for i in range(2):
+        x = hidden[i][attention[i] & ~special[i]]
+        pre = (x - weights["b_dec"]) @ weights["W_enc"] + weights["b_enc"]
+        kth = np.sort(pre, axis=1)[:, -4][:, None]
+        acts = np.where(pre >= kth, np.maximum(pre, 0), 0)
+        want.append(acts.max(0))
+    np.testing.assert_allclose(Z, np.array(want), rtol=1e-4, atol=1e-4)
+    assert (Z > 0).sum(1).min() >= 4
 
 
 # scikit-learn's check suite, with each numeric row a one-token document -----
