@@ -538,6 +538,7 @@ def load_pretrained(
         "dead_fraction_",
         "latent_frequency_",
         "optimizer_state_",
+        "sparsity_coef_",
     ):
         setattr(sae, name, None)
     return sae
