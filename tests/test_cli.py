@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import sklearn
-from fake_openai import concept_judge, last_user_message
+from fake_openai import FakeOpenAIServer, concept_judge, last_user_message
 
 from sklearn_hypothesaes import SparseAutoencoder
 from sklearn_hypothesaes.app._cli import build_parser, main, read_table
@@ -807,3 +807,113 @@ def test_pair_column_help_and_errors(tmp_path, capsys, pairs_csv):
         main([str(pairs_csv), "--pair-column", "text"])
     assert exc.value.code == 2
     assert "--pair-column 'text' is also the --text-column" in capsys.readouterr().err
+
+
+def _llm_data(tmp_path, n=300):
+    rng = np.random.default_rng(0)
+    words = np.array(["funny", "boring", "actors", "music"])
+    picks = rng.integers(0, 4, size=n)
+    texts = [f"The film is {w}, note {i}." for i, w in enumerate(words[picks])]
+    path = tmp_path / "data.csv"
+    pd.DataFrame({"text": texts, "target": (picks <= 1).astype(int)}).to_csv(
+        path, index=False
+    )
+    return path
+
+
+def test_every_interpretation_refused_ends_with_cause_and_fix(tmp_path, capsys):
+    """A model that refuses everything: before, the refusals became hypotheses
+    and the run ended with "ValueError: zero-size array to reduction operation
+    maximum"; now one line names the cause and the fix."""
+    path = _llm_data(tmp_path)
+    with FakeOpenAIServer(
+        chat=lambda body: "I'm sorry, but I can't help with that."
+    ) as srv:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            code, out, err = run_cli(
+                capsys,
+                path,
+                "--base-url",
+                srv.base_url,
+                "--interpreter-model",
+                "m",
+                *SMALL,
+                "-o",
+                tmp_path / "out",
+                "--no-cache",
+            )
+        n_requests = len(srv.requests)
+    assert code == 1 and "Traceback" not in err and "zero-size" not in err
+    note, error = err.strip().splitlines()
+    assert "LLM hypotheses" in note
+    assert error.startswith(
+        "sklearn-hypothesaes: error: RuntimeError: The LLM gave no usable "
+        "description for any latent: all 4 interpretation prompts ended without "
+        "one (unusable answers: 12 refusal; requests: 12, failed: 4). No "
+        "hypothesis can be made from them. To fix: the model refused: write "
+        "what the texts are in instructions=..., or use another model."
+    )
+    assert n_requests == 12  # each prompt asked 3 times, no annotation asked
+    assert not (tmp_path / "out").exists()
+
+
+def test_preambles_and_protocol_options(tmp_path, capsys):
+    """--concepts-per-request and --max-text-chars reach every request; an
+    answer with a lead-in gives the property, not the lead-in."""
+
+    def chat(body):
+        prompt = last_user_message(body)
+        if "Texts where it fires:" not in prompt:
+            return concept_judge(body)
+        return "Here is the property:\n\n" + llm(body)
+
+    path = _llm_data(tmp_path)
+    with FakeOpenAIServer(chat=chat) as srv:
+        code, out, err = run_cli(
+            capsys,
+            path,
+            "--base-url",
+            srv.base_url,
+            "--interpreter-model",
+            "m",
+            *SMALL,
+            "-o",
+            tmp_path / "out",
+            "--no-cache",
+            "--concepts-per-request",
+            "3",
+            "--max-text-chars",
+            "14",
+        )
+        prompts = [last_user_message(r["body"]) for r in srv.requests]
+    assert code == 0, err
+    payload = json.loads((tmp_path / "out" / "hypotheses.json").read_text())
+    hypotheses = {h["hypothesis"] for h in payload["hypotheses"]}
+    assert hypotheses and hypotheses <= {
+        f"mentions {w}" for w in ["funny", "boring", "actors", "music"]
+    }
+    settings = payload["settings"]["command line"]
+    assert (settings["concepts_per_request"], settings["max_text_chars"]) == (3, 14)
+    shown = [p for p in prompts if "Texts where it fires:" in p]
+    annotated = [p for p in prompts if p.startswith("For each numbered")]
+    assert shown and annotated
+    assert len(shown) + len(annotated) == len(prompts)  # no single-concept prompt
+    # Every text, in examples and annotations alike, is cut at 14 characters.
+    quoted = [t for p in prompts for t in re.findall(r'"""(.*?)"""', p, re.S)]
+    assert quoted and all(t.endswith("The film is [...]") for t in quoted)
+    listed = [len(re.findall(r"^\d+\. mentions", p, re.M)) for p in annotated]
+    assert max(listed) == 3
+
+
+def test_protocol_options_refused_offline(tmp_path, capsys):
+    path = _llm_data(tmp_path, n=40)
+    code, _, err = run_cli(
+        capsys, path, *SMALL, "--concepts-per-request", "5", "-o", tmp_path / "o"
+    )
+    assert_one_line_error(
+        code,
+        err,
+        r"--concepts-per-request 5 applies to LLM hypotheses, but this run is "
+        r"offline; give --base-url or --interpreter-model, or leave it out\.",
+    )

@@ -250,6 +250,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="name of the environment variable holding the API key",
     )
     llm.add_argument(
+        "--concepts-per-request",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="hypotheses asked about in one annotation request (default: 1, one "
+        "yes/no question per text and hypothesis, as the HypotheSAEs paper; "
+        "10 costs about a fifth of the tokens, and may be less accurate: "
+        "measure it with annotation_agreement)",
+    )
+    llm.add_argument(
+        "--max-text-chars",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="texts are cut to N characters wherever the LLM reads them: "
+        "examples, fidelity and annotation (default: 500)",
+    )
+    llm.add_argument(
         "--offline", action="store_true", help="never call an LLM, even if configured"
     )
     out = parser.add_argument_group("output")
@@ -598,6 +616,20 @@ def build_steps(args, task):
     verbose = not args.quiet
     cache = False if args.no_cache else args.cache_dir
     annotator = None  # the describer's default_annotator()
+    protocol = {
+        name: value
+        for name, value in (
+            ("concepts_per_request", args.concepts_per_request),
+            ("max_text_chars", args.max_text_chars),
+        )
+        if value is not None
+    }
+    if protocol and not _llm_mode(args):
+        given = ", ".join(f"--{n.replace('_', '-')} {v}" for n, v in protocol.items())
+        raise InputError(
+            f"{given} applies to LLM hypotheses, but this run is offline; give "
+            "--base-url or --interpreter-model, or leave it out."
+        )
     if _llm_mode(args):
         interpreter_model = args.interpreter_model or "gpt-4o-mini"
         common = dict(
@@ -606,10 +638,12 @@ def build_steps(args, task):
             cache_dir=cache,
             verbose=verbose,
         )
-        describer = LLMDescriber(client=LLMClient(model=interpreter_model, **common))
+        describer = LLMDescriber(
+            client=LLMClient(model=interpreter_model, **common), **protocol
+        )
         if args.annotator_model and args.annotator_model != interpreter_model:
             annotator = LLMAnnotator(
-                client=LLMClient(model=args.annotator_model, **common)
+                client=LLMClient(model=args.annotator_model, **common), **protocol
             )
     else:
         describer = TermDescriber(
@@ -925,6 +959,7 @@ def run(args) -> int:
         random_state=args.seed,
         **steps,
     )
+    describer = steps["generator"].describer
     settings = {
         **dict(result.settings or {}),
         "command line": {
@@ -938,6 +973,9 @@ def run(args) -> int:
             "max_rows": args.max_rows,
             "seed": args.seed,
             "stability_seeds": args.stability_seeds,
+            # What the LLM steps used (None offline).
+            "concepts_per_request": getattr(describer, "concepts_per_request", None),
+            "max_text_chars": getattr(describer, "max_text_chars", None),
             "signal_check": not args.no_signal_check,
             "cache": "off" if cache is None else str(cache),
             "n_train": len(X_train),
