@@ -111,6 +111,7 @@ class TextEmbedder(TransformerMixin, BaseEstimator):
     See Also
     --------
     SparseAutoencoder : Sparse dictionary of the embeddings.
+    TokenEmbedder : The hidden states of every token, for token-level SAEs.
 
     Examples
     --------

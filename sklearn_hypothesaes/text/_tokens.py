@@ -199,11 +199,24 @@ class TokenEmbedder(TransformerMixin, BaseEstimator):
             DocumentPooler(method="max"),
         )  # texts -> (n_texts, n_latents)
 
-    A pretrained SAE of this model's residual stream goes in the same place,
-    frozen so that ``fit`` leaves it as it is:
-    ``TokenwiseTransformer(FrozenEstimator(sae))`` with
-    ``sklearn.frozen.FrozenEstimator``. Choose ``layer`` from the SAE's hook:
-    :func:`hidden_state_layer` maps ``"blocks.3.hook_resid_post"`` to 4.
+    A pretrained SAE of this model's residual stream (a SAELens folder read by
+    :func:`load_pretrained`) goes in the same place, frozen so that ``fit``
+    leaves it as it is, on the layer its hook names (``hook_name`` in its
+    ``cfg.json``; :func:`hidden_state_layer` maps
+    ``"blocks.3.hook_resid_post"`` to 4)::
+
+        from sklearn.frozen import FrozenEstimator
+
+        make_pipeline(
+            TokenEmbedder(model, layer=hidden_state_layer(hook_name)),
+            TokenwiseTransformer(FrozenEstimator(load_pretrained(folder))),
+            DocumentPooler(method="max"),
+        )
+
+    The SAE must have been trained on this model's hidden states (its width
+    is checked). Special tokens are dropped by default: they sit in every
+    text and say little about it, and in many decoder models the first
+    token's states have outlying norms that would dominate max pooling.
 
     Parameters
     ----------
@@ -220,8 +233,8 @@ class TokenEmbedder(TransformerMixin, BaseEstimator):
         model's ``max_seq_length``, 256 for MiniLM, when None), with a
         warning that counts the truncated texts.
     keep_special_tokens : bool, default=False
-        Keep the rows of special tokens ([CLS], [SEP], <s>...). They carry
-        little about the text and often have outlying norms.
+        Keep the rows of special tokens ([CLS], [SEP], <s>...), which occur
+        in every text.
     batch_size : int, default=64
         Texts per forward pass.
     device : str, default="auto"
