@@ -6,6 +6,7 @@ process's sys.path) show that each worker process loads a model once and
 receives the estimator once, however many partitions it runs.
 """
 
+import copy
 import re
 
 import dask.array as da
@@ -19,6 +20,7 @@ import scipy.sparse as sp
 from distributed import Client, LocalCluster, get_task_stream
 from fake_openai import FakeOpenAIServer, concept_judge
 from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, KFold
 
 from sklearn_hypothesaes import (
@@ -147,7 +149,7 @@ def test_non_dask_inputs_are_refused_with_the_parameter_named():
         sae_transform(np.zeros((4, 2)), SparseAutoencoder())
     with pytest.raises(TypeError, match=r"Got a dask DataFrame instead\. Convert"):
         sae_transform(frame, SparseAutoencoder())
-    with pytest.raises(Exception, match="not fitted"):
+    with pytest.raises(NotFittedError):
         sae_transform(da.zeros((4, 2)), SparseAutoencoder())
     with pytest.raises(
         TypeError,
@@ -191,6 +193,8 @@ def test_embed_equals_in_process_and_loads_once_per_worker(client, counts):
     per_worker = counts().values()
     assert sum(c["calls"] for c in per_worker) == 2 * (1 + 8)
     assert [c["loads"] for c in per_worker] == [1, 1]
+    # Each worker holds that one embedder until told to let it go.
+    assert list(client.run(clear_worker_cache).values()) == [1, 1]
 
 
 def test_embed_bag_and_array_inputs_keep_order(client, counts):
@@ -242,17 +246,12 @@ def test_sae_transform_equals_in_process(client, fitted_sae):
 
 def test_sae_transform_sparse_chunks(client, fitted_sae):
     sae, X = fitted_sae
-    sae = SparseAutoencoder(**sae.get_params()).set_params(sparse_output=True)
-    sae.__dict__.update(
-        {k: v for k, v in fitted_sae[0].__dict__.items() if k.endswith("_")}
-    )
-    Z = sae_transform(da.from_array(X, chunks=100), sae)
+    sparse_sae = copy.deepcopy(sae).set_params(sparse_output=True)
+    Z = sae_transform(da.from_array(X, chunks=100), sparse_sae)
     assert isinstance(Z._meta, sp.csr_matrix)
     got = Z.compute()
     assert sp.issparse(got) and got.shape == (300, 24)
-    np.testing.assert_allclose(
-        got.toarray(), fitted_sae[0].transform(X), rtol=1e-6, atol=1e-6
-    )
+    np.testing.assert_allclose(got.toarray(), sae.transform(X), rtol=1e-6, atol=1e-6)
 
 
 def test_sae_transform_refuses_a_wrong_width(fitted_sae):
