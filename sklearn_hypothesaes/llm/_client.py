@@ -242,6 +242,7 @@ class _Tally:
         self.counts = dict.fromkeys(USAGE_KEYS, 0)
         self.unusable: dict[str, int] = {}
         self.last_error: str | None = None
+        self.stopped = False  # set when the run is stopped: ask nothing more
         self.lock = threading.Lock()
 
     def add(self, **counts):
@@ -761,6 +762,7 @@ class LLMClient:
         tally.add(failures=1)
         count = rt.count_client_error(exc.status_code, message)
         if count >= SAME_ERROR_LIMIT:
+            tally.stopped = True
             raise LLMRequestError(
                 exc.status_code, message, _client_error_fix(message), count
             ) from exc
@@ -911,6 +913,8 @@ class LLMClient:
         def work(key):
             messages = unique[key]
             for attempt in range(max_attempts):
+                if tally.stopped:
+                    return None
                 got = self._request(messages, sampling, tally)
                 if got is None:
                     return None
@@ -1120,7 +1124,7 @@ class LLMClient:
         def accept(record, tally):
             p_yes = p_no = 0.0
             for token, logprob in record.get("top_logprobs") or []:
-                word = token.strip().lower()
+                word = token.strip().strip(".,:;!").lower()
                 if word in ("yes", "y"):
                     p_yes += math.exp(logprob)
                 elif word in ("no", "n"):
