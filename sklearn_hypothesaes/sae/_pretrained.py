@@ -349,7 +349,10 @@ def load_pretrained(
     settings that change the forward pass are folded into the weights
     (``apply_b_dec_to_input``, ``rescale_acts_by_decoder_norm``, an old
     ``scaling_factor``, ``normalize_activations="expected_average_only_in"``
-    with its factor). Weights are held in float32, whatever the file's dtype.
+    with its factor). Codes agree with SAELens's up to float32 rounding (a
+    pre-activation within rounding of a JumpReLU threshold or of the k-th
+    largest may fall the other way). Hook-z SAEs take their input flattened,
+    ``(n_samples, n_heads * d_head)``.
 
     Nothing is unpickled: weights are read with safetensors, the settings as
     JSON, and ``.pt``/``.pkl`` checkpoints are refused.
@@ -366,7 +369,10 @@ def load_pretrained(
     device : str, default="cpu"
         The ``device`` parameter of the returned estimator.
     dtype : {"float32", "bfloat16"}, default="float32"
-        Its ``compute_dtype``: the dtype of the encoder's matmul.
+        Its ``compute_dtype``, used if training continues. Weights are held,
+        and :meth:`~SparseAutoencoder.transform` computes, in float32 whatever
+        the file's dtype (bfloat16 and float16 files are read exactly, float64
+        ones rounded).
     norm_scaling_factor : float, default=None
         For ``normalize_activations="expected_average_only_in"``: the factor
         the SAE's training inputs were multiplied by, which the folder does not
@@ -486,7 +492,7 @@ def load_pretrained(
     if spec["rescale"]:
         # SAELens ranks pre * |W_dec row| and divides the code by it again
         # when decoding: the same as scaling encoder rows up and decoder rows
-        # down (a zero decoder row contributes nothing either way).
+        # down (a zero decoder row stays zero; SAELens would divide by 0).
         norms = np.linalg.norm(w_dec, axis=1)
         w_enc, b_enc = w_enc * norms[:, None], b_enc * norms
         w_dec = w_dec / np.where(norms > 0, norms, 1.0)[:, None]
