@@ -123,7 +123,7 @@ def _client_error_fix(message: str) -> str:
         return (
             "A prompt is longer than the model's context: shorten the texts, or "
             "raise the server's context length (vLLM --max-model-len, llama.cpp "
-            "server --ctx-size, Ollama options.num_ctx)."
+            "server --ctx-size)."
         )
     return (
         "Change the request parameter the message names: LLMClient's "
@@ -394,9 +394,10 @@ class LLMClient:
         Extra fields merged into the body of every request (a call's own
         ``extra_body`` wins key by key) and into the cache key, e.g.
         ``{"chat_template_kwargs": {"enable_thinking": False}}`` (thinking off
-        on vLLM and llama.cpp server), ``{"reasoning_effort": "low"}`` or
-        ``{"options": {"num_ctx": 8192}}`` (Ollama's native API). See the
-        "LLM servers" page of the documentation.
+        on vLLM and llama.cpp server), ``{"reasoning_effort": "none"}``
+        (thinking off on Ollama) or ``{"max_completion_tokens": 4096}``
+        (OpenAI's reasoning models, with ``max_tokens=None``). See the "LLM
+        servers" page of the documentation.
     n_concurrent : int, default=16
         Requests in flight at once.
     timeout : float, default=60
