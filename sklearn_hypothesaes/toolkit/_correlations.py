@@ -76,7 +76,9 @@ def npmi(count_ab, count_a, count_b, n_documents):
     a = np.asarray(count_a, dtype=np.float64)
     b = np.asarray(count_b, dtype=np.float64)
     p_ab = ab / n_documents
-    return np.log(ab * n_documents / (a * b)) / -np.log(p_ab)
+    score = np.log(ab * n_documents / (a * b)) / -np.log(p_ab)
+    # The bound is exact; rounding can step past it (1.0000000000000002).
+    return np.clip(score, -1.0, 1.0)
 
 
 def _log_comb(n, k):
@@ -307,7 +309,6 @@ or None, default=None
     Examples
     --------
     >>> import numpy as np
-    >>> from sklearn_hypothesaes.toolkit import concept_correlations
     >>> rng = np.random.default_rng(0)
     >>> Z = (rng.random((400, 4)) < 0.2).astype(float)
     >>> Z[:, 1] = Z[:, 0]  # latent 1 fires wherever latent 0 does

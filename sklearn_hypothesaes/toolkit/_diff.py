@@ -442,7 +442,6 @@ default=None
     Examples
     --------
     >>> import numpy as np
-    >>> from sklearn_hypothesaes.toolkit import diff_corpora
     >>> A = np.zeros((100, 2)); A[:60, 0] = 1; A[:10, 1] = 1
     >>> B = np.zeros((100, 2)); B[:5, 0] = 1; B[:10, 1] = 1
     >>> table = diff_corpora(A, B, labels=["praise", "plot"])
