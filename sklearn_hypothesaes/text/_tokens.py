@@ -185,8 +185,10 @@ class TokenEmbedder(TransformerMixin, BaseEstimator):
     batches of ``batch_size``, each padded only to its own longest text;
     padding positions (and, by default, special tokens such as [CLS] and
     [SEP]) are dropped, so the output holds exactly the texts' tokens, in the
-    input order. Token states are not cached: they are large, and the pooled
-    document features downstream are what is worth keeping
+    input order. The output is allocated once, n_tokens x n_dims float32
+    (460 MB for 300,000 MiniLM tokens: ``max_tokens`` bounds it, or transform
+    a large corpus in parts). Token states are not cached: they are large,
+    and the pooled document features downstream are what is worth keeping
     (``Pipeline(memory=...)``).
 
     Compose it with :class:`TokenwiseTransformer` (fits a sparse autoencoder
