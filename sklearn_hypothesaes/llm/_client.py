@@ -60,14 +60,31 @@ class LLMRequestError(RuntimeError):
     errors (HTTP 4xx other than 401, 403, 404, with the same message) and no
     answer in between, instead of a run that ends with every answer missing.
 
-    Attributes
+    Parameters
     ----------
     status_code : int
         The HTTP status.
     server_message : str
         The server's error message.
     fix : str
-        What to change.
+        What to change, in words.
+    count : int
+        Identical errors in a row.
+
+    Attributes
+    ----------
+    status_code, server_message, fix, count
+        As given.
+
+    Examples
+    --------
+    >>> from sklearn_hypothesaes.llm import LLMRequestError
+    >>> error = LLMRequestError(400, "Unsupported parameter: 'max_tokens'",
+    ...                         "Pass LLMClient(max_tokens=None).", 3)
+    >>> print(error)  # doctest: +NORMALIZE_WHITESPACE
+    The LLM endpoint rejected 3 requests in a row with HTTP 400: "Unsupported
+    parameter: 'max_tokens'". The run was stopped rather than left to end with
+    every answer missing. Pass LLMClient(max_tokens=None).
     """
 
     def __init__(self, status_code: int, server_message: str, fix: str, count: int):
@@ -438,6 +455,16 @@ class LLMClient:
     8
     >>> LLMClient(base_url="https://me:hunter2@llm.example.com/v1")
     LLMClient(base_url='https://me:***@llm.example.com/v1')
+
+    Request fields that are not parameters go in ``extra_body``, which is part
+    of the cache key (answers with thinking on and off are kept apart):
+
+    >>> no_thinking = LLMClient(
+    ...     extra_body={"chat_template_kwargs": {"enable_thinking": False}},
+    ...     cache_dir=False,
+    ... )
+    >>> no_thinking.cache_key("hi") == client.cache_key("hi")
+    False
 
     Each call returns a list of answers with the usage of that call:
 
