@@ -17,9 +17,11 @@ from sklearn_hypothesaes import LLMClient
 from sklearn_hypothesaes.llm import (
     Completions,
     Usage,
+    answer_problem,
     fill_prompt,
     load_prompt,
     parse_yes_no,
+    strip_preamble,
     strip_thinking,
 )
 from sklearn_hypothesaes.llm import _client as _llm
@@ -520,3 +522,57 @@ def test_public_functions_validate_parameters(fake_server, make_client):
     with pytest.raises(ValueError, match="one per request \\(2\\). Got a list of 1"):
         client.complete_parsed(["x", "y"], [parse_yes_no])
     assert fake_server.requests == []
+
+
+# Reading answers ----------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (None, "empty"),
+        ("  \n", "empty"),
+        ("<think>the text mentions a dog, so", "unclosed thinking"),
+        ("<think>a</think> <thinking>b", "unclosed thinking"),
+        ("<think>done</think>", "empty"),
+        ("Here is the property:", "empty"),
+        ("I'm sorry, but I can't help with that.", "refusal"),
+        ("I\u2019m sorry, I cannot do this.", "refusal"),
+        ("I cannot help with that request.", "refusal"),
+        ("As an AI language model, I do not judge texts.", "refusal"),
+        ("Sure! I can't answer this one.", "refusal"),
+        ("<think>ok</think>Yes", None),
+        ("Mentions that the writer cannot help with the move.", None),
+        ("Sorrowful tone about a lost pet.", None),
+        ('{"1": 1, "2": 0}', None),
+        ("No.", None),
+    ],
+)
+def test_answer_problem(text, problem):
+    assert answer_problem(text) == problem
+
+
+@pytest.mark.parametrize(
+    ("text", "rest"),
+    [
+        ("Here is the property:\n\nMentions a refund.", "Mentions a refund."),
+        ("Sure! The property is: uses sarcasm", "uses sarcasm"),
+        ("Property: Mentions X", "Mentions X"),
+        ("**Hypothesis:** Mentions X", "Mentions X"),
+        ("## Final answer: yes", "yes"),
+        (
+            "Certainly. Here's a concise description:\nPraises the actors",
+            "Praises the actors",
+        ),
+        ("<think>hmm</think>\nOkay, here is the feature:\nMentions X", "Mentions X"),
+        ("Hypothesis - mentions cats", "mentions cats"),
+        # Not lead-ins: kept whole.
+        ("Great acting praised", "Great acting praised"),
+        ("Feature-rich product described", "Feature-rich product described"),
+        (
+            "Mentions a product feature: battery life",
+            "Mentions a product feature: battery life",
+        ),
+        ("Here and there mentions travel", "Here and there mentions travel"),
+    ],
+)
+def test_strip_preamble(text, rest):
+    assert strip_preamble(text) == rest
