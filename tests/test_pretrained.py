@@ -165,6 +165,14 @@ def test_old_config_with_topk_activation_fn(tmp_path, X):
     assert_matches_saelens(sae, cfg, weights, X)
 
 
+def test_old_topk_config_without_k_is_refused(tmp_path):
+    # SAELens 5 refuses it too ("TopK activation function requires a k value").
+    cfg = {"d_in": D_IN, "d_sae": D_SAE, "activation_fn_str": "topk"}
+    folder = write_folder(tmp_path / "sae", cfg, random_weights())
+    with pytest.raises(ValueError, match="'topk' needs activation_fn_kwargs.k"):
+        load_pretrained(folder)
+
+
 def test_topk_rescaled_by_decoder_norm(tmp_path, X):
     weights = random_weights(3)
     weights["W_dec"] *= np.linspace(0.2, 3.0, D_SAE, dtype=np.float32)[:, None]

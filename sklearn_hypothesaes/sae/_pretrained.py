@@ -221,6 +221,11 @@ def _parse_config(cfg, source):
             "it for inference.)",
             NotImplementedError,
         )
+    if activation == "topk" and architecture != "topk":
+        raise _error(
+            source,
+            f"activation_fn 'topk' needs activation_fn_kwargs.k in {CONFIG_FILE}.",
+        )
     if activation not in (None, "relu", "topk"):
         raise _error(
             source,
@@ -232,7 +237,8 @@ def _parse_config(cfg, source):
     d_sae = _int(cfg, "d_sae", source)
     k = None
     if architecture == "topk":
-        k = _int({"k": cfg.get("k", fn_kwargs.get("k"))}, "k", source, 1, d_sae)
+        k = cfg.get("k") if cfg.get("k") is not None else fn_kwargs.get("k")
+        k = _int({"k": k}, "k", source, 1, d_sae)
     apply_b_dec = cfg.get("apply_b_dec_to_input", True)
     normalize = cfg.get("normalize_activations", "none")
     if normalize is True:  # the boolean of old SAELens versions
@@ -267,8 +273,15 @@ def _parse_config(cfg, source):
         "rescale": architecture == "topk"
         and cfg.get("rescale_acts_by_decoder_norm", False),
         "finetuning": bool(cfg.get("finetuning_scaling_factor", False)),
-        "ours": (cfg.get("metadata") or {}).get(METADATA_KEY) or {},
+        "ours": _ours(cfg),
     }
+
+
+def _ours(cfg):
+    """What save_pretrained put in ``metadata["sklearn_hypothesaes"]``, or {}."""
+    metadata = cfg.get("metadata")
+    ours = metadata.get(METADATA_KEY) if isinstance(metadata, dict) else None
+    return ours if isinstance(ours, dict) else {}
 
 
 def _check_tensors(tensors, spec, source):
