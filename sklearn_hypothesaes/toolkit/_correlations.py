@@ -145,7 +145,11 @@ def fisher_greater(count_ab, count_a, count_b, n_documents):
 
 def _label_vectors(embed, labels, caller):
     """Unit vectors of the labels from an array, a callable or an embedder."""
-    if hasattr(embed, "shape") and not callable(embed):
+    if isinstance(embed, str | bytes):
+        vectors = None  # a model name: str.encode is not an embedder
+    elif isinstance(embed, list | tuple) or (
+        hasattr(embed, "shape") and not callable(embed)
+    ):
         vectors = np.asarray(embed, dtype=np.float32)
     elif callable(getattr(embed, "transform", None)):
         vectors = embed.transform(list(labels))
@@ -154,6 +158,8 @@ def _label_vectors(embed, labels, caller):
     elif callable(embed):
         vectors = embed(list(labels))
     else:
+        vectors = None
+    if vectors is None:
         raise TypeError(
             f"The 'label_similarity' parameter of {caller} must be None, a "
             "callable texts -> vectors, an embedder (with transform or encode, "
