@@ -8,6 +8,7 @@ receives the estimator once, however many partitions it runs.
 
 import copy
 import re
+import sys
 
 import dask.array as da
 import dask.bag as db
@@ -165,6 +166,17 @@ def test_non_dask_inputs_are_refused_with_the_parameter_named():
         annotate(frame["text"], ['mentions "dog"'] * 2, PhraseAnnotator())
 
 
+def test_missing_dask_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "dask.dataframe", None)
+    with pytest.raises(ImportError) as exc:
+        embed(TEXTS, CountingEmbedder())
+    assert str(exc.value) == (
+        "sklearn_hypothesaes.dask requires the optional package 'dask' (with "
+        "dask.dataframe), which is not installed. Install it with: pip install "
+        '"sklearn-hypothesaes[dask]"'
+    )
+
+
 # Embedding --------------------------------------------------------------------
 def test_embed_equals_in_process_and_loads_once_per_worker(client, counts):
     # Uneven partitions, one of them empty, so rows must land in order.
@@ -210,11 +222,13 @@ def test_embed_bag_and_array_inputs_keep_order(client, counts):
 
 def test_real_text_embedder_on_two_workers_equals_in_process(client):
     embedder = TextEmbedder(cache_dir=False)
-    expected = embedder.transform(TEXTS)
     texts = dd.from_pandas(pd.Series(TEXTS), npartitions=4)
     X = embed(texts, embedder)
     assert X.shape[1] == 384
-    got = X.compute()
+    # The workers embed while this process loads its own copy of the model.
+    future = client.compute(X)
+    expected = embedder.transform(TEXTS)
+    got = future.result()
     assert got.shape == (40, 384)
     # Batches differ (one partition vs all texts), so padding differs: float noise.
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=2e-6)
