@@ -9,10 +9,9 @@ collection, partition for partition and row for row in the input's order:
 - :func:`annotate`: texts (Series) -> DataFrame of 0/1 (or P(yes)) with one
   column per concept and the texts' index.
 
-What travels, and what does not
--------------------------------
-The estimator goes into the graph once, as one key that every partition's task
-depends on, so the scheduler sends it to each worker once (not once per task).
+What travels: the estimator goes into the graph once, as one key that every
+partition's task depends on, so the scheduler sends it to each worker once (not
+once per task).
 What is sent is its pickle: a :class:`TextEmbedder` or an :class:`LLMClient`
 pickles to its parameters only (a model, an HTTP client, a cache connection and
 an API key never travel), a fitted :class:`SparseAutoencoder` to its parameters
