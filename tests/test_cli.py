@@ -884,7 +884,7 @@ def test_preambles_and_protocol_options(tmp_path, capsys):
             "--concepts-per-request",
             "3",
             "--max-text-chars",
-            "14",
+            "12",
         )
         prompts = [last_user_message(r["body"]) for r in srv.requests]
     assert code == 0, err
@@ -894,12 +894,12 @@ def test_preambles_and_protocol_options(tmp_path, capsys):
         f"mentions {w}" for w in ["funny", "boring", "actors", "music"]
     }
     settings = payload["settings"]["command line"]
-    assert (settings["concepts_per_request"], settings["max_text_chars"]) == (3, 14)
+    assert (settings["concepts_per_request"], settings["max_text_chars"]) == (3, 12)
     shown = [p for p in prompts if "Texts where it fires:" in p]
     annotated = [p for p in prompts if p.startswith("For each numbered")]
     assert shown and annotated
     assert len(shown) + len(annotated) == len(prompts)  # no single-concept prompt
-    # Every text, in examples and annotations alike, is cut at 14 characters.
+    # Every text, in examples and annotations alike, is cut at 12 characters.
     quoted = [t for p in prompts for t in re.findall(r'"""(.*?)"""', p, re.S)]
     assert quoted and all(t.endswith("The film is [...]") for t in quoted)
     listed = [len(re.findall(r"^\d+\. mentions", p, re.M)) for p in annotated]
