@@ -325,6 +325,21 @@ def test_pipeline_from_texts_to_document_features(embedder):
     np.testing.assert_allclose(pipe_sparse.fit_transform(texts), Z, atol=1e-6)
 
 
+def test_feature_names_travel_and_only_the_pooler_outputs_pandas(embedder):
+    pipe = make_pipeline(
+        clone(embedder), TokenwiseTransformer(StandardScaler()), DocumentPooler()
+    )
+    with pytest.raises(ValueError, match="set_output` is not available"):
+        pipe.set_output(transform="pandas")
+    pipe[-1].set_output(transform="pandas")
+    frame = pipe.fit_transform(TWO)
+    assert frame.shape == (2, 384)
+    assert list(frame.columns[[0, -1]]) == ["hidden0", "hidden383"]
+    assert list(pipe.get_feature_names_out()[:2]) == ["hidden0", "hidden1"]
+    states = pipe[:2].transform(TWO)
+    np.testing.assert_allclose(frame.to_numpy()[1], states[1].max(0), atol=1e-6)
+
+
 def test_frozen_pretrained_sae_is_applied_unchanged(embedder):
     states = embedder.transform(TEXTS)
     sae = small_sae().fit(states.values)
@@ -390,20 +405,23 @@ def test_saelens_residual_stream_sae_applied_to_texts(tmp_path, direct):
 
 
 # scikit-learn's check suite, with each numeric row a one-token document -----
-def as_states(X):
-    return TokenStates(X, np.arange(X.shape[0] + 1))
+def as_states(X, names=None):
+    return TokenStates(X, np.arange(X.shape[0] + 1), feature_names=names)
 
 
 class NumericPooler(DocumentPooler):
-    """DocumentPooler behind numeric input, for scikit-learn's checks only."""
+    """DocumentPooler behind numeric input, for scikit-learn's checks only.
+
+    Column names of a DataFrame travel as the TokenStates' feature names."""
 
     def fit(self, X, y=None):
         X = validate_data(self, X, accept_sparse="csr", reset=True)
-        return super().fit(as_states(X), y)
+        names = getattr(self, "feature_names_in_", None)
+        return super().fit(as_states(X, names), y)
 
     def transform(self, X):
         X = validate_data(self, X, accept_sparse="csr", reset=False)
-        return super().transform(as_states(X))
+        return super().transform(as_states(X, getattr(self, "feature_names_in_", None)))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

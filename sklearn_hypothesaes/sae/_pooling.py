@@ -20,6 +20,7 @@ from sklearn.base import (
     _fit_context,
     clone,
 )
+from sklearn.exceptions import NotFittedError
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
@@ -139,7 +140,8 @@ def _pool_sparse(values, offsets, method, threshold, dtype):
     return sp.csr_matrix((best, (rows, cols)), shape=(n_docs, n_features))
 
 
-class TokenwiseTransformer(TransformerMixin, BaseEstimator):
+# The output is a TokenStates, never a DataFrame: set_output is not offered.
+class TokenwiseTransformer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
     """Fit a transformer on the token rows of documents; apply it to each token.
 
     :meth:`fit` trains a clone of ``estimator`` (typically a
@@ -265,7 +267,12 @@ class TokenwiseTransformer(TransformerMixin, BaseEstimator):
                 f"X has token rows of width {X.n_features}, but "
                 f"TokenwiseTransformer was fitted on width {self.n_features_in_}."
             )
-        return X.with_values(self.estimator_.transform(X.values))
+        values = self.estimator_.transform(X.values)
+        try:
+            names = self.estimator_.get_feature_names_out(X.feature_names)
+        except (AttributeError, NotFittedError):
+            names = None  # an estimator without output names
+        return X.with_values(values, names)
 
     def get_feature_names_out(self, input_features=None):
         """The fitted estimator's output names.
@@ -320,6 +327,9 @@ class DocumentPooler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     ----------
     n_features_in_ : int
         Width of the token rows.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        The ``feature_names`` of the token rows fitted on, when they had
+        names; the output columns keep them.
 
     See Also
     --------
@@ -364,7 +374,12 @@ class DocumentPooler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         -------
         self : DocumentPooler
         """
-        self.n_features_in_ = _check_states(X, type(self).__name__).n_features
+        X = _check_states(X, type(self).__name__)
+        self.n_features_in_ = X.n_features
+        if X.feature_names is not None:
+            self.feature_names_in_ = X.feature_names
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
         return self
 
     def transform(self, X):

@@ -43,11 +43,15 @@ class TokenStates:
         document may have no tokens.
     token_ids : array-like of int of shape (n_tokens,), default=None
         The tokenizer's id of each token, when known.
+    feature_names : array-like of str of shape (n_features,), default=None
+        Names of the columns of ``values``, when known; :class:`DocumentPooler`
+        keeps them as its ``feature_names_in_``.
 
     Attributes
     ----------
-    values, offsets, token_ids
-        As given; ``offsets`` as an int64 array.
+    values, offsets, token_ids, feature_names
+        As given; ``offsets`` as an int64 array, ``feature_names`` as an
+        object array.
 
     See Also
     --------
@@ -68,7 +72,7 @@ class TokenStates:
            [8., 9.]])
     """
 
-    def __init__(self, values, offsets, token_ids=None):
+    def __init__(self, values, offsets, token_ids=None, feature_names=None):
         if not sp.issparse(values):
             values = np.asarray(values)
         if values.ndim != 2:
@@ -103,9 +107,18 @@ class TokenStates:
                     f"The 'token_ids' of TokenStates must have shape ({n_tokens},), "
                     f"one id per row of values; got {token_ids.shape}."
                 )
+        if feature_names is not None:
+            feature_names = np.asarray(feature_names, dtype=object)
+            if feature_names.shape != (values.shape[1],):
+                raise ValueError(
+                    "The 'feature_names' of TokenStates must have shape "
+                    f"({values.shape[1]},), one name per column of values; got "
+                    f"{feature_names.shape}."
+                )
         self.values = values
         self.offsets = offsets
         self.token_ids = token_ids
+        self.feature_names = feature_names
 
     @property
     def n_documents(self) -> int:
@@ -143,9 +156,9 @@ class TokenStates:
             f"n_features={self.n_features})"
         )
 
-    def with_values(self, values) -> TokenStates:
+    def with_values(self, values, feature_names=None) -> TokenStates:
         """The same documents and tokens with other per-token rows."""
-        return TokenStates(values, self.offsets, self.token_ids)
+        return TokenStates(values, self.offsets, self.token_ids, feature_names)
 
     def subsample(self, max_per_document: int, random_state=None) -> TokenStates:
         """At most ``max_per_document`` tokens of each document, drawn uniformly.
@@ -167,10 +180,11 @@ class TokenStates:
         counts = np.minimum(lengths, max_per_document)
         offsets = np.concatenate([[0], np.cumsum(counts)])
         ids = None if self.token_ids is None else self.token_ids[keep]
-        return TokenStates(self.values[keep], offsets, ids)
+        return TokenStates(self.values[keep], offsets, ids, self.feature_names)
 
 
-class TokenEmbedder(TransformerMixin, BaseEstimator):
+# The output is a TokenStates, never a DataFrame: set_output is not offered.
+class TokenEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
     """Texts to the hidden states of their tokens at one layer of a local model.
 
     The per-token counterpart of :class:`TextEmbedder`: instead of one vector
@@ -318,9 +332,7 @@ class TokenEmbedder(TransformerMixin, BaseEstimator):
         self : TokenEmbedder
         """
         self._texts(X)
-        backend = self._get_backend()
-        self.n_features_out_ = int(backend.encoder.config.hidden_size)
-        self.n_layers_ = int(backend.encoder.config.num_hidden_layers)
+        self._record_model(self._get_backend())
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -341,9 +353,7 @@ class TokenEmbedder(TransformerMixin, BaseEstimator):
             shape (n_texts + 1,); ``token_ids`` of shape (n_tokens,).
         """
         texts = self._texts(X)
-        backend = self._get_backend()
-        self.n_features_out_ = int(backend.encoder.config.hidden_size)
-        self.n_layers_ = int(backend.encoder.config.num_hidden_layers)
+        self._record_model(self._get_backend())
         return self._token_states(texts)
 
     def transform(self, X):
@@ -462,7 +472,8 @@ class TokenEmbedder(TransformerMixin, BaseEstimator):
         else:
             lengths = np.array([len(s) - sum(s) for s in special], dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(lengths)])
-        values = np.empty((offsets[-1], self._width(backend)), dtype=np.float32)
+        width = int(backend.encoder.config.hidden_size)
+        values = np.empty((offsets[-1], width), dtype=np.float32)
         token_ids = np.empty(offsets[-1], dtype=np.int64)
         # Longest first: batches of similar length waste little padding.
         order = np.argsort(-np.array([len(s) for s in special]), kind="stable")
@@ -488,10 +499,12 @@ class TokenEmbedder(TransformerMixin, BaseEstimator):
                     values[offsets[i] : offsets[i + 1]] = hidden[row, rows]
                     token_ids[offsets[i] : offsets[i + 1]] = ids[row, rows]
                 bar.update(len(members))
-        return TokenStates(values, offsets, token_ids)
+        names = np.asarray([f"hidden{i}" for i in range(width)], dtype=object)
+        return TokenStates(values, offsets, token_ids, names)
 
-    def _width(self, backend) -> int:
-        return int(backend.encoder.config.hidden_size)
+    def _record_model(self, backend):
+        self.n_features_out_ = int(backend.encoder.config.hidden_size)
+        self.n_layers_ = int(backend.encoder.config.num_hidden_layers)
 
 
 _HOOK = re.compile(r"^blocks\.(\d+)\.hook_resid_(pre|post)$")
