@@ -67,19 +67,23 @@ _LLM_CACHE_FILE = "llm.sqlite"
 def default_describer() -> TermDescriber:
     """The offline describer of :class:`InterpretableEmbedder`.
 
-    Up to 8 terms, any positive z-score (so that every live latent whose
-    firing texts share a word more often than the others gets a label; its
-    held-out fidelity says how far to trust it), and not exclusive (a
-    latent's label describes that latent alone, whichever latents are
-    labelled with it).
+    :class:`TermDescriber` with up to 8 terms, the significance bar of its
+    default (``min_score="auto"``), and not exclusive: a latent's label
+    describes that latent alone, whichever latents are labelled with it. A
+    live latent with no distinctive term is left unlabelled, and
+    ``labels_.reason`` says so; a lower bar labels more latents, with lower
+    held-out fidelity.
     """
-    return TermDescriber(n_terms=8, min_score=0.0, exclusive=False)
+    return TermDescriber(n_terms=8, exclusive=False)
 
 
 # ----------------------------------------------------------- the cost estimate
 @dataclasses.dataclass
 class CostEstimate:
     """What labelling latents would send to an LLM, counted without sending.
+
+    The count is exact when every answer parses and, with several batches,
+    no two latents get the same label; otherwise it is an upper bound.
 
     Attributes
     ----------
@@ -105,7 +109,8 @@ class CostEstimate:
     max_cost: float | None = None
     assumptions: str = (
         "every answer parses on the first try (no re-asks) and names a "
-        "concept, and no two latents get the same label"
+        "concept; when two latents get the same label, the cache answers some "
+        "questions of later batches and fewer requests are sent"
     )
 
     @property
@@ -125,8 +130,10 @@ class CostEstimate:
 
     def __str__(self) -> str:
         def money(value):
-            return "unknown (no price: LLMClient(prices=...))" if value is None else (
-                f"${value:,.4f}"
+            return (
+                "unknown (no price: LLMClient(prices=...))"
+                if value is None
+                else (f"${value:,.4f}")
             )
 
         table = self.steps.to_string(index=False) if len(self.steps) else "(none)"
@@ -173,7 +180,9 @@ class _DryRunClient:
         )
         return self._run(messages_list, parses, desc, sampling, _accept_text)
 
-    def yes_probabilities(self, messages_list, *, desc=None, max_attempts=3, **sampling):
+    def yes_probabilities(
+        self, messages_list, *, desc=None, max_attempts=3, **sampling
+    ):
         # The sampling LLMClient.yes_probabilities adds, so cache keys match.
         sampling = {"logprobs": True, "top_logprobs": 10, "max_tokens": 1, **sampling}
         parses = [None] * len(messages_list)
@@ -664,7 +673,9 @@ class InterpretableEmbedder(TransformerMixin, BaseEstimator):
         live = np.flatnonzero(n_fires > 0)
         if self.dry_run:
             self.cost_estimate_ = self._estimate(live, describer, self.annotator_)
-            self.labels_.loc[live, "reason"] = "not labelled: dry run (see cost_estimate_)"
+            self.labels_.loc[live, "reason"] = (
+                "not labelled: dry run (see cost_estimate_)"
+            )
             print(self.cost_estimate_)
         else:
             self._label(live, describer, self.annotator_)
@@ -719,7 +730,10 @@ class InterpretableEmbedder(TransformerMixin, BaseEstimator):
             for start in range(0, len(latents), size):
                 batch = latents[start : start + size]
                 found = describer.describe(
-                    label_texts, A_label[:, batch], annotator=annotator, random_state=seed
+                    label_texts,
+                    A_label[:, batch],
+                    annotator=annotator,
+                    random_state=seed,
                 )
                 self._usage = self._usage + found.usage
                 labels = {
@@ -730,14 +744,14 @@ class InterpretableEmbedder(TransformerMixin, BaseEstimator):
                 }
                 rows = self.labels_["latent"].isin(batch)
                 self.labels_.loc[rows, ["label", "describer"]] = None
-                self.labels_.loc[
-                    rows, ["fidelity", "precision", "recall"]
-                ] = np.nan
+                self.labels_.loc[rows, ["fidelity", "precision", "recall"]] = np.nan
                 self.labels_.loc[rows, ["n_fidelity_texts", "n_fidelity_fires"]] = 0
                 for c, why in found.missing.items():
                     j = batch[int(c)]
                     if why == "never fires":
-                        why = "fires on none of the labelling texts (only held-out ones)"
+                        why = (
+                            "fires on none of the labelling texts (only held-out ones)"
+                        )
                     self.labels_.loc[j, "reason"] = f"no label: {why}"
                 for j, label in labels.items():
                     self.labels_.at[j, "label"] = label
@@ -771,8 +785,7 @@ class InterpretableEmbedder(TransformerMixin, BaseEstimator):
             self.labels_.at[j, "n_fidelity_fires"] = int(fired.sum())
             if not fired.any():
                 self.labels_.at[j, "reason"] = (
-                    "fidelity not measured: fires on none of the held-out texts "
-                    "scored"
+                    "fidelity not measured: fires on none of the held-out texts scored"
                 )
                 continue
             scores = fidelity_scores(values[asked], fired.astype(float))
@@ -906,8 +919,10 @@ class InterpretableEmbedder(TransformerMixin, BaseEstimator):
     def _estimate(self, latents, describer, annotator) -> CostEstimate:
         log = []
         probe_describer = _with_dry_run_clients(describer, log)
-        if self.annotator is None and annotator is not None and hasattr(
-            probe_describer, "default_annotator"
+        if (
+            self.annotator is None
+            and annotator is not None
+            and hasattr(probe_describer, "default_annotator")
         ):
             probe_annotator = probe_describer.default_annotator()
         else:
@@ -967,7 +982,9 @@ class InterpretableEmbedder(TransformerMixin, BaseEstimator):
             and values.dtype.kind in "biuf"
         )
         if not numeric:
-            values = self._encode(_plain(self.embedder_.transform(self._texts(X, "binarize"))))
+            values = self._encode(
+                _plain(self.embedder_.transform(self._texts(X, "binarize")))
+            )
         elif values.shape[1] != len(self.thresholds_):
             raise ValueError(
                 "The 'X' parameter of InterpretableEmbedder.binarize must be texts or "
