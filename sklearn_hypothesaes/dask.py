@@ -57,6 +57,10 @@ __all__ = [
 
 #: Estimators kept loaded per worker process (least recently used dropped first).
 MAX_CACHED = 4
+#: Embedded on one worker by :func:`embed` to learn the output width and dtype.
+# Not a text of the user's: a second graph over the input's keys makes the
+# scheduler warn, and the client loads no model.
+PROBE_TEXT = "A short text that tells the embedding width."
 
 _INSTALL = 'pip install "sklearn-hypothesaes[dask]"'
 _CACHE: OrderedDict[str, tuple[object, threading.Lock]] = OrderedDict()
@@ -188,12 +192,6 @@ def _embed_block(part, key, embedder, n_out, dtype):
             "partition must map to one output row per text."
         )
     return X
-
-
-# Embedded on a worker to learn the output width and dtype before the graph is
-# built, without reading the user's data (a second graph over the same input
-# keys makes the scheduler warn) and without loading a model on the client.
-PROBE_TEXT = "A short text that tells the embedding width."
 
 
 def _probe(key, embedder):
