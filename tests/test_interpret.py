@@ -197,3 +197,70 @@ def test_bad_arguments(make_client):
             interpret_latents(texts, acts, client=client, sampling="random")
         with pytest.raises(ValueError, match=r"placeholder \{instructions\}"):
             interpret_latents(texts, acts, [0], client=client, prompt_template="{x}")
+
+
+@pytest.mark.parametrize(
+    "answer, concept",
+    [
+        ("Here is the property:\n\nMentions a refund.", "mentions a refund"),
+        ("Sure! The property is: uses sarcasm", "uses sarcasm"),
+        ('<think>dogs?</think>\n**Property:** "Mentions dogs."', "mentions dogs"),
+    ],
+)
+def test_parse_hypothesis_drops_the_preamble(answer, concept):
+    assert parse_hypothesis(answer) == concept
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "I'm sorry, but I can't help with that.",
+        "As an AI language model, I cannot judge these texts.",
+        "<think>The texts where it fires all mention",
+        "Here is the property:",
+        '{"1": 1}',
+    ],
+)
+def test_parse_hypothesis_refuses_unusable_answers(answer):
+    with pytest.raises(ValueError):
+        parse_hypothesis(answer)
+
+
+def refusing_interpreter(body):
+    """Refuses the dog latent, answers the rain latent after a lead-in."""
+    prompt = body["messages"][0]["content"]  # the same when asked again
+    if "Texts where it fires:" not in prompt:
+        return concept_judge(body)
+    fires = section(prompt, "Texts where it fires:")
+    if sum("rain" in t for t in fires) > len(fires) / 2:
+        return "Here is the property:\n\nMentions rain."
+    return "I'm sorry, but I can't help with that."
+
+
+def test_refusals_never_become_hypotheses(make_client):
+    texts, acts = make_corpus()
+    with FakeOpenAIServer(chat=refusing_interpreter) as srv:
+        with pytest.warns(
+            RuntimeWarning, match=r"Unusable LLM answers: 3 \(3 refusal\)"
+        ):
+            frame = interpret_latents(
+                texts, acts, [0, 1], client=make_client(srv), n_fidelity=0
+            )
+        assert len(srv.requests) == 1 + 3  # the refused prompt asked 3 times
+    assert frame["hypothesis"].isna().tolist() == [True, False]
+    assert frame["hypothesis"][1] == "mentions rain"
+    assert frame["best"].tolist() == [False, True]
+
+
+def test_no_usable_description_at_all_says_why_and_what_to_change(make_client):
+    texts, acts = make_corpus()
+    with FakeOpenAIServer(chat=lambda body: "Sorry, I cannot do that.") as srv:
+        with pytest.raises(RuntimeError) as info:
+            interpret_latents(texts, acts, client=make_client(srv), n_fidelity=0)
+    assert str(info.value) == (
+        "The LLM gave no usable description for any latent: all 2 interpretation "
+        "prompts ended without one (unusable answers: 6 refusal; requests: 6, "
+        "failed: 2). No hypothesis can be made from them. To fix: the model "
+        "refused: write what the texts are in instructions=..., or use another "
+        "model."
+    )
