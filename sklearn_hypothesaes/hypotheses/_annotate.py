@@ -156,7 +156,7 @@ def quote_text(text: str, max_chars: int | None) -> str:
     --------
     >>> print(quote_text("Dear Sir,\\nI am writing to complain.", 20))
     \"\"\"Dear Sir,
-    I am writing [...]\"\"\"
+    I am writi [...]\"\"\"
     """
     text = str(text)
     if max_chars is not None and len(text) > max_chars:
@@ -512,7 +512,8 @@ def annotation_agreement(
 
     Examples
     --------
-    >>> from sklearn_hypothesaes import LLMClient, annotation_agreement
+    >>> from sklearn_hypothesaes import LLMClient
+    >>> from sklearn_hypothesaes import annotation_agreement  # doctest: +SKIP
     >>> client = LLMClient(base_url="http://localhost:8000/v1", cache_dir=False)
     >>> annotation_agreement(texts, hypotheses, client)  # doctest: +SKIP
        concepts_per_request  agreement  kappa  ...  prompt_tokens  ...

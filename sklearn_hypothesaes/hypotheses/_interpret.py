@@ -59,7 +59,7 @@ def parse_hypothesis(text: str) -> str:
     --------
     >>> parse_hypothesis('- "Mentions retriever dogs."')
     'mentions retriever dogs'
-    >>> parse_hypothesis("Here is the property:\n\nMentions a refund.")
+    >>> parse_hypothesis("Here is the property:\\n\\nMentions a refund.")
     'mentions a refund'
     """
     problem = answer_problem(text)
