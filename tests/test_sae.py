@@ -15,15 +15,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_hypothesaes import SparseAutoencoder
 from sklearn_hypothesaes.sae import load_sae, save_sae
-from sklearn_hypothesaes.sae._kernels import (
-    ColumnLayout,
-    TrainState,
-    decode_with_grad,
-    gather_preactivations,
-    row_offsets,
-    select_batch_topk,
-    select_topk,
-)
+from sklearn_hypothesaes.sae._kernels import TrainState, select_topk
 
 
 def planted_dictionary(n=6000, d=32, m=48, k=3, noise=0.01, seed=0):
@@ -84,53 +76,83 @@ def _dense_reference(x, w_enc, b_enc, w_dec, b_dec, rows, cols):
     return z @ w_dec + b_dec
 
 
-@pytest.mark.parametrize("select", [select_topk, select_batch_topk])
-def test_sparse_gradients_match_dense_autograd(select):
+def _state(params, activation="topk", prefixes=None, **kw):
+    options = dict(
+        row_var=2.0,
+        lr=1e-2,
+        k=5,
+        activation=activation,
+        prefixes=prefixes,
+        aux_k=6,
+        aux_coef=0.0,
+        dead_rows=10**9,
+        clip_grad=None,
+        compute_dtype=params["w_enc"].dtype,
+    )
+    options.update(kw)
+    return TrainState(params, **options)
+
+
+@pytest.mark.parametrize("activation", ["topk", "batchtopk"])
+@pytest.mark.parametrize("prefixes", [None, [8, 80], [3, 30, 80]])
+@pytest.mark.parametrize("dead", [False, True])
+def test_hand_written_gradients_match_dense_autograd(activation, prefixes, dead):
+    """Loss and every gradient of a step, Matryoshka and AuxK included, equal
+    autograd on the dense formulas (float64)."""
     gen = torch.Generator().manual_seed(0)
-    B, d, M, k = 32, 24, 80, 5
+    B, d, M = 32, 24, 80
     x = torch.randn(B, d, dtype=torch.float64, generator=gen)
-    params = [
-        torch.randn(*shape, dtype=torch.float64, generator=gen).requires_grad_()
-        for shape in ((M, d), (M,), (M, d), (d,))
-    ]
-    w_enc, b_enc, w_dec, b_dec = params
-    xc = x - b_dec
-    with torch.no_grad():
-        pre = torch.addmm(b_enc, xc, w_enc.T)
-        rows, cols, pre_vals = select(pre, k)
-    offsets = row_offsets(rows, B)
-    layout = ColumnLayout(rows, cols, M)
-    enc = {"w_enc": w_enc, "b_enc": b_enc}
-    vals = F.relu(gather_preactivations(xc, enc, pre_vals, rows, cols, offsets, layout))
-    recon = decode_with_grad(rows, cols, vals, w_dec, B, offsets, layout) + b_dec
-    sparse_grads = torch.autograd.grad((recon - x).pow(2).sum(), params)
-    dense = _dense_reference(x, *params, rows, cols)
-    dense_grads = torch.autograd.grad((dense - x).pow(2).sum(), params)
-    torch.testing.assert_close(recon, dense, rtol=1e-12, atol=1e-12)
-    for got, want in zip(sparse_grads, dense_grads, strict=True):
-        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+    init = {
+        name: torch.randn(*shape, dtype=torch.float64, generator=gen)
+        for name, shape in (("w_enc", (M, d)), ("b_enc", (M,)), ("w_dec", (M, d)))
+    }
+    init["b_dec"] = 0.1 * torch.randn(d, dtype=torch.float64, generator=gen)
+    state = _state(init, activation, prefixes, aux_coef=0.5 if dead else 0.0)
+    if dead:
+        state.rows_since_fired[::3] = 10**9
+    grads, loss, code, _ = state.loss_and_grads(x)
+    ref = {n: p.clone().requires_grad_() for n, p in init.items()}
+    dense_z = F.relu((x - ref["b_dec"]) @ ref["w_enc"].T + ref["b_enc"])
+    mask = torch.zeros(B, M, dtype=torch.bool)
+    mask[code.rows, code.cols] = True
+    z = dense_z * mask
+    ends = prefixes or [M]
+    recon_loss = torch.stack(
+        [
+            (z[:, :end] @ ref["w_dec"][:end] + ref["b_dec"] - x).pow(2).sum()
+            for end in ends
+        ]
+    ).mean() / (B * 2.0)
+    total = recon_loss
+    if dead:
+        resid = (x - z @ ref["w_dec"] - ref["b_dec"]).detach()
+        dead_mask = state.dead_mask()
+        with torch.no_grad():
+            pre = (x - init["b_dec"]) @ init["w_enc"].T + init["b_enc"]
+            masked = pre.masked_fill(~dead_mask, float("-inf"))
+            picked = masked.topk(6, dim=1).indices
+        aux_mask = torch.zeros(B, M, dtype=torch.bool).scatter_(1, picked, True)
+        resid_hat = (dense_z * aux_mask) @ ref["w_dec"]
+        var = (resid - resid.mean(0)).pow(2).sum()
+        total = total + 0.5 * (resid_hat - resid).pow(2).sum() / var
+    total.backward()
+    torch.testing.assert_close(loss, recon_loss.detach(), rtol=1e-12, atol=1e-12)
+    for name, param in ref.items():
+        torch.testing.assert_close(grads[name], param.grad, rtol=1e-10, atol=1e-10)
 
 
-def test_train_step_matches_dense_step():
-    """A whole optimisation step (loss, projection, Adam) equals dense autograd."""
+@pytest.mark.parametrize("clip", [None, 1e-3])
+def test_train_step_matches_dense_step(clip):
+    """A whole optimisation step (loss, projection, clipping, Adam) equals
+    dense autograd and torch.optim.Adam."""
     gen = torch.Generator().manual_seed(1)
     B, d, M, k = 16, 8, 24, 3
     x = torch.randn(B, d, generator=gen)
     w = torch.randn(M, d, generator=gen)
     w /= w.norm(dim=1, keepdim=True)
     init = {"w_enc": w.clone(), "b_enc": torch.zeros(M), "w_dec": w, "b_dec": x.mean(0)}
-    state = TrainState(
-        {n: p.clone() for n, p in init.items()},
-        row_var=1.0,
-        lr=1e-2,
-        k=k,
-        activation="topk",
-        prefixes=None,
-        aux_k=4,
-        aux_coef=0.0,
-        dead_rows=10**9,
-        clip_grad=None,
-        compute_dtype=torch.float32,
+    state = _state(
+        {n: p.clone() for n, p in init.items()}, row_var=1.0, k=k, clip_grad=clip
     )
     state.step(x)
     ref = {n: p.clone().requires_grad_() for n, p in init.items()}
@@ -145,6 +167,8 @@ def test_train_step_matches_dense_step():
     with torch.no_grad():
         g = ref["w_dec"].grad
         g -= (g * ref["w_dec"]).sum(1, keepdim=True) * ref["w_dec"]
+    if clip:
+        assert torch.nn.utils.clip_grad_norm_(ref.values(), clip) > clip
     opt = torch.optim.Adam(ref.values(), lr=1e-2)
     opt.step()
     with torch.no_grad():
@@ -315,7 +339,7 @@ def test_pipeline_gridsearch_set_output(blobs):
             None,
             r"'matryoshka_prefixes' .* Got \[8, 4\]",
         ),
-        ({"activation": "relu"}, None, r"'activation' parameter .* Got 'relu'"),
+        ({"activation": "gelu"}, None, r"'activation' parameter .* Got 'gelu'"),
         ({}, np.array([1.0, 2.0, 3.0]), r"Expected 2D array, got 1D array"),
         ({}, np.empty((0, 4)), r"0 sample\(s\)"),
         ({}, np.array([[1.0, np.nan], [0.0, 1.0]]), r"Input X contains NaN"),
@@ -345,9 +369,9 @@ def test_partial_fit_epochs_shuffle_differently(blobs, monkeypatch):
     orders = []
     original = training.TrainState.step
 
-    def record(self, x):
+    def record(self, x, k=None):
         orders.append(float(x[0, 0]))
-        return original(self, x)
+        return original(self, x, k)
 
     monkeypatch.setattr(training.TrainState, "step", record)
     sae = small(early_stopping=False)

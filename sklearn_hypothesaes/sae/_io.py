@@ -203,6 +203,12 @@ def _check_shapes(sae, path):
         if not isinstance(got, np.ndarray) or got.shape != shape:
             found = None if got is None else getattr(got, "shape", type(got).__name__)
             raise _corrupt(path, f"'{name}' should have shape {shape}, got {found}")
+    threshold = getattr(sae, "threshold_", None)
+    if sae.activation == "jumprelu" and (
+        not isinstance(threshold, np.ndarray) or threshold.shape != (m,)
+    ):
+        found = getattr(threshold, "shape", type(threshold).__name__)
+        raise _corrupt(path, f"'threshold_' should have shape {(m,)}, got {found}")
 
 
 def load_sae(path):

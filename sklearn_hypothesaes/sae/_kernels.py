@@ -1,17 +1,27 @@
-"""The torch side of :class:`SparseAutoencoder`: sparse forward/backward kernels
-and one training step.
+"""The torch side of :class:`SparseAutoencoder`: sparse codes, a training step
+with hand-written gradients, and the optimiser.
 
-Why sparse kernels: a k-sparse code makes the decoder a gather of k rows per
-example, and the encoder's gradient non-zero only on the k selected latents.
+Why sparse kernels: a sparse code makes the decoder a gather of a few rows per
+example, and the encoder's gradient non-zero only on the selected latents.
 Dense autograd spends ``B * M * d`` multiply-adds on each of those (five dense
 matmuls per step); the kernels here spend ``B * k * d``, leaving one dense
 matmul, the encoder's forward pass, per step.
 
-Codes are kept in COO form: ``rows`` (example), ``cols`` (latent) and
-``vals``, sorted by row so that ``embedding_bag`` can decode them. A
-:class:`ColumnLayout` holds the same entries sorted by latent, so that both
-weight gradients are one ``embedding_bag`` each: latent ``m`` gathers the rows
-of the batch where it fired, with no dense zero-filled buffer.
+Why gradients by hand instead of autograd: every term of the loss is a sum over
+the code's entries, so each gradient is one ``embedding_bag`` (the decoder's
+values, the decoder and encoder weights) or a short vector formula (the
+biases). Written out, a step runs four sparse passes over the code however
+many Matryoshka prefixes there are (autograd ran two per prefix, plus one for
+the encoder input's gradient that only the decoder bias needed), and none of
+autograd's bookkeeping. ``tests/test_sae.py`` and ``tests/test_sae_variants.py``
+check every gradient against autograd on the dense formulas.
+
+Codes are kept in COO form (:class:`Code`): ``rows`` (example), ``cols``
+(latent) and the pre-activations ``pre`` of the selected entries, sorted by row
+and, within a row, by latent. Bag ``row * S + s`` holds a row's entries in
+Matryoshka segment ``s`` (latents between two prefix ends), so one
+``embedding_bag`` decodes every segment and a cumulative sum gives every
+prefix's reconstruction.
 """
 
 from __future__ import annotations
@@ -30,102 +40,73 @@ def as_tensor(array):
     return torch.from_numpy(array)
 
 
-class ColumnLayout:
-    """The entries of a row-sorted code, regrouped by latent (column).
+def exclusive_cumsum(counts):
+    """Start offsets of consecutive groups of the given sizes."""
+    offsets = torch.zeros_like(counts)
+    if counts.numel() > 1:
+        torch.cumsum(counts[:-1], 0, out=offsets[1:])
+    return offsets
 
-    ``rows_by_col[col_offsets[m]:col_offsets[m + 1]]`` are the batch rows where
-    latent ``m`` is selected; ``order`` maps that grouping to the row-sorted
-    entries.
+
+class Code:
+    """A batch's sparse code: entries ``(rows, cols, pre)`` sorted by (row, col).
+
+    ``segment_ends`` are the Matryoshka prefix ends (the last is ``n_latents``);
+    entries are grouped into bags ``row * S + segment``. The same entries are
+    also indexed by latent (``order``, ``col_offsets``) so that a weight
+    gradient is one ``embedding_bag`` gathering the rows where each latent
+    fired.
     """
 
-    def __init__(self, rows, cols, n_latents):
+    def __init__(self, rows, cols, pre, n_rows, n_latents, segment_ends=None):
+        self.rows, self.cols, self.pre = rows, cols, pre
+        self.n_rows, self.n_latents = n_rows, n_latents
+        self.n_segments = 1 if segment_ends is None else len(segment_ends)
+        if self.n_segments > 1:
+            bounds = torch.as_tensor(segment_ends[:-1], device=cols.device)
+            self.bags = rows * self.n_segments + torch.bucketize(
+                cols, bounds, right=True
+            )
+        else:
+            self.bags = rows
+        n_bags = n_rows * self.n_segments
+        self.bag_offsets = exclusive_cumsum(torch.bincount(self.bags, minlength=n_bags))
         self.order = torch.argsort(cols, stable=True)
-        self.rows_by_col = rows[self.order]
-        counts = torch.bincount(cols, minlength=n_latents)
-        self.col_offsets = torch.zeros(n_latents, dtype=torch.long, device=cols.device)
-        torch.cumsum(counts[:-1], 0, out=self.col_offsets[1:])
+        self.counts = torch.bincount(cols, minlength=n_latents)
+        self.col_offsets = exclusive_cumsum(self.counts)
 
-    def scatter_rows(self, weights, source):
-        """``out[m] = sum of weights[i] * source[rows[i]]`` over entries of latent m."""
+    def decode(self, vals, weight):
+        """``out[bag] = sum of vals[i] * weight[cols[i]]`` over the bag's entries."""
         return F.embedding_bag(
-            self.rows_by_col,
+            self.cols, weight, self.bag_offsets, mode="sum", per_sample_weights=vals
+        )
+
+    def decode_values_grad(self, grad_bags, weight):
+        """Gradient of :meth:`decode` with respect to ``vals``:
+        ``weight[cols[i]] . grad_bags[bags[i]]`` for each entry."""
+        return torch.ops.aten._embedding_bag_per_sample_weights_backward(
+            grad_bags, weight, self.cols, self.bag_offsets, self.bags, 0, -1
+        )
+
+    def by_latent(self, index, weights, source):
+        """``out[m] = sum of weights[i] * source[index[i]]`` over latent m's entries."""
+        return F.embedding_bag(
+            index[self.order],
             source,
             self.col_offsets,
             mode="sum",
             per_sample_weights=weights[self.order],
         )
 
-
-class _GatherPreactivations(torch.autograd.Function):
-    """``vals[i] = xc[rows[i]] @ W_enc[cols[i]] + b_enc[cols[i]]``.
-
-    The forward pass reuses pre-activations computed without autograd; the
-    backward pass touches only the selected (row, latent) pairs.
-    """
-
-    @staticmethod
-    def forward(ctx, xc, w_enc, b_enc, pre_vals, rows, cols, offsets, layout):
-        ctx.save_for_backward(xc, w_enc, rows, cols, offsets)
-        ctx.layout = layout
-        return pre_vals
-
-    @staticmethod
-    def backward(ctx, grad_vals):
-        xc, w_enc, rows, cols, offsets = ctx.saved_tensors
-        grad_xc = grad_w = grad_b = None
-        if ctx.needs_input_grad[1]:
-            grad_w = ctx.layout.scatter_rows(grad_vals, xc)
-        if ctx.needs_input_grad[2]:
-            grad_b = torch.zeros(
-                w_enc.shape[0], dtype=grad_vals.dtype, device=grad_vals.device
-            )
-            grad_b.index_add_(0, cols, grad_vals)
-        if ctx.needs_input_grad[0]:
-            grad_xc = sparse_decode(rows, cols, grad_vals, w_enc, xc.shape[0], offsets)
-        return grad_xc, grad_w, grad_b, None, None, None, None, None
-
-
-class _AttachDecoderGrad(torch.autograd.Function):
-    """Identity on a reconstruction that carries the decoder-weight gradient.
-
-    The reconstruction is decoded from a detached ``W_dec`` (autograd then
-    gives only the gradient of the code values, which it does well); this
-    function adds ``dL/dW_dec`` computed by latent, without a dense scatter.
-    """
-
-    @staticmethod
-    def forward(ctx, recon, w_dec, vals, layout):
-        ctx.save_for_backward(vals)
-        ctx.layout = layout
-        return recon.view_as(recon)
-
-    @staticmethod
-    def backward(ctx, grad_recon):
-        (vals,) = ctx.saved_tensors
-        grad_w = None
-        if ctx.needs_input_grad[1]:
-            grad_w = ctx.layout.scatter_rows(vals, grad_recon)
-        return grad_recon, grad_w, None, None
-
-
-def decode_with_grad(rows, cols, vals, w_dec, n_rows, offsets, layout):
-    """Differentiable sparse decode whose W_dec gradient is computed by latent."""
-    recon = sparse_decode(rows, cols, vals, w_dec.detach(), n_rows, offsets)
-    return _AttachDecoderGrad.apply(recon, w_dec, vals.detach(), layout)
-
-
-def gather_preactivations(xc, params, pre_vals, rows, cols, offsets, layout):
-    return _GatherPreactivations.apply(
-        xc, params["w_enc"], params["b_enc"], pre_vals, rows, cols, offsets, layout
-    )
+    def sum_by_latent(self, values):
+        return torch.zeros(
+            self.n_latents, dtype=values.dtype, device=values.device
+        ).index_add_(0, self.cols, values)
 
 
 def row_offsets(rows, n_rows):
     """Start of each row's entries in a row-sorted COO code (embedding_bag offsets)."""
-    counts = torch.bincount(rows, minlength=n_rows)
-    offsets = torch.zeros(n_rows, dtype=torch.long, device=rows.device)
-    torch.cumsum(counts[:-1], 0, out=offsets[1:])
-    return offsets
+    return exclusive_cumsum(torch.bincount(rows, minlength=n_rows))
 
 
 def sparse_decode(rows, cols, vals, weight, n_rows, offsets=None):
@@ -135,22 +116,19 @@ def sparse_decode(rows, cols, vals, weight, n_rows, offsets=None):
     """
     if offsets is None:
         offsets = row_offsets(rows, n_rows)
-    return F.embedding_bag(
-        cols,
-        weight,
-        offsets,
-        mode="sum",
-        per_sample_weights=vals,
-        include_last_offset=False,
-    )
+    return F.embedding_bag(cols, weight, offsets, mode="sum", per_sample_weights=vals)
 
 
-def select_topk(pre, k, rows=None):
-    """Per-row top-k of the pre-activations, as sorted COO (rows, cols, vals).
+def select_topk(pre, k, rows=None, sort_cols=False):
+    """Per-row top-k of the pre-activations, as row-sorted COO (rows, cols, vals).
 
-    ``rows`` may pass a precomputed ``arange(B).repeat_interleave(k)``.
+    ``rows`` may pass a precomputed ``arange(B).repeat_interleave(k)``;
+    ``sort_cols`` orders each row's latents (needed for Matryoshka bags).
     """
     vals, cols = torch.topk(pre, k, dim=1, sorted=False)
+    if sort_cols:
+        cols, perm = torch.sort(cols, dim=1)
+        vals = vals.gather(1, perm)
     if rows is None:
         rows = torch.arange(pre.shape[0], device=pre.device).repeat_interleave(k)
     return rows, cols.reshape(-1), vals.reshape(-1)
@@ -165,7 +143,7 @@ def select_batch_topk(pre, k):
 
 
 def select_threshold(pre, threshold):
-    """Every pre-activation above a fixed threshold (inference of BatchTopK)."""
+    """Every pre-activation above a threshold: a number, or one per latent."""
     rows, cols = torch.nonzero(pre > threshold, as_tuple=True)
     return rows, cols, pre[rows, cols]
 
@@ -198,14 +176,19 @@ def preactivations(x, params):
 
 
 def encode(x, params, k, activation, threshold=None):
-    """Sparse codes of ``x`` as (rows, cols, vals) with vals >= 0, no autograd.
+    """Sparse codes of ``x`` as (rows, cols, vals) with vals > 0, no autograd.
 
-    A row's code is the same whichever rows it is encoded with (for
-    ``activation="batchtopk"`` the batch decides, by design).
+    ``activation``: ``"topk"``, ``"batchtopk"`` (the batch decides, by
+    design), ``"threshold"`` (every pre-activation above ``threshold``, a
+    number or one per latent: BatchTopK's and JumpReLU's inference) or
+    ``"relu"``. Otherwise a row's code is the same whichever rows it is
+    encoded with.
     """
     pre = preactivations(x, params)
     if activation == "threshold":
         rows, cols, vals = select_threshold(pre, threshold)
+    elif activation == "relu":
+        rows, cols, vals = select_threshold(pre, 0.0)
     elif activation == "batchtopk":
         rows, cols, vals = select_batch_topk(pre, k)
     else:
@@ -215,11 +198,14 @@ def encode(x, params, k, activation, threshold=None):
 
 
 class Adam:
-    """Adam on a few tensors with multi-tensor ops.
+    """Adam on a few tensors, with gradient clipping folded into the update.
 
     Same update as ``torch.optim.Adam``; written out because constructing any
     ``torch.optim`` optimiser imports ``torch._dynamo``: +1.0 s per process
     (importing sae._training then building torch.optim.Adam: 3.4 s vs 2.4 s).
+    Clipping by global norm divides the gradients by ``max(1, norm / clip)``;
+    the fused kernel takes that divisor as ``grad_scale``, saving a pass over
+    every gradient.
     """
 
     def __init__(self, params, lr, betas=(0.9, 0.999), eps=1e-8):
@@ -230,22 +216,34 @@ class Adam:
         self.exp_avg = [torch.zeros_like(p) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
         self.t = 0
+        device = self.params[0].device
+        self._step = torch.zeros((), device=device)
+        self._fused = getattr(torch, "_fused_adam_", None) is not None and (
+            device.type in ("cpu", "cuda")
+        )
 
     @torch.no_grad()
-    def step(self):
+    def step(self, grads, clip=None, exempt=()):
+        """One update; ``clip`` bounds the global gradient norm of all but the
+        tensors at positions ``exempt``."""
         self.t += 1
-        grads = [p.grad for p in self.params]
-        fused = getattr(torch, "_fused_adam_", None)
-        if fused is not None and all(p.device.type == "cpu" for p in self.params):
+        scale = None
+        if clip:
+            clipped = [g for i, g in enumerate(grads) if i not in exempt]
+            total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(clipped)))
+            scale = torch.clamp(total / clip, min=1.0)
+            for i in exempt:
+                grads[i] = grads[i] * scale  # undone by the division below
+        if self._fused:
             # One pass over each tensor instead of seven (same arithmetic).
-            steps = [torch.tensor(float(self.t)) for _ in self.params]
-            fused(
+            self._step.fill_(self.t)
+            torch._fused_adam_(
                 self.params,
                 grads,
                 self.exp_avg,
                 self.exp_avg_sq,
                 [],
-                steps,
+                [self._step] * len(self.params),
                 lr=self.lr,
                 beta1=self.beta1,
                 beta2=self.beta2,
@@ -253,8 +251,11 @@ class Adam:
                 eps=self.eps,
                 amsgrad=False,
                 maximize=False,
+                grad_scale=scale.to(torch.float32) if scale is not None else None,
             )
             return
+        if scale is not None:
+            grads = torch._foreach_div(grads, scale)
         torch._foreach_lerp_(self.exp_avg, grads, 1 - self.beta1)
         torch._foreach_mul_(self.exp_avg_sq, self.beta2)
         torch._foreach_addcmul_(self.exp_avg_sq, grads, grads, 1 - self.beta2)
@@ -265,16 +266,39 @@ class Adam:
         torch._foreach_add_(denom, self.eps)
         torch._foreach_addcdiv_(self.params, self.exp_avg, denom, -self.lr / bias1)
 
-    def zero_grad(self):
-        for p in self.params:
-            p.grad = None
+
+def jumprelu_bandwidth(n_features):
+    """Width of the rectangle kernel of JumpReLU's straight-through estimator.
+
+    Gemma Scope uses 0.001 on inputs scaled to unit mean squared norm; the
+    training frame here scales rows to mean norm ``sqrt(n_features)``, so the
+    same kernel is ``0.001 * sqrt(n_features)`` wide.
+    """
+    return 1e-3 * math.sqrt(n_features)
+
+
+# Sparsity coefficient controller (relu, jumprelu with a target L0): per step,
+# log(coef) moves by RATE * (L0 / target - 1), the deviation clipped to [-1, 1].
+CONTROL_RATE = 0.05
+# Starting coefficient of ReLU's L1 penalty, in loss units (an FVU estimate),
+# and the bounds of its adaptation.
+INITIAL_COEF = 0.05
+COEF_BOUNDS = (1e-6, 1e3)
+# Weight of JumpReLU's target-L0 penalty (L0 / k - 1)^2, in loss units.
+TARGET_WEIGHT = 1.0
 
 
 class TrainState:
     """Parameters, optimiser and bookkeeping of one training run.
 
     Parameters live in float32 ("master weights"); with ``compute_dtype``
-    bfloat16 the encoder's dense matmul runs in bfloat16.
+    bfloat16 the encoder's dense matmul runs in bfloat16. ``params`` holds
+    ``w_enc``, ``b_enc``, ``w_dec``, ``b_dec`` and, for JumpReLU, the
+    per-latent ``threshold``, all in the scaled training frame.
+
+    ``sparsity_coef`` (ReLU and JumpReLU): a fixed penalty weight, or None to
+    adapt the weight so that the mean number of active latents per row
+    tracks ``k``.
     """
 
     def __init__(
@@ -291,32 +315,45 @@ class TrainState:
         dead_rows,
         clip_grad,
         compute_dtype,
+        sparsity_coef=None,
         threshold_beta=0.999,
     ):
-        self.params = {
-            name: torch.nn.Parameter(value) for name, value in params.items()
-        }
+        self.params = {name: value.detach().clone() for name, value in params.items()}
+        self.names = list(self.params)
+        # JumpReLU's threshold gradient is a pseudo-derivative of arbitrary
+        # scale: left out of the clipping norm, lest it shrink every step.
+        self._exempt = [i for i, n in enumerate(self.names) if n == "threshold"]
         self.optimizer = Adam(self.params.values(), lr=lr)
         self.base_lr = lr
         # Sum of per-dimension variances of the data: losses are FVU estimates
         # against one fixed baseline, not each batch's own variance.
         self.row_var = float(row_var)
-        self._offsets = {}
+        self._rows_cache = {}
         self.k = k
         self.activation = activation
-        self.prefixes = prefixes
+        self.prefixes = list(prefixes) if prefixes else None
         self.aux_k = aux_k
         self.aux_coef = aux_coef
         self.dead_rows = dead_rows
         self.clip_grad = clip_grad
         self.compute_dtype = compute_dtype
         self.threshold_beta = threshold_beta
-        device = self.params["w_enc"].device
-        n_latents = self.params["w_enc"].shape[0]
+        w_enc = self.params["w_enc"]
+        device = w_enc.device
+        n_latents, n_features = w_enc.shape
         self.rows_since_fired = torch.zeros(n_latents, dtype=torch.long, device=device)
         self.threshold = None
         self._threshold_ema = 0.0
         self._threshold_steps = 0
+        self.bandwidth = jumprelu_bandwidth(n_features)
+        self.fixed_coef = sparsity_coef
+        start = INITIAL_COEF if sparsity_coef is None else sparsity_coef
+        self.log_coef = torch.tensor(math.log(max(start, 1e-30)), device=device)
+        # Multiplies a fixed coefficient during warmup (as Gemma Scope and
+        # Anthropic ramp the penalty up); set by the training loop.
+        self.coef_factor = 1.0
+        self._n_dead = 0
+        self._steps = 0
         # Active-latent count and rows, summed as tensors to avoid a sync per step.
         self.nnz = 0
         self.rows = 0
@@ -324,10 +361,19 @@ class TrainState:
     def set_lr(self, lr):
         self.optimizer.lr = lr
 
+    @property
+    def sparsity_coefficient(self):
+        """The penalty weight in use now (ReLU, JumpReLU)."""
+        if self.fixed_coef is not None:
+            return self.fixed_coef * self.coef_factor
+        if self.activation == "relu":
+            return float(self.log_coef.exp())
+        return None
+
     def to_numpy(self):
         """What resuming needs besides the weights, as numpy arrays.
 
-        Adam's moments are flattened over the parameters in ``PARAM_NAMES``
+        Adam's moments are flattened over the parameters in ``self.names``
         order; scalars are 0-d arrays, so the whole state pickles and saves to
         ``.npz`` as plain numbers.
         """
@@ -347,6 +393,7 @@ class TrainState:
                 float(ema) if self._threshold_steps else 0.0, dtype=np.float32
             ),
             "threshold_steps": np.asarray(self._threshold_steps, dtype=np.int64),
+            "log_sparsity_coef": np.asarray(float(self.log_coef), dtype=np.float64),
         }
 
     def restore(self, arrays):
@@ -366,6 +413,8 @@ class TrainState:
                 moment.copy_(part.view_as(moment))
         opt.t = int(arrays["step"])
         self.rows_since_fired.copy_(torch.from_numpy(arrays["rows_since_fired"]))
+        if "log_sparsity_coef" in arrays:
+            self.log_coef.fill_(float(arrays["log_sparsity_coef"]))
         self._threshold_steps = int(arrays["threshold_steps"])
         if self._threshold_steps:
             # A float32 tensor, as _update_threshold leaves it: the next update
@@ -392,105 +441,212 @@ class TrainState:
     def dead_mask(self):
         return self.rows_since_fired >= self.dead_rows
 
-    def _topk_layout(self, n_rows, k, device):
-        """Row ids and embedding_bag offsets of a k-per-row code, built once."""
+    def _topk_rows(self, n_rows, k, device):
+        """Row ids of a k-per-row code, built once per shape."""
         key = (n_rows, k)
-        if key not in self._offsets:
+        if key not in self._rows_cache:
+            if len(self._rows_cache) > 64:  # a k schedule makes many shapes
+                self._rows_cache.clear()
             rows = torch.arange(n_rows, device=device).repeat_interleave(k)
-            offsets = torch.arange(0, n_rows * k, k, device=device)
-            self._offsets[key] = rows, offsets
-        return self._offsets[key]
+            self._rows_cache[key] = rows
+        return self._rows_cache[key]
 
-    def step(self, x):
-        """One optimisation step on batch ``x``; returns the loss (a 0-d tensor)."""
+    def _preactivations(self, xc):
         p = self.params
-        n_rows = x.shape[0]
-        total_var = n_rows * self.row_var
-        xc = x - p["b_dec"]
-        with torch.no_grad():
-            if self.compute_dtype == torch.float32:
-                pre = torch.addmm(p["b_enc"], xc, p["w_enc"].T)
-            else:
-                pre = torch.addmm(
-                    p["b_enc"].to(self.compute_dtype),
-                    xc.to(self.compute_dtype),
-                    p["w_enc"].T.to(self.compute_dtype),
-                ).float()
-            if self.activation == "batchtopk":
-                rows, cols, pre_vals = select_batch_topk(pre, self.k)
-                offsets = row_offsets(rows, n_rows)
-            else:
-                rows, offsets = self._topk_layout(n_rows, self.k, x.device)
-                rows, cols, pre_vals = select_topk(pre, self.k, rows)
-            layout = ColumnLayout(rows, cols, p["w_enc"].shape[0])
-        vals = F.relu(
-            gather_preactivations(xc, p, pre_vals, rows, cols, offsets, layout)
+        if self.compute_dtype == xc.dtype:
+            return torch.addmm(p["b_enc"], xc, p["w_enc"].T)
+        dtype = self.compute_dtype
+        return torch.addmm(
+            p["b_enc"].to(dtype), xc.to(dtype), p["w_enc"].T.to(dtype)
+        ).to(xc.dtype)
+
+    def _select(self, pre, k):
+        """The entries whose values or gradients the loss needs."""
+        n_rows = pre.shape[0]
+        sort_cols = self.prefixes is not None and len(self.prefixes) > 1
+        if self.activation == "topk":
+            rows = self._topk_rows(n_rows, k, pre.device)
+            return select_topk(pre, k, rows, sort_cols=sort_cols)
+        if self.activation == "batchtopk":
+            return select_batch_topk(pre, k)
+        if self.activation == "relu":
+            return select_threshold(pre, 0.0)
+        # JumpReLU: the active entries and those within half a bandwidth
+        # below the threshold, where the rectangle kernel is non-zero.
+        return select_threshold(pre, self.params["threshold"] - self.bandwidth / 2)
+
+    def step(self, x, k=None):
+        """One optimisation step on batch ``x``; returns the reconstruction
+        loss (a 0-d tensor). ``k`` overrides the number of active latents for
+        this step (a k schedule)."""
+        grads, loss, code, vals = self.loss_and_grads(x, k=k)
+        w_dec = self.params["w_dec"]
+        if self.activation != "relu":
+            # Unit-norm decoder rows: drop the gradient along each row.
+            g = grads["w_dec"]
+            g.addcmul_(torch.linalg.vecdot(g, w_dec).unsqueeze(1), w_dec, value=-1)
+        self.optimizer.step(
+            [grads[n] for n in self.names], clip=self.clip_grad, exempt=self._exempt
         )
-        recon = decode_with_grad(rows, cols, vals, p["w_dec"], n_rows, offsets, layout)
-        recon = recon + p["b_dec"]
+        with torch.no_grad():
+            if self.activation != "relu":
+                w_dec.div_(torch.linalg.vector_norm(w_dec, dim=1, keepdim=True))
+            if self.activation == "jumprelu":
+                self.params["threshold"].clamp_(min=0.0)
+        self._bookkeeping(code, vals, x.shape[0], k)
+        return loss
 
-        if self.prefixes:
-            losses = []
-            for end in self.prefixes[:-1]:
-                part = decode_with_grad(
-                    rows, cols, vals * (cols < end), p["w_dec"], n_rows, offsets, layout
-                )
-                losses.append(F.mse_loss(part + p["b_dec"], x, reduction="sum"))
-            losses.append(F.mse_loss(recon, x, reduction="sum"))
-            loss = torch.stack(losses).mean() / total_var
-        else:
-            loss = F.mse_loss(recon, x, reduction="sum") / total_var
-        main_loss = loss.detach()
-
+    def _bookkeeping(self, code, vals, n_rows, k):
         with torch.no_grad():
             active = vals > 0
-            self.nnz += active.sum()
+            n_active = active.sum()
+            self.nnz += n_active
             self.rows += n_rows
             self.rows_since_fired += n_rows
-            self.rows_since_fired[cols[active]] = 0
+            self.rows_since_fired[code.cols[active]] = 0
             if self.activation == "batchtopk":
                 positive = vals[active]
                 if positive.numel():
                     self._update_threshold(positive.min())
-        dead = self.dead_mask()
-        n_dead = int(dead.sum())
-        if self.aux_coef > 0 and n_dead > 0:
-            loss = loss + self.aux_coef * self._aux_loss(
-                x, xc, recon.detach(), pre, dead, min(self.aux_k, n_dead)
-            )
+            if self.activation == "relu" and self.fixed_coef is None:
+                deviation = (n_active / (n_rows * (k or self.k)) - 1).clamp(-1, 1)
+                self.log_coef += CONTROL_RATE * deviation
+                self.log_coef.clamp_(*(math.log(b) for b in COEF_BOUNDS))
+        self._steps += 1
 
-        self.optimizer.zero_grad()
-        loss.backward()
-        w_dec = p["w_dec"]
-        with torch.no_grad():
-            # Unit-norm decoder rows: drop the gradient along each row.
-            grad = w_dec.grad
-            grad -= (grad * w_dec).sum(1, keepdim=True) * w_dec
-        if self.clip_grad:
-            # torch's clipping costs no more than the hand-written one did: 42 vs
-            # 44 ms per step at M=4096, k=32, batch 512, d=384 on 1 thread.
-            torch.nn.utils.clip_grad_norm_(self.params.values(), self.clip_grad)
-        self.optimizer.step()
-        with torch.no_grad():
-            w_dec /= w_dec.norm(dim=1, keepdim=True).clamp_min(1e-8)
-        return main_loss
+    def loss_and_grads(self, x, k=None):
+        """Reconstruction loss and the gradient of the full loss for every
+        parameter, by hand (see the module docstring).
 
-    def _aux_loss(self, x, xc, recon, pre, dead, aux_k):
-        """AuxK: dead latents learn to reconstruct the main residual."""
+        Returns ``(grads, loss, code, vals)``: the gradients by parameter
+        name, the reconstruction loss, the batch's :class:`Code` and its
+        entries' activations.
+        """
         p = self.params
-        masked = pre.masked_fill(~dead, float("-inf"))
-        rows, offsets = self._topk_layout(x.shape[0], aux_k, x.device)
+        k = k or self.k
+        n_rows, n_features = x.shape
+        n_latents = p["w_enc"].shape[0]
+        w_dec = p["w_dec"]
+        xc = x - p["b_dec"]
+        pre = self._preactivations(xc)
+        rows, cols, pre_vals = self._select(pre, k)
+        code = Code(rows, cols, pre_vals, n_rows, n_latents, self.prefixes)
+        n_seg = code.n_segments
+
+        if self.activation == "jumprelu":
+            theta = p["threshold"][cols]
+            active = pre_vals > theta
+            vals = pre_vals * active
+        else:
+            active = pre_vals > 0
+            vals = pre_vals.clamp(min=0)
+
+        # Reconstructions of every prefix: segment decodes summed in order.
+        # (In-place adds over the few segments: cumsum and flip along a short
+        # middle axis were each slower than the sparse decode itself.)
+        recon = code.decode(vals, w_dec).view(n_rows, n_seg, n_features)
+        for s in range(1, n_seg):
+            recon[:, s] += recon[:, s - 1]
+        resid = recon.add_(p["b_dec"]).sub_(x.unsqueeze(1))
+        total_var = n_rows * self.row_var
+        norm = 1.0 / (n_seg * total_var)
+        flat = resid.view(-1)
+        loss = torch.dot(flat, flat) * norm
+
+        # d loss / d prefix reconstruction, then per segment: a segment's
+        # latents appear in its own prefix and every later one.
+        g_prefix = resid.mul_(2 * norm)
+        grad_b_dec = g_prefix.sum((0, 1))
+        g_seg = g_prefix
+        if n_seg > 1:
+            g_seg = g_prefix.clone()
+            for s in range(n_seg - 2, -1, -1):
+                g_seg[:, s] += g_seg[:, s + 1]
+        g_seg = g_seg.view(n_rows * n_seg, n_features)
+        g_vals = code.decode_values_grad(g_seg, w_dec)
+        grad_w_dec = code.by_latent(code.bags, vals, g_seg)
+
+        grads = {}
+        if self.activation == "relu":
+            # L1 weighted by decoder norms, per row, in units of the rows' norm.
+            coef = self.sparsity_coefficient if self.fixed_coef is not None else None
+            coef = self.log_coef.exp() if coef is None else coef
+            dec_norm = torch.linalg.vector_norm(w_dec, dim=1)
+            scale = coef / (n_rows * math.sqrt(self.row_var))
+            g_vals = g_vals + scale * dec_norm[cols]
+            per_latent = code.sum_by_latent(vals)
+            grad_w_dec.addcmul_(
+                (scale * per_latent / dec_norm.clamp_min(1e-12)).unsqueeze(1), w_dec
+            )
+            g_pre = g_vals
+        elif self.activation == "jumprelu":
+            # Straight-through estimator with a rectangle kernel (Rajamanoharan
+            # et al. 2024): d z / d theta = -(theta / eps) K, and the L0
+            # penalty's d H(pre - theta) / d theta = -(1 / eps) K.
+            eps = self.bandwidth
+            kernel = (pre_vals - theta).abs() < eps / 2
+            if self.fixed_coef is not None:
+                coef = self.sparsity_coefficient
+            else:
+                # Target L0: penalty (L0 / k - 1)^2, whose weight per active
+                # latent, 2 (L0 / k - 1) / k, pushes thresholds up above the
+                # target and down below it (dictionary_learning's recipe).
+                l0 = active.sum().to(pre_vals.dtype) / n_rows
+                coef = 2 * TARGET_WEIGHT * (l0 / k - 1) / k
+            g_theta_entry = -(theta / eps) * g_vals - coef / (n_rows * eps)
+            grads["threshold"] = code.sum_by_latent(g_theta_entry * kernel)
+            g_pre = g_vals * active
+        else:
+            g_pre = g_vals * active
+
+        grad_b_enc = code.sum_by_latent(g_pre)
+        grad_w_enc = code.by_latent(code.rows, g_pre, xc)
+        # pre = (x - b_dec) W_enc^T + b_enc: each entry pulls b_dec by -W_enc[col].
+        grad_b_dec -= grad_b_enc @ p["w_enc"]
+
+        self._n_dead_update()
+        if self.aux_coef > 0 and self._n_dead > 0:
+            full_resid = -resid.view(n_rows, n_seg, n_features)[:, -1] / (2 * norm)
+            aux = self._aux_grads(
+                xc, full_resid, pre, min(self.aux_k, self._n_dead), self.aux_coef
+            )
+            grad_w_enc += aux["w_enc"]
+            grad_b_enc += aux["b_enc"]
+            grad_w_dec += aux["w_dec"]
+            grad_b_dec += aux["b_dec"]
+
+        grads.update(w_enc=grad_w_enc, b_enc=grad_b_enc, w_dec=grad_w_dec)
+        grads["b_dec"] = grad_b_dec
+        return grads, loss, code, vals
+
+    def _n_dead_update(self):
+        # Reading the count is a device sync: on a GPU, once every 8 steps.
+        if self._steps % 8 == 0 or self.rows_since_fired.device.type == "cpu":
+            self._n_dead = int(self.dead_mask().sum())
+
+    def _aux_grads(self, xc, resid, pre, aux_k, coef):
+        """AuxK: dead latents learn to reconstruct the main residual
+        ``resid = x - x_hat``. Returns the gradients of ``coef * aux_loss``."""
+        p = self.params
+        n_rows, n_features = xc.shape
+        masked = pre.masked_fill(~self.dead_mask(), float("-inf"))
+        rows = self._topk_rows(n_rows, aux_k, pre.device)
         rows, cols, pre_vals = select_topk(masked, aux_k, rows)
-        layout = ColumnLayout(rows, cols, pre.shape[1])
-        vals = F.relu(
-            gather_preactivations(xc, p, pre_vals, rows, cols, offsets, layout)
-        )
-        resid = x - recon
-        resid_hat = decode_with_grad(
-            rows, cols, vals, p["w_dec"], x.shape[0], offsets, layout
-        )
-        var = (resid - resid.mean(0)).pow(2).sum().clamp_min(1e-12)
-        return F.mse_loss(resid_hat, resid, reduction="sum") / var
+        code = Code(rows, cols, pre_vals, n_rows, pre.shape[1])
+        active = pre_vals > 0
+        vals = pre_vals.clamp(min=0)
+        diff = code.decode(vals, p["w_dec"]) - resid
+        var = (resid - resid.mean(0)).square().sum().clamp_min(1e-12)
+        g = diff * (2 * coef / var)
+        g_vals = code.decode_values_grad(g, p["w_dec"])
+        g_pre = g_vals * active
+        grad_b_enc = code.sum_by_latent(g_pre)
+        return {
+            "w_dec": code.by_latent(code.rows, vals, g),
+            "w_enc": code.by_latent(code.rows, g_pre, xc),
+            "b_enc": grad_b_enc,
+            "b_dec": -(grad_b_enc @ p["w_enc"]),
+        }
 
 
 def default_lr(n_latents):

@@ -27,12 +27,24 @@ def _torch():
 class SparseAutoencoder(
     ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
 ):
-    """Sparse autoencoder (TopK or BatchTopK) for dense vectors such as text embeddings.
+    """Sparse autoencoder (TopK, BatchTopK, JumpReLU or ReLU) for dense vectors
+    such as text embeddings.
 
     Each input row ``x`` is encoded as ``z = sparsify(W_enc (x - b_dec) + b_enc)``
-    with at most ``k`` non-zero latents (``n_latents`` in all) and decoded as
+    with about ``k`` non-zero latents (``n_latents`` in all) and decoded as
     ``x_hat = W_dec^T z + b_dec``. Each latent is meant to be one concept; its
     decoder row is its direction in embedding space.
+
+    Which activation: ``"topk"`` (the default) when every row should get
+    exactly ``k`` latents and the sparsity must be known in advance, the most
+    predictable choice for selecting and describing latents; ``"batchtopk"``
+    when some rows deserve more latents than others at the same average;
+    ``"jumprelu"`` (per-latent learned thresholds, the Gemma Scope recipe) to
+    let each latent decide on its own when it fires, with sparsity set by a
+    target or a penalty, and to read or write SAELens-style JumpReLU models;
+    ``"relu"`` (an L1 penalty weighted by decoder norms, Anthropic's April 2024
+    recipe) to compare with the classic SAEs, at the price of shrunken
+    activations and a less sharp sparsity.
 
     Training follows the recipe of SAELens, sparsify and dictionary_learning:
     inputs are scaled to an average norm of ``sqrt(n_features)`` (the scale is
@@ -53,11 +65,35 @@ class SparseAutoencoder(
         Number of latents (dictionary size, often called M).
     k : int, default=8
         Number of active latents per example (average, for BatchTopK).
-    activation : {"topk", "batchtopk"}, default="topk"
+    activation : {"topk", "batchtopk", "jumprelu", "relu"}, default="topk"
         ``"topk"`` keeps the ``k`` largest pre-activations of each row.
         ``"batchtopk"`` keeps the ``k * batch_size`` largest of each training
         batch, and learns a threshold that :meth:`transform` uses instead, so
         that a row's code does not depend on the rest of its batch.
+        ``"jumprelu"`` keeps each pre-activation above its latent's learned
+        threshold: ``z = pre * (pre > threshold_)``. The thresholds are trained
+        with a straight-through estimator (rectangle kernel of width
+        ``0.001 * sqrt(n_features)`` in the training frame, Gemma Scope's
+        0.001 at unit mean squared norm) and an L0 penalty.
+        ``"relu"`` keeps every positive pre-activation, with an L1 penalty on
+        ``z_m * ||W_dec[m]||`` (decoder rows are not held at unit norm).
+        For both, the encoder bias starts where each latent fires on about
+        ``k / n_latents`` of the rows.
+    sparsity_coef : float or None, default=None
+        Weight of the sparsity penalty of ``"jumprelu"`` (per active latent per
+        row) and ``"relu"`` (per unit of ``z_m * ||W_dec[m]||`` per row, the
+        rows scaled to unit root mean square deviation), added to a loss that
+        is an FVU estimate; it ramps up over the warmup. ``None`` adapts the
+        weight during training so that the mean number of active latents per
+        row tracks ``k`` (the weight reached is ``sparsity_coef_``). Ignored
+        by ``"topk"`` and ``"batchtopk"``.
+    initial_k : int or None, default=None
+        Start training with this many active latents per row (or this target
+        L0) and anneal linearly to ``k`` over the first ``k_anneal_fraction``
+        of the planned steps: dense early steps give more latents a gradient.
+        ``None`` trains at ``k`` throughout.
+    k_anneal_fraction : float, default=0.1
+        Share of the planned steps over which ``initial_k`` anneals to ``k``.
     matryoshka_prefixes : "auto", list of int or None, default="auto"
         Nested prefix sizes, e.g. ``[32, 256]``: the loss averages the
         reconstruction error of the first 32 latents alone and of all 256, so
@@ -128,8 +164,14 @@ class SparseAutoencoder(
     decoder_bias_ : ndarray of shape (n_features_in_,)
     input_scale_ : float
         Factor that brought the training inputs to norm ``sqrt(n_features_in_)``.
-    threshold_ : float or None
-        Learned activation threshold (BatchTopK), used by :meth:`transform`.
+    threshold_ : float, ndarray of shape (n_latents,) or None
+        Learned activation threshold used by :meth:`transform`: one number for
+        BatchTopK, one per latent for JumpReLU, in raw pre-activation units:
+        with ``pre = X @ encoder_weight_.T + encoder_bias_`` (the encoder
+        already includes the centring by the decoder bias), a JumpReLU code is
+        ``Z = pre * (pre > threshold_)``. None for TopK and ReLU.
+    sparsity_coef_ : float or None
+        Sparsity penalty weight at the end of training (ReLU, JumpReLU).
     n_iter_ : int
         Epochs run.
     n_rows_seen_ : int
@@ -156,9 +198,11 @@ class SparseAutoencoder(
         What the next :meth:`partial_fit` resumes from besides the weights (in
         the scaled training frame): Adam's ``step`` count and moments
         (``exp_avg``, ``exp_avg_sq``, flattened over encoder weight and bias,
-        decoder weight and bias), ``rows_since_fired`` per latent (dead-latent
-        tracking), the loss's ``row_variance`` and the BatchTopK threshold's
-        running average (``threshold_ema``, ``threshold_steps``). Plain numpy,
+        decoder weight and bias and JumpReLU thresholds), ``rows_since_fired``
+        per latent (dead-latent tracking), the loss's ``row_variance``, the
+        BatchTopK threshold's running average (``threshold_ema``,
+        ``threshold_steps``) and the adaptive penalty weight
+        (``log_sparsity_coef``). Plain numpy,
         so it survives pickling and :func:`save_sae`. None after :meth:`fit`,
         whose next warm start begins a new schedule.
 
@@ -182,7 +226,10 @@ class SparseAutoencoder(
     _parameter_constraints: dict = {
         "n_latents": [Interval(Integral, 1, None, closed="left")],
         "k": [Interval(Integral, 1, None, closed="left")],
-        "activation": [StrOptions({"topk", "batchtopk"})],
+        "activation": [StrOptions({"topk", "batchtopk", "jumprelu", "relu"})],
+        "sparsity_coef": [Interval(Real, 0, None, closed="left"), None],
+        "initial_k": [Interval(Integral, 1, None, closed="left"), None],
+        "k_anneal_fraction": [Interval(Real, 0, 1, closed="both")],
         "matryoshka_prefixes": [StrOptions({"auto"}), "array-like", None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
@@ -212,6 +259,9 @@ class SparseAutoencoder(
         k=8,
         *,
         activation="topk",
+        sparsity_coef=None,
+        initial_k=None,
+        k_anneal_fraction=0.1,
         matryoshka_prefixes="auto",
         batch_size=512,
         max_epochs=100,
@@ -237,6 +287,9 @@ class SparseAutoencoder(
         self.n_latents = n_latents
         self.k = k
         self.activation = activation
+        self.sparsity_coef = sparsity_coef
+        self.initial_k = initial_k
+        self.k_anneal_fraction = k_anneal_fraction
         self.matryoshka_prefixes = matryoshka_prefixes
         self.batch_size = batch_size
         self.max_epochs = max_epochs
@@ -265,6 +318,12 @@ class SparseAutoencoder(
             raise ValueError(
                 "The 'k' parameter of SparseAutoencoder must be an int in the range "
                 f"[1, n_latents={self.n_latents}]. Got {self.k} instead."
+            )
+        if self.initial_k is not None and self.initial_k > self.n_latents:
+            raise ValueError(
+                "The 'initial_k' parameter of SparseAutoencoder must be None or an "
+                f"int in the range [1, n_latents={self.n_latents}]. Got "
+                f"{self.initial_k} instead."
             )
         prefixes = self.matryoshka_prefixes
         if isinstance(prefixes, str):
@@ -415,6 +474,7 @@ class SparseAutoencoder(
             partial=partial,
         )
         self._store_weights(result["params"], result["scale"], result["threshold"])
+        self.sparsity_coef_ = result["sparsity_coef"]
         self.optimizer_state_ = result["state"].to_numpy() if partial else None
         self.l0_ = result["l0"]
         stats = self._data_stats(X, None if len(train_idx) == n_samples else train_idx)
@@ -439,7 +499,13 @@ class SparseAutoencoder(
         self.decoder_weight_ = (w_dec / scale).astype(np.float32)
         self.decoder_bias_ = (b_dec / scale).astype(np.float32)
         self.input_scale_ = float(scale)
-        self.threshold_ = None if threshold is None else float(threshold)
+        # The scaled and raw frames share pre-activations, hence thresholds.
+        if threshold is None:
+            self.threshold_ = None
+        elif isinstance(threshold, float):
+            self.threshold_ = threshold
+        else:
+            self.threshold_ = threshold.detach().cpu().numpy().astype(np.float32)
         self._device_params = None
 
     def _scaled_params(self):
@@ -447,12 +513,15 @@ class SparseAutoencoder(
         s = self.input_scale_
         w_enc = self.encoder_weight_.astype(np.float64) / s
         b_dec = self.decoder_bias_.astype(np.float64) * s
-        return {
+        params = {
             "w_enc": w_enc.astype(np.float32),
             "b_enc": (self.encoder_bias_ + w_enc @ b_dec).astype(np.float32),
             "w_dec": (self.decoder_weight_ * s).astype(np.float32),
             "b_dec": b_dec.astype(np.float32),
         }
+        if self.activation == "jumprelu":
+            params["threshold"] = np.asarray(self.threshold_, dtype=np.float32)
+        return params
 
     # ------------------------------------------------------------- inference
     def _params_on(self, device):
@@ -467,6 +536,10 @@ class SparseAutoencoder(
             # Raw-frame encoder already includes the centring by b_dec.
             "b_dec": torch.zeros(self.n_features_in_, device=device),
         }
+        if isinstance(self.threshold_, np.ndarray):
+            params["threshold"] = torch.from_numpy(
+                np.asarray(self.threshold_, dtype=np.float32)
+            ).to(device)
         self._device_params = (device, params)
         return params
 
@@ -475,31 +548,42 @@ class SparseAutoencoder(
 
         ``idx`` selects rows of X without copying X as a whole.
         """
+        for start, block, _, rows, cols, vals in self._encode_on_device(X, idx):
+            yield (
+                start,
+                block,
+                rows.cpu().numpy(),
+                cols.cpu().numpy(),
+                vals.cpu().numpy(),
+            )
+
+    def _encode_mode(self):
+        """The ``encode`` mode and threshold that :meth:`transform` uses."""
+        threshold = self.threshold_
+        if self.activation == "relu":
+            return "relu", None
+        if threshold is None:
+            return "topk", None
+        if isinstance(threshold, np.ndarray):
+            return "threshold", self._params_on(self._torch_device())["threshold"]
+        return "threshold", float(threshold)
+
+    def _encode_on_device(self, X, idx=None):
+        """Yield (start, block, x, rows, cols, vals), the last four as tensors."""
         torch = _torch()
         from ._kernels import as_tensor, encode
 
         device = self._torch_device()
         params = self._params_on(device)
-        mode = "threshold" if self.threshold_ is not None else "topk"
+        mode, threshold = self._encode_mode()
         n = X.shape[0] if idx is None else len(idx)
         with torch.no_grad():
             for start in range(0, n, self.transform_batch_size):
                 stop = start + self.transform_batch_size
                 block = X[start:stop] if idx is None else X[idx[start:stop]]
-                rows, cols, vals = encode(
-                    as_tensor(block).to(device),
-                    params,
-                    self.k,
-                    mode,
-                    self.threshold_,
-                )
-                yield (
-                    start,
-                    block,
-                    rows.cpu().numpy(),
-                    cols.cpu().numpy(),
-                    vals.cpu().numpy(),
-                )
+                x = as_tensor(block).to(device)
+                rows, cols, vals = encode(x, params, self.k, mode, threshold)
+                yield start, block, x, rows, cols, vals
 
     def transform(self, X):
         """Latent activations of X.
@@ -558,21 +642,26 @@ class SparseAutoencoder(
 
     def _data_stats(self, X, idx=None):
         """FVU over all rows (of ``idx``), L0 and latent frequency, in batches."""
+        torch = _torch()
+        from ._kernels import sparse_decode
         from ._training import CentredSquares
 
         n = X.shape[0] if idx is None else len(idx)
-        sse, sst = 0.0, CentredSquares()
-        fired = np.zeros(self.n_latents, dtype=np.int64)
-        nnz = 0
-        for _, block, rows, cols, vals in self._encode_batches(X, idx):
-            Z = sp.csr_matrix(
-                (vals, (rows, cols)), shape=(block.shape[0], self.n_latents)
-            )
-            recon = np.asarray(Z @ self.decoder_weight_) + self.decoder_bias_
-            sse += float(((recon - block) ** 2).sum(dtype=np.float64))
+        sst = CentredSquares()
+        device = self._torch_device()
+        w_dec = self._params_on(device)["w_dec"]
+        b_dec = torch.from_numpy(self.decoder_bias_).to(device)
+        # Sums stay on the device: one transfer at the end, not one per batch.
+        sse = torch.zeros((), dtype=torch.float64, device=device)
+        fired = torch.zeros(self.n_latents, dtype=torch.long, device=device)
+        for _, block, x, rows, cols, vals in self._encode_on_device(X, idx):
+            recon = sparse_decode(rows, cols, vals, w_dec, x.shape[0]) + b_dec
+            sse += (recon - x).double().square().sum()
             sst.add(block)
-            fired += np.bincount(cols, minlength=self.n_latents)
-            nnz += len(vals)
+            fired += torch.bincount(cols, minlength=self.n_latents)
+        sse = float(sse)
+        fired = fired.cpu().numpy()
+        nnz = int(fired.sum())
         # Identical rows have no variance to explain: report 0 unexplained.
         sst = sst.value()
         fvu = sse / sst if sst > 0 else (0.0 if sse == 0 else math.inf)

@@ -13,10 +13,16 @@ from ._kernels import (
     default_lr,
     encode,
     geometric_median,
+    jumprelu_bandwidth,
     sparse_decode,
 )
 
 _INIT_SAMPLE = 65_536
+# Rows used to place the starting thresholds of ReLU and JumpReLU latents.
+_QUANTILE_SAMPLE = 2048
+# On a GPU the training rows are copied to device memory once when they take
+# at most this share of the free memory; otherwise each batch is copied.
+_DEVICE_DATA_SHARE = 0.25
 
 
 class CentredSquares:
@@ -66,7 +72,35 @@ def _init_params(est, X, train_idx, generator, device):
         "w_dec": w_dec,
         "b_dec": b_dec,
     }
+    if est.activation in ("relu", "jumprelu"):
+        params.update(_start_at_target_sparsity(est, sample.float(), params))
     return {n: p.to(device) for n, p in params.items()}, scale, row_var
+
+
+def _start_at_target_sparsity(est, sample, params):
+    """Encoder bias (and JumpReLU thresholds) at which each latent fires on
+    about ``k / n_latents`` of the rows.
+
+    With a zero bias half the latents fire on every row at first (the ReLU
+    recipes' start), which costs a dense step per batch until the penalty has
+    pushed them down; starting at the target sparsity keeps every step sparse.
+    """
+    sample = sample[:_QUANTILE_SAMPLE]
+    pre = (sample - params["b_dec"]) @ params["w_enc"].T
+    n = pre.shape[0]
+    k = est.initial_k or est.k
+    firing = min(max(1, round(n * k / est.n_latents)), n - 1) if n > 1 else 0
+    # The (firing + 1)-th largest value: `firing` rows lie strictly above it.
+    quantile = pre.kthvalue(n - firing, dim=0).values if n > 1 else pre[0]
+    if est.activation == "relu":
+        return {"b_enc": -quantile}
+    # Thresholds at the quantiles; where one would be below the kernel width,
+    # the bias lifts the latent instead (thresholds stay positive).
+    eps = jumprelu_bandwidth(sample.shape[1])
+    return {
+        "b_enc": (eps - quantile).clamp(min=0),
+        "threshold": quantile.clamp(min=eps),
+    }
 
 
 def _row_var(X, idx, scale):
@@ -80,15 +114,67 @@ def validation_fvu(params, X_val, scale, k, mode, threshold, sst, batch_size=819
 
     ``sst`` is the rows' total variance in the scaled frame, computed once.
     """
-    sse = 0.0
+    sse = torch.zeros((), dtype=torch.float64, device=params["w_enc"].device)
     device = params["w_enc"].device
     for start in range(0, X_val.shape[0], batch_size):
         x = as_tensor(X_val[start : start + batch_size]).to(device) * scale
         rows, cols, vals = encode(x, params, k, mode, threshold)
         recon = sparse_decode(rows, cols, vals, params["w_dec"], x.shape[0])
         recon += params["b_dec"]
-        sse += float((recon - x).double().pow(2).sum())
+        sse += (recon - x).double().pow(2).sum()
+    sse = float(sse)
     return sse / sst if sst > 0 else 0.0
+
+
+def encode_mode(activation):
+    """How codes are computed outside training: the argument of ``encode``."""
+    return {"batchtopk": "threshold", "jumprelu": "threshold"}.get(
+        activation, activation
+    )
+
+
+class _Batches:
+    """Training batches on the device, scaled to the training frame.
+
+    On a GPU the training rows are copied to device memory once when they fit
+    in a quarter of the free memory, so that a step does not wait for a
+    host-to-device copy of its batch; otherwise (and on CPU) each batch is
+    gathered from X as it comes.
+    """
+
+    def __init__(self, X, train_idx, scale, device):
+        self.X, self.train_idx, self.scale, self.device = X, train_idx, scale, device
+        self.on_device = None
+        if device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            if len(train_idx) * X.shape[1] * 4 <= _DEVICE_DATA_SHARE * free:
+                rows = X if len(train_idx) == X.shape[0] else X[train_idx]
+                self.on_device = as_tensor(np.ascontiguousarray(rows)).to(device)
+                self.on_device *= scale
+
+    def epoch(self, generator, batch):
+        n_train = len(self.train_idx)
+        order = torch.randperm(n_train, generator=generator)
+        if self.on_device is not None:
+            order = order.to(self.device)
+            for start in range(0, n_train, batch):
+                pos = order[start : start + batch].sort().values
+                yield self.on_device[pos]
+            return
+        perm = self.train_idx[order.numpy()]
+        for start in range(0, n_train, batch):
+            x = torch.from_numpy(self.X[np.sort(perm[start : start + batch])])
+            yield x.to(self.device, non_blocking=True).mul_(self.scale)
+
+
+def _schedule_k(est, step, planned):
+    """k (or the target L0) at this step: ``initial_k`` annealed linearly to k."""
+    if not est.initial_k or est.initial_k <= est.k:
+        return est.k
+    span = est.k_anneal_fraction * planned
+    if span <= 0 or step >= span:
+        return est.k
+    return int(round(est.initial_k + (est.k - est.initial_k) * step / span))
 
 
 def train(
@@ -139,11 +225,15 @@ def train(
         dead_rows=est.dead_rows or min(100_000, n_train),
         clip_grad=est.clip_grad,
         compute_dtype=getattr(torch, est.compute_dtype),
+        sparsity_coef=est.sparsity_coef,
     )
     if resume is not None:
         state.restore(resume)
-    elif warm and est.threshold_ is not None:
-        state.settle_threshold(torch.tensor(est.threshold_, device=device))
+    else:
+        if warm and est.threshold_ is not None and est.activation == "batchtopk":
+            state.settle_threshold(torch.tensor(est.threshold_, device=device))
+        if warm and getattr(est, "sparsity_coef_", None):
+            state.log_coef.fill_(math.log(est.sparsity_coef_))
 
     batch = min(est.batch_size, n_train)
     steps_per_epoch = math.ceil(n_train / batch)
@@ -152,7 +242,8 @@ def train(
     decay_len = 0 if partial else int(est.decay_fraction * planned)
     decay_start = planned - decay_len
     step = 0
-    mode = "threshold" if est.activation == "batchtopk" else "topk"
+    mode = encode_mode(est.activation)
+    batches = _Batches(X, train_idx, scale, device)
 
     val_sst = None
     if X_val is not None:
@@ -170,9 +261,8 @@ def train(
     # soon as the loop breaks, before it could say why.
     bar = tqdm(total=epochs, desc="SAE epochs", disable=not est.verbose, leave=False)
     for epoch in range(epochs):
-        perm = train_idx[torch.randperm(n_train, generator=generator).numpy()]
         losses = []
-        for start in range(0, n_train, batch):
+        for x in batches.epoch(generator, batch):
             if step < warmup:
                 factor = (step + 1) / warmup
             elif step >= decay_start and decay_len:
@@ -180,9 +270,10 @@ def train(
             else:
                 factor = 1.0
             state.set_lr(state.base_lr * factor)
-            x = torch.from_numpy(X[np.sort(perm[start : start + batch])])
-            x = x.to(device, non_blocking=True) * scale
-            losses.append(state.step(x))
+            # A fixed sparsity penalty ramps up with the learning rate.
+            state.coef_factor = factor if step < warmup else 1.0
+            k_now = _schedule_k(est, step, planned) if not partial else est.k
+            losses.append(state.step(x, k=k_now))
             step += 1
         nnz += int(state.nnz)
         rows_total += state.rows
@@ -195,13 +286,13 @@ def train(
 
         if X_val is None:
             continue
-        thr = None if state.threshold is None else float(state.threshold)
+        thr = _current_threshold(state)
         fvu = validation_fvu(
             state.params,
             X_val,
             scale,
             est.k,
-            mode if thr is not None else "topk",
+            mode if (thr is not None or mode == "relu") else "topk",
             thr,
             val_sst,
         )
@@ -211,6 +302,7 @@ def train(
             best_fvu, bad_epochs = fvu, 0
             best = {n: p.detach().clone() for n, p in state.params.items()}
             best_threshold = thr
+            best_coef = state.sparsity_coefficient
         else:
             bad_epochs += 1
         if step >= planned:
@@ -241,15 +333,31 @@ def train(
         bar.leave = True
     bar.close()
 
-    threshold = None if state.threshold is None else float(state.threshold)
+    threshold = _current_threshold(state)
     params = state.params
+    coef = state.sparsity_coefficient
     if best is not None:
-        params, threshold = best, best_threshold
+        params, threshold, coef = best, best_threshold, best_coef
         est.best_validation_fvu_ = best_fvu
+    if est.activation == "jumprelu":
+        threshold = params["threshold"]
+    elif est.activation != "batchtopk":
+        threshold = None
     return {
         "params": params,
         "scale": scale,
-        "threshold": threshold if est.activation == "batchtopk" else None,
+        "threshold": threshold,
+        "sparsity_coef": coef if est.activation in ("relu", "jumprelu") else None,
         "state": state,
         "l0": nnz / max(rows_total, 1),
     }
+
+
+def _current_threshold(state):
+    """The inference threshold: BatchTopK's learned number (a float), or
+    JumpReLU's per-latent thresholds (a tensor), or None."""
+    if state.activation == "jumprelu":
+        return state.params["threshold"]
+    if state.threshold is None:
+        return None
+    return float(state.threshold)
