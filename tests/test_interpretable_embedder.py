@@ -19,7 +19,7 @@ from scipy import sparse
 from sklearn.feature_extraction.text import (
     ENGLISH_STOP_WORDS,
     CountVectorizer,
-    HashingVectorizer,
+    TfidfVectorizer,
 )
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
@@ -405,8 +405,11 @@ class NumericInterpretableEmbedder(InterpretableEmbedder):
 
 
 def harness_embedder():
-    hashing = HashingVectorizer(n_features=32, alternate_sign=False)
-    return make_pipeline(hashing, FunctionTransformer(to_dense))
+    # Needs a fit, so the estimator fits a clone and never touches this one
+    # (a fitted embedder would be used as it is).
+    return make_pipeline(
+        TfidfVectorizer(token_pattern=r"\S+"), FunctionTransformer(to_dense)
+    )
 
 
 @parametrize_with_checks(

@@ -23,7 +23,7 @@ import pandas as pd
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, clone
 from sklearn.exceptions import NotFittedError
-from sklearn.utils import check_random_state
+from sklearn.utils import check_random_state, get_tags
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils._set_output import _get_output_config
 from sklearn.utils.validation import check_is_fitted
@@ -332,7 +332,34 @@ def _summarise(log) -> CostEstimate:
 
 
 # ------------------------------------------------------------------ helpers
-def _is_fitted(estimator) -> bool:
+def _steps(estimator):
+    """The steps of a Pipeline (not passthrough), else None."""
+    steps = getattr(estimator, "steps", None)
+    if not isinstance(steps, list):
+        return None
+    return [step for _, step in steps if step not in (None, "passthrough")]
+
+
+def _needs_fit(estimator) -> bool:
+    steps = _steps(estimator)
+    if steps is not None:
+        return any(_needs_fit(step) for step in steps)
+    return get_tags(estimator).requires_fit
+
+
+def _is_prefitted(estimator) -> bool:
+    """Fitted by the user: it needs a fit and has had one.
+
+    Every step of a Pipeline is checked (scikit-learn looks at the last one
+    only, which says "fitted" for a stateless last step). One that needs no
+    fit (a TextEmbedder, a stateless vectorizer) counts as not fitted: it is
+    cloned and fitted, so the object passed is never touched.
+    """
+    if not _needs_fit(estimator):
+        return False
+    steps = _steps(estimator)
+    if steps is not None:
+        return all(_is_prefitted(step) for step in steps if _needs_fit(step))
     try:
         check_is_fitted(estimator)
     except NotFittedError:
@@ -400,11 +427,12 @@ class InterpretableEmbedder(TransformerMixin, BaseEstimator):
     ----------
     embedder : transformer or None, default=None
         Texts -> dense embeddings, e.g. :class:`TextEmbedder` or a Pipeline.
-        Used as it is when already fitted (as :func:`check_is_fitted` says;
-        a :class:`TextEmbedder` needs no fit), else a clone is fitted on the
-        texts. None is ``TextEmbedder()``. For precomputed embeddings, pass
-        a fitted transformer that returns them (a :class:`TextEmbedder` with
-        its durable cache embeds each text once, ever).
+        Used as it is when already fitted (as :func:`check_is_fitted` says),
+        else a clone is fitted on the texts (always for one that needs no
+        fit, such as :class:`TextEmbedder`). None is ``TextEmbedder()``. For
+        precomputed embeddings, pass a fitted transformer that returns them
+        (a :class:`TextEmbedder` with its durable cache embeds each text
+        once, ever).
     sae : SparseAutoencoder or None, default=None
         Used as it is when fitted (a pretrained or :func:`load_sae`
         autoencoder; shared, not copied), else a clone is fitted on the
@@ -618,7 +646,7 @@ class InterpretableEmbedder(TransformerMixin, BaseEstimator):
         seed = int(rng.randint(np.iinfo(np.int32).max))
 
         embedder = TextEmbedder() if self.embedder is None else self.embedder
-        if _is_fitted(embedder):
+        if _is_prefitted(embedder):
             self.embedder_, E = embedder, embedder.transform(texts)
         else:
             self.embedder_ = clone(embedder)
@@ -629,7 +657,7 @@ class InterpretableEmbedder(TransformerMixin, BaseEstimator):
             if self.sae is None
             else self.sae
         )
-        if _is_fitted(sae):
+        if _is_prefitted(sae):
             self.sae_ = sae
         else:
             self.sae_ = clone(sae).fit(E)
