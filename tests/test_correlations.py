@@ -239,8 +239,7 @@ def test_bad_inputs_name_the_parameter():
         concept_correlations(Z, Y=Z[:10])
     with pytest.raises(
         ValueError,
-        match=r"'label_similarity' .* no labels were "
-        r"given",
+        match=r"'label_similarity' .* but no latent has one",
     ):
         concept_correlations(Z, label_similarity=label_vectors)
     with pytest.raises(

@@ -11,7 +11,7 @@ from fake_openai import FakeOpenAIServer, concept_judge, last_user_message
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from sklearn_hypothesaes import PhraseAnnotator
+from sklearn_hypothesaes import LLMClient, PhraseAnnotator
 from sklearn_hypothesaes.toolkit._diff import (
     DIFF_COLUMNS,
     diff_corpora,
@@ -361,3 +361,30 @@ def test_parse_differences():
         parse_differences("A is longer.")
     with pytest.raises(ValueError, match="more_in must be 'A' or 'B'"):
         parse_differences('[{"property": "x", "more_in": "C"}]')
+
+
+def test_embedder_latents_without_a_label():
+    class Partial(KeywordEmbedder):
+        def __init__(self):
+            super().__init__()
+            self.labels_["label"] = ["mentions dog", None, np.nan]
+
+        def get_feature_names_out(self):
+            return np.array(["mentions dog", "latent_1", "dead_2"], dtype=object)
+
+    texts_a = ["dog cat"] * 30 + ["rain"] * 10
+    texts_b = ["cat"] * 35 + ["dog rain"] * 5
+    table = diff_corpora(texts_a, texts_b, embedder=Partial())
+    table = table.set_index("latent").sort_index()
+    assert table["label"].tolist() == ["mentions dog", "latent_1", "dead_2"]
+    assert table["labelled"].tolist() == [True, False, False]
+    assert table["significant"].tolist() == [True, False, False]
+    # Only the labelled row reaches the prompt.
+    table.loc[1, "significant"] = True
+    with FakeOpenAIServer(chat=summary_chat("[]")) as srv:
+        client = LLMClient(base_url=srv.base_url, cache_dir=False)
+        with pytest.raises(RuntimeError, match="no usable summary"):
+            with pytest.warns(RuntimeWarning):
+                summarize_differences(table.reset_index(), client, ["x"], ["y"])
+        prompt = last_user_message(srv.requests[0]["body"])
+    assert '"mentions dog"' in prompt and "latent_1" not in prompt

@@ -238,6 +238,15 @@ def concept_correlations(
     Negative associations (latents that avoid each other) are not reported:
     the sparse count never stores pairs that do not co-fire.
 
+    With ``N`` documents, ``n_a`` and ``n_b`` documents where each latent
+    fires and ``n_ab`` where both do, ``p(a) = n_a / N`` and so on::
+
+        NPMI(a, b) = log( p(a, b) / (p(a) p(b)) ) / -log p(a, b)
+
+    1 when the two fire on exactly the same documents, 0 when independent,
+    towards -1 as they stop co-firing; unlike PMI it does not favour rare
+    latents.
+
     Parameters
     ----------
     X : {array-like, sparse matrix} of shape (n_documents, n_latents) or texts
@@ -247,7 +256,7 @@ def concept_correlations(
         ``thresholds_`` are the defaults.
     labels : sequence of str or None, default=None
         One label per latent of ``X``; None gives the embedder's, else
-        ``latent<j>``.
+        ``latent_<j>``.
     thresholds : {"relative", "positive", "quantile"}, float, array-like or None, \
 default=None
         When a latent of ``X`` fires (see :func:`latent_thresholds`); None
@@ -259,8 +268,10 @@ or None, default=None
         latent of ``X`` (``latent_a``) and one of ``Y`` (``latent_b``),
         including a latent with itself.
     labels_y, thresholds_y : default=None
-        As ``labels`` and ``thresholds``, for ``Y`` (default: those of ``X``
-        when ``Y`` has the same latents).
+        As ``labels`` and ``thresholds``, for ``Y``. When ``Y`` has as many
+        latents as ``X`` they default to those of ``X`` (the same
+        autoencoder encodes both columns); pass them when ``Y`` comes from
+        another autoencoder.
     min_count : int, default=5
         Fewest documents on which a pair must co-fire to be reported.
     alpha : float, default=0.05
@@ -298,9 +309,9 @@ or None, default=None
         - ``pvalue`` (one-sided Fisher), ``pvalue_corrected``,
           ``significant``;
         - ``label_similarity``: cosine similarity of the label embeddings
-          (only with ``label_similarity``);
-        - ``redundant``: the labels are equal or more similar than
-          ``max_label_similarity``.
+          (only with ``label_similarity``; NaN where a latent has no label);
+        - ``redundant``: both latents are labelled and their labels are
+          equal (case aside) or more similar than ``max_label_similarity``.
 
         ``table.attrs`` holds ``n_documents``, ``n_tests`` (the family),
         ``n_candidates`` (pairs with ``count_ab >= min_count``),
@@ -327,13 +338,15 @@ or None, default=None
     caller = "concept_correlations"
     Zx, _ = latent_inputs(X, param="X", caller=caller, embedder=embedder)
     n_docs = Zx.shape[0]
-    names_x = resolve_labels(labels, Zx.shape[1], caller=caller, embedder=embedder)
+    names_x, labelled_x = resolve_labels(
+        labels, Zx.shape[1], caller=caller, embedder=embedder
+    )
     Fx = binarize_activations(
         Zx, resolve_thresholds(thresholds, Zx, caller=caller, embedder=embedder)
     )
     within = Y is None
     if within:
-        Fy, names_y = Fx, names_x
+        Fy, names_y, labelled_y = Fx, names_x, labelled_x
     else:
         Zy, _ = latent_inputs(Y, param="Y", caller=caller, embedder=embedder)
         if Zy.shape[0] != n_docs:
@@ -346,7 +359,9 @@ or None, default=None
             labels_y = labels
         if thresholds_y is None and thresholds is not None and same:
             thresholds_y = thresholds
-        names_y = resolve_labels(
+        # Without labels_y, Y is read as encoded by the same autoencoder as X
+        # when it has as many latents (one embedder for both text columns).
+        names_y, labelled_y = resolve_labels(
             labels_y, Zy.shape[1], caller=caller, embedder=embedder, param="labels_y"
         )
         Fy = binarize_activations(
@@ -355,16 +370,12 @@ or None, default=None
                 thresholds_y, Zy, caller=caller, embedder=embedder, param="thresholds_y"
             ),
         )
-    if label_similarity is not None:
-        defaulted = (labels is None and embedder is None) or (
-            not within and labels_y is None and embedder is None
+    if label_similarity is not None and not (labelled_x.any() and labelled_y.any()):
+        raise ValueError(
+            f"The 'label_similarity' parameter of {caller} compares labels, but "
+            "no latent has one (the names default to latent_<j>, which all look "
+            "alike). Pass labels= (and labels_y= with Y), or a labelled embedder."
         )
-        if defaulted:
-            raise ValueError(
-                f"The 'label_similarity' parameter of {caller} compares labels, "
-                "but no labels were given (they default to latent<j>, which all "
-                "look alike). Pass labels= (and labels_y= with Y), or an embedder."
-            )
     nx = np.asarray(Fx.sum(axis=0)).ravel().astype(np.int64)
     ny = nx if within else np.asarray(Fy.sum(axis=0)).ravel().astype(np.int64)
     # A latent on every document carries nothing, and makes NPMI 0/0.
@@ -395,7 +406,9 @@ or None, default=None
     )
     lx = np.asarray(names_x, dtype=object)
     ly = np.asarray(names_y, dtype=object)
-    redundant = np.char.lower(lx[i].astype(str)) == np.char.lower(ly[j].astype(str))
+    redundant = (labelled_x[i] & labelled_y[j]) & (
+        np.char.lower(lx[i].astype(str)) == np.char.lower(ly[j].astype(str))
+    )
     similarity = None
     if label_similarity is not None:
         all_labels = names_x if within else names_x + names_y
@@ -406,6 +419,9 @@ or None, default=None
         for start in range(0, len(i), _BLOCK):
             part = slice(start, start + _BLOCK)
             similarity[part] = np.einsum("ij,ij->i", vx[i[part]], vy[j[part]])
+        # A latent without a label has only a name (latent_<j>): its
+        # similarity to other names means nothing.
+        similarity[~(labelled_x[i] & labelled_y[j])] = np.nan
         redundant |= similarity > max_label_similarity
     table = pd.DataFrame(
         {

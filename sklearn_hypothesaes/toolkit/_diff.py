@@ -39,6 +39,7 @@ CORRECTIONS = ("fdr_bh", "bonferroni", "holm", "none")
 DIFF_COLUMNS = [
     "latent",
     "label",
+    "labelled",
     "count_a",
     "count_b",
     "freq_a",
@@ -142,33 +143,47 @@ def latent_inputs(X, *, param: str, caller: str, embedder=None):
 def resolve_labels(
     labels, n_latents: int, *, caller: str, embedder=None, param="labels"
 ):
-    """One label per latent: given, from the embedder, or ``latent<j>``.
+    """One label per latent, and which latents have a real one.
 
-    The embedder's labels are its ``labels_`` table's ``label`` column when it
-    has one, else its ``get_feature_names_out()``.
+    Labels come from ``labels``, else from the embedder (its ``labels_``
+    table's ``label`` column, else ``get_feature_names_out()``). A latent
+    without one (None or NaN: dead, or no label found) is named as the
+    embedder names its output (``latent_<j>``, ``dead_<j>``), else
+    ``latent_<j>``, and is not ``labelled``.
+
+    Returns
+    -------
+    names : list of str
+    labelled : ndarray of bool
     """
+    fallback = [f"latent_{j}" for j in range(n_latents)]
     if labels is None and embedder is not None:
         table = getattr(embedder, "labels_", None)
+        if callable(getattr(embedder, "get_feature_names_out", None)):
+            names = [str(v) for v in embedder.get_feature_names_out()]
+            fallback = names if len(names) == n_latents else fallback
         if isinstance(table, pd.DataFrame) and "label" in table.columns:
             labels = table["label"]
         elif callable(getattr(embedder, "get_feature_names_out", None)):
-            labels = embedder.get_feature_names_out()
+            labels = fallback
     if labels is None:
-        return [f"latent{j}" for j in range(n_latents)]
+        return fallback, np.zeros(n_latents, dtype=bool)
     if isinstance(labels, str):
         raise TypeError(
             f"The {param!r} parameter of {caller} must be a sequence of str, one "
             "per latent; got a single str."
         )
-    values = [
-        str(v) for v in (labels.tolist() if hasattr(labels, "tolist") else labels)
-    ]
+    values = labels.tolist() if hasattr(labels, "tolist") else list(labels)
     if len(values) != n_latents:
         raise ValueError(
             f"The {param!r} parameter of {caller} must hold one label per latent "
             f"({n_latents}). Got {len(values)} labels instead."
         )
-    return values
+    labelled = np.array([not pd.isna(v) and str(v) != "" for v in values], dtype=bool)
+    names = [
+        str(v) if ok else f for v, ok, f in zip(values, labelled, fallback, strict=True)
+    ]
+    return names, labelled
 
 
 def resolve_thresholds(
@@ -384,7 +399,7 @@ def diff_corpora(
         ``labels`` and ``thresholds``, and the texts are the defaults of
         ``texts_a`` and ``texts_b``.
     labels : sequence of str or None, default=None
-        One label per latent; None gives the embedder's, else ``latent<j>``.
+        One label per latent; None gives the embedder's, else ``latent_<j>``.
     thresholds : {"relative", "positive", "quantile"}, float, array-like or None, \
 default=None
         When a latent fires (see :func:`latent_thresholds`). A method name is
@@ -416,7 +431,9 @@ default=None
     table : pandas.DataFrame
         One row per latent, ranked; columns:
 
-        - ``latent`` (column index), ``label``;
+        - ``latent`` (column index), ``label``, ``labelled`` (False where
+          the latent has no label and ``label`` is only its name, such as
+          ``latent_<j>``);
         - ``count_a``, ``count_b``: documents where it fires;
         - ``freq_a``, ``freq_b``: those counts over the corpus sizes;
         - ``difference`` = ``freq_a - freq_b``, ``difference_low`` and
@@ -461,7 +478,9 @@ default=None
     texts_a = _texts_for(texts_a, text_a, Za.shape[0], "texts_a", "A")
     texts_b = _texts_for(texts_b, text_b, Zb.shape[0], "texts_b", "B")
     n_latents = Za.shape[1]
-    names = resolve_labels(labels, n_latents, caller=caller, embedder=embedder)
+    names, labelled = resolve_labels(
+        labels, n_latents, caller=caller, embedder=embedder
+    )
     thr = resolve_thresholds(
         thresholds, sp.vstack([Za, Zb]).tocsr(), caller=caller, embedder=embedder
     )
@@ -472,6 +491,8 @@ default=None
     n_a, n_b = Za.shape[0], Zb.shape[0]
     table = two_proportion_stats(ca, n_a, cb, n_b, test=test, alpha=alpha)
     tested = (ca + cb) > 0
+    if test == "two-proportion":
+        _warn_small_counts(ca[tested], n_a, cb[tested], n_b)
     corrected = np.ones(n_latents)
     reject = np.zeros(n_latents, dtype=bool)
     corrected[tested], reject[tested] = correct_pvalues(
@@ -479,8 +500,9 @@ default=None
     )
     table.insert(0, "latent", np.arange(n_latents))
     table.insert(1, "label", names)
-    table.insert(2, "count_a", ca)
-    table.insert(3, "count_b", cb)
+    table.insert(2, "labelled", labelled)
+    table.insert(3, "count_a", ca)
+    table.insert(4, "count_b", cb)
     table["pvalue_corrected"] = corrected
     table["significant"] = reject
     diff = table["difference"].to_numpy()
@@ -507,6 +529,22 @@ default=None
         alpha=alpha,
     )
     return table[DIFF_COLUMNS]
+
+
+def _warn_small_counts(ca, n_a, cb, n_b):
+    # The z-test's normal approximation needs about 5 expected documents in
+    # every cell of the 2 x 2 table; below that its p-values are unreliable.
+    pooled = (ca + cb) / (n_a + n_b)
+    expected = np.minimum.reduce(
+        [pooled * n_a, (1 - pooled) * n_a, pooled * n_b, (1 - pooled) * n_b]
+    )
+    small = int(np.sum(expected < 5))
+    if small:
+        warn_user(
+            f"diff_corpora: {small} latents have fewer than 5 expected documents "
+            "in a cell of their 2 x 2 table, where the two-proportion z-test's "
+            "p-values are unreliable; use test='fisher' (exact) for them."
+        )
 
 
 def _texts_for(texts, from_embedder, n_rows, param, corpus):
@@ -648,7 +686,11 @@ def summary_prompt(
             f'{i}. "{row.label}": {names[0]} {row.freq_a:.1%}, {names[1]} '
             f"{row.freq_b:.1%} (more in {side})"
         )
-        for name, examples in ((names[0], row.examples_a), (names[1], row.examples_b)):
+        sides = (
+            (names[0], getattr(row, "examples_a", [])),
+            (names[1], getattr(row, "examples_b", [])),
+        )
+        for name, examples in sides:
             for text in list(examples)[:n_examples]:
                 line += f'\n   e.g. {name}: "{_short(text, max_example_chars)}"'
         lines.append(line)
@@ -868,8 +910,9 @@ def summarize_differences(
     max_example_chars : int, default=200
         Examples are cut to this length.
     significant_only : bool, default=True
-        Show only rows with ``significant`` True. With none, nothing is asked
-        and the summary is empty (with a warning).
+        Show only rows with ``significant`` True. Rows without a label
+        (``labelled`` False) are never shown. With no row left, nothing is
+        asked and the summary is empty (with a warning).
     names : (str, str), default=("A", "B")
         What the prompt calls the two corpora.
     max_verify : int or None, default=200
@@ -909,7 +952,9 @@ def summarize_differences(
             "The 'names' parameter of summarize_differences must be two non-empty "
             f"str. Got {names!r} instead."
         )
-    missing = [c for c in ("label", "freq_a", "freq_b", "more_in") if c not in table]
+    needed = ["label", "freq_a", "freq_b", "more_in"]
+    needed += ["significant"] if significant_only else []
+    missing = [c for c in needed if c not in table]
     if missing:
         raise ValueError(
             "The 'table' parameter of summarize_differences must be a table of "
@@ -917,6 +962,8 @@ def summarize_differences(
         )
     shown = table[table["significant"]] if significant_only else table
     shown = shown[shown["more_in"] != "neither"]
+    if "labelled" in shown:
+        shown = shown[shown["labelled"]]  # a bare latent_<j> tells the LLM nothing
     held = set(check_texts(texts_a, caller="summarize_differences", param="texts_a"))
     held |= set(check_texts(texts_b, caller="summarize_differences", param="texts_b"))
     leaked = {
