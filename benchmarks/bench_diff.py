@@ -249,8 +249,24 @@ def run_pair(name, args, embedder, rng):
             names=names,
             max_verify=args.max_verify,
         )
-        rows["SAE route"] = row_of(summary.usage_summary, summary.usage_verification,
-                                   summary.differences)  # fmt: skip
+        rows["SAE route"] = row_of(
+            summary.usage_summary, summary.usage_verification, summary.differences
+        )
+        bare = summarize_differences(
+            labelled,
+            client,
+            a_held,
+            b_held,
+            annotator=annotator,
+            n_top=args.n_top,
+            n_differences=args.n_differences,
+            n_examples=0,
+            names=names,
+            max_verify=args.max_verify,
+        )
+        rows["SAE route, labels only"] = row_of(
+            bare.usage_summary, bare.usage_verification, bare.differences
+        )
         for n in args.baseline_samples:
             prompt = baseline_prompt(a_tab, b_tab, names, n, args, rng)
             answers = client.complete_parsed(
@@ -273,7 +289,10 @@ def run_pair(name, args, embedder, rng):
         f"\nGeneration = the one request that writes the differences; verification "
         f"= annotating up to {args.max_verify} held-out texts per side "
         f"(tokens: whitespace words, counted by the loopback server). Labels: "
-        f"offline TermDescriber, 0 tokens."
+        f"offline TermDescriber, 0 tokens. SAE route: the top {args.n_top} "
+        f"labelled significant rows, 1 example a side cut to 200 characters (or "
+        f"labels only); baseline: N+N random table texts cut to {args.max_chars} "
+        "characters."
     )
     print(out.to_string())
     print("SAE route differences:")
@@ -355,6 +374,15 @@ def synthetic_topk(n_docs, n_latents, k, rng):
 
 def scale(args, rng):
     Z = synthetic_topk(args.scale_docs, args.scale_latents, args.scale_k, rng)
+    half = args.scale_docs // 2
+    start = time.perf_counter()
+    table = diff_corpora(Z[:half], Z[half:], n_examples=0)
+    print(
+        f"\n=== diff_corpora scale: 2 x {half} documents x {args.scale_latents} "
+        f"latents: {time.perf_counter() - start:.1f} s, "
+        f"{int(table['significant'].sum())} of {table.attrs['n_tested']} latents "
+        "differ (two halves of one synthetic corpus: none should) ==="
+    )
     tracemalloc.start()
     start = time.perf_counter()
     table = concept_correlations(Z, min_count=5, top=20)
@@ -389,7 +417,7 @@ def main():
     parser.add_argument("--n-top", type=int, default=10)
     parser.add_argument("--n-differences", type=int, default=5)
     parser.add_argument("--max-verify", type=int, default=150)
-    parser.add_argument("--baseline-samples", type=int, nargs="+", default=[10, 20])
+    parser.add_argument("--baseline-samples", type=int, nargs="+", default=[10, 20, 50])
     parser.add_argument("--max-chars", type=int, default=600)
     parser.add_argument("--scale-docs", type=int, default=100_000)
     parser.add_argument("--scale-latents", type=int, default=4096)
