@@ -388,3 +388,19 @@ def test_embedder_latents_without_a_label():
                 summarize_differences(table.reset_index(), client, ["x"], ["y"])
         prompt = last_user_message(srv.requests[0]["body"])
     assert '"mentions dog"' in prompt and "latent_1" not in prompt
+
+
+def test_z_test_warns_on_small_counts():
+    A, B = planted()
+    A[:2, 5], A[2:, 5] = 1.0, 0.0  # latent 5: 2 of 300 vs 0 of 300 after this
+    B[:, 5] = 0.0
+    with pytest.warns(
+        UserWarning,
+        match=r"diff_corpora: 1 latents have fewer than "
+        r"5 expected documents .* use test='fisher'",
+    ):
+        table = diff_corpora(A, B, test="two-proportion")
+    row = table.set_index("latent").loc[7]
+    pooled = (row["count_a"] + row["count_b"]) / 600
+    z = row["difference"] / np.sqrt(pooled * (1 - pooled) * (2 / 300))
+    assert row["pvalue"] == pytest.approx(2 * stats.norm.sf(abs(z)))
