@@ -249,8 +249,9 @@ def match_latents(
     return matched, usage
 
 
-def _row_ids(X, texts):
-    """The input's row ids: a Series' or DataFrame's index, else 0..n-1."""
+def row_ids(X, texts=None):
+    """The input's row ids: ``texts``' or ``X``'s index (a Series or
+    DataFrame), else None (the caller numbers the rows)."""
     for source in (texts, X):
         index = getattr(source, "index", None)
         if isinstance(index, pd.Index):
@@ -258,7 +259,9 @@ def _row_ids(X, texts):
     return None
 
 
-def _is_numeric(X) -> bool:
+def is_numeric_input(X) -> bool:
+    """Whether ``X`` holds numbers (a sparse matrix or a 2-d numeric array or
+    frame), as opposed to texts."""
     if sp.issparse(X):
         return True
     values = X.to_numpy() if hasattr(X, "to_numpy") else X
@@ -417,8 +420,8 @@ default=None
         self : PropertySearch
         """
         caller = f"{type(self).__name__}.fit"
-        numeric = _is_numeric(X)
-        ids = _row_ids(X, texts)
+        numeric = is_numeric_input(X)
+        ids = row_ids(X, texts)
         if not numeric:
             texts = check_texts(X, caller=caller, param="X")
         elif texts is not None:
