@@ -27,7 +27,12 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from sklearn.utils.validation import _check_feature_names_in, validate_data
 from text_harness import rows_to_texts
 
-from sklearn_hypothesaes import LLMDescriber, SparseAutoencoder, TermDescriber
+from sklearn_hypothesaes import (
+    LLMAnnotator,
+    LLMDescriber,
+    SparseAutoencoder,
+    TermDescriber,
+)
 from sklearn_hypothesaes.toolkit import binarize_activations, latent_thresholds
 from sklearn_hypothesaes.toolkit._embedder import InterpretableEmbedder
 
@@ -364,6 +369,30 @@ def test_estimate_counts_only_what_the_cache_lacks(
     emb.relabel("all")
     later = len(llm_server.requests_to("/chat/completions")) - sent
     assert later <= rest["requests"].sum()
+
+
+def test_dry_run_reaches_a_given_annotator_client(
+    corpus, fitted_parts, llm_server, make_client, capsys
+):
+    embedder, sae = fitted_parts
+    describer = LLMDescriber(make_client(llm_server), n_fidelity=0)
+    # Another client, asking one yes/no question per text and concept, with
+    # P(yes) from logprobs: swapped for a stand-in as well.
+    annotator = LLMAnnotator(
+        make_client(llm_server, n_concurrent=2), probabilities=True
+    )
+    emb = InterpretableEmbedder(
+        embedder, sae, describer, annotator, dry_run=True, verbose=1, random_state=0
+    ).fit(corpus[0])
+    assert llm_server.requests == []
+    assert "Estimating (dry run)" in capsys.readouterr().err
+    estimate = emb.cost_estimate_
+    emb.relabel("all")
+    assert len(llm_server.requests_to("/chat/completions")) == estimate.requests
+    steps = estimate.steps.set_index("step")["requests"]
+    assert steps["Held-out fidelity"] == 9 * 40  # one question per text sampled
+    assert "Labelling latents" in capsys.readouterr().err
+    assert emb.labels_.loc[volcano_latent(emb), "fidelity"] == pytest.approx(1.0)
 
 
 def test_estimate_of_an_offline_describer_is_zero(fitted):

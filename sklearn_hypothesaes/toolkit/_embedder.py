@@ -531,23 +531,38 @@ class InterpretableEmbedder(TransformerMixin, BaseEstimator):
 
     Examples
     --------
-    >>> from sklearn.decomposition import TruncatedSVD
-    >>> from sklearn.feature_extraction.text import TfidfVectorizer
+    Two concepts per text, a weather word and a place (every fourth text is
+    by a volcano); word counts stand in for a text embedder:
+
+    >>> import numpy as np
+    >>> from sklearn.feature_extraction.text import CountVectorizer
     >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import FunctionTransformer
     >>> from sklearn_hypothesaes import InterpretableEmbedder, SparseAutoencoder
-    >>> words = ["rain", "sun", "snow", "wind", "fog", "hail", "storm", "cloud"]
-    >>> texts = [f"{words[i % 8]} {words[(3 * i) % 8]} day {i}" for i in range(160)]
-    >>> texts = [t + (" volcano" if i % 4 == 0 else "") for i, t in enumerate(texts)]
-    >>> embedder = make_pipeline(TfidfVectorizer(), TruncatedSVD(12, random_state=0))
-    >>> emb = InterpretableEmbedder(
-    ...     embedder, SparseAutoencoder(8, 2, max_epochs=30, random_state=0),
-    ...     random_state=0).fit(texts)
-    >>> Z = emb.transform(["volcano day", "sun day"])
-    >>> Z.shape, emb.get_feature_names_out().shape
-    ((2, 8), (8,))
-    >>> best = emb.labels_.sort_values("fidelity", ascending=False).iloc[0]
-    >>> best["label"], round(best["fidelity"], 2)
-    ('mentions "volcano"', 1.0)
+    >>> weather = ["rain", "sun", "snow", "wind", "fog", "hail", "storm", "cloud"]
+    >>> rng = np.random.default_rng(0)
+    >>> texts = [f"{weather[rng.integers(8)]} on day {i} by the "
+    ...          + ("volcano" if i % 4 == 0 else "lake") for i in range(200)]
+    >>> counts = make_pipeline(
+    ...     CountVectorizer(vocabulary=[*weather, "volcano", "lake"]),
+    ...     FunctionTransformer(lambda X: X.toarray()))
+    >>> sae = SparseAutoencoder(9, 2, matryoshka_prefixes=None, max_epochs=100,
+    ...                         batch_size=32, random_state=4)
+    >>> emb = InterpretableEmbedder(counts, sae, random_state=0).fit(texts)
+    >>> emb.labels_[["label", "fidelity", "frequency"]].head(3)
+                    label  fidelity  frequency
+    0     mentions "hail"       1.0      0.135
+    1     mentions "wind"       1.0      0.135
+    2  mentions "volcano"       1.0      0.250
+    >>> Z = emb.transform(["sun on day 7 by the volcano"])
+    >>> Z.shape, [emb.get_feature_names_out()[j] for j in Z.indices]
+    ((1, 9), ['mentions "volcano"', 'mentions "sun"'])
+    >>> emb.set_output(transform="pandas").transform(
+    ...     ["sun on day 7 by the volcano", "fog on day 8 by the lake"]
+    ... ).iloc[:, :3].round(2)
+       mentions "hail"  mentions "wind"  mentions "volcano"
+    0              0.0              0.0                3.11
+    1              0.0              0.0                0.22
     """
 
     _parameter_constraints: dict = {
@@ -732,7 +747,7 @@ class InterpretableEmbedder(TransformerMixin, BaseEstimator):
         return sp.vstack(parts, format="csr", dtype=np.float32)
 
     # --------------------------------------------------------------- labelling
-    def _label(self, latents, describer, annotator):
+    def _label(self, latents, describer, annotator, desc="Labelling latents"):
         """Label ``latents`` on the labelling texts, score them on the held-out
         ones, and write the rows of ``labels_``."""
         texts, Z, held, seed = self._corpus
@@ -751,7 +766,7 @@ class InterpretableEmbedder(TransformerMixin, BaseEstimator):
         tqdm = import_optional("tqdm.auto", "Progress bars").tqdm
         with tqdm(
             total=len(latents),
-            desc="Labelling latents",
+            desc=desc,
             unit="latent",
             disable=not self.verbose,
         ) as bar:
@@ -958,7 +973,9 @@ class InterpretableEmbedder(TransformerMixin, BaseEstimator):
         # Labelling runs on copies: the stand-ins write into them, not labels_.
         saved, usage = self.labels_.copy(), self._usage
         try:
-            self._label(latents, probe_describer, probe_annotator)
+            self._label(
+                latents, probe_describer, probe_annotator, "Estimating (dry run)"
+            )
         finally:
             self.labels_, self._usage = saved, usage
         return _summarise(log)
