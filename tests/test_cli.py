@@ -380,6 +380,16 @@ def test_help_shows_every_default(capsys):
         ),
         (["--task", "classification"], "invalid choice: 'classification'"),
         (["--encoding", "klingon"], "unknown encoding 'klingon'"),
+        (
+            ["--extra-body", "[1]"],
+            "argument --extra-body: expected a JSON object ({...}); got '[1]', a list",
+        ),
+        (
+            ["--extra-body", "{thinking: off}"],
+            "argument --extra-body: expected a JSON object such as "
+            "'{\"reasoning_effort\": \"low\"}'; got '{thinking: off}', which is "
+            "not JSON (Expecting property name enclosed in double quotes)",
+        ),
     ],
 )
 def test_contradictory_options_exit_2(capsys, argv, message):
@@ -885,8 +895,15 @@ def test_preambles_and_protocol_options(tmp_path, capsys):
             "3",
             "--max-text-chars",
             "12",
+            "--max-tokens",
+            "64",
+            "--extra-body",
+            '{"chat_template_kwargs": {"enable_thinking": false}}',
         )
         prompts = [last_user_message(r["body"]) for r in srv.requests]
+        bodies = [r["body"] for r in srv.requests]
+    assert all(b["max_tokens"] == 64 for b in bodies)
+    assert all(b["chat_template_kwargs"] == {"enable_thinking": False} for b in bodies)
     assert code == 0, err
     payload = json.loads((tmp_path / "out" / "hypotheses.json").read_text())
     hypotheses = {h["hypothesis"] for h in payload["hypotheses"]}

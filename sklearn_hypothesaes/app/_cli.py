@@ -250,13 +250,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="name of the environment variable holding the API key",
     )
     llm.add_argument(
+        "--max-tokens",
+        type=_positive_int,
+        default=512,
+        metavar="N",
+        help="most tokens per LLM answer; a thinking model needs room for its "
+        "thinking, or thinking turned off with --extra-body",
+    )
+    llm.add_argument(
+        "--extra-body",
+        type=_json_object,
+        default=None,
+        metavar="JSON",
+        help="extra request parameters merged into every LLM request, e.g. "
+        '\'{"chat_template_kwargs": {"enable_thinking": false}}\' to turn '
+        "thinking off on vLLM or llama.cpp server (default: none)",
+    )
+    llm.add_argument(
         "--concepts-per-request",
         type=_positive_int,
         default=None,
         metavar="N",
         help="hypotheses asked about in one annotation request (default: 1, one "
         "yes/no question per text and hypothesis, as the HypotheSAEs paper; "
-        "10 costs about a fifth of the tokens, and may be less accurate: "
+        "10 costs about a quarter of the tokens, and may be less accurate: "
         "measure it with annotation_agreement)",
     )
     llm.add_argument(
@@ -350,6 +367,22 @@ def _fraction(value: str) -> float:
             f"must be a number strictly between 0 and 1; got {value!r}"
         )
     return number
+
+
+def _json_object(value: str) -> dict:
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(
+            f'expected a JSON object such as \'{{"reasoning_effort": "low"}}\'; '
+            f"got {value!r}, which is not JSON ({exc.msg})"
+        ) from None
+    if not isinstance(parsed, dict):
+        raise argparse.ArgumentTypeError(
+            f"expected a JSON object ({{...}}); got {value!r}, a "
+            f"{type(parsed).__name__}"
+        )
+    return parsed
 
 
 def _positive_int(value: str) -> int:
@@ -635,6 +668,8 @@ def build_steps(args, task):
         common = dict(
             base_url=args.base_url,
             api_key_env=args.api_key_env,
+            max_tokens=args.max_tokens,
+            extra_body=args.extra_body,
             cache_dir=cache,
             verbose=verbose,
         )
