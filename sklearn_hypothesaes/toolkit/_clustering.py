@@ -29,7 +29,6 @@ from sklearn.base import BaseEstimator, ClusterMixin, _fit_context
 from sklearn.cluster import KMeans
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval
-from sklearn.utils.validation import validate_data
 
 from ..llm import LLMClient, Usage
 from ..utils._misc import warn_user
@@ -42,6 +41,7 @@ from ._search import (
     resolve_text_embedder,
     row_ids,
     text_vectors,
+    validate_activations,
 )
 
 #: The cluster of documents on which no kept latent fires.
@@ -377,10 +377,7 @@ default=None
         caller = "ConceptClustering.fit"
         ids = row_ids(X, texts)
         if is_numeric_input(X):
-            validate_data(
-                self, X, accept_sparse=("csr", "csc"), dtype=(np.float32, np.float64)
-            )
-            Z, _ = latent_inputs(X, param="X", caller=caller)
+            Z = validate_activations(self, X, caller=caller)
             if texts is not None:
                 texts = check_texts(
                     texts, caller=caller, param="texts", n_rows=Z.shape[0]

@@ -26,7 +26,7 @@ import pandas as pd
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, _fit_context
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..llm import LLMClient, Usage, fill_prompt
 from ..utils._validation import check_texts
@@ -269,7 +269,32 @@ def is_numeric_input(X) -> bool:
         values = np.asarray(values)
     except Exception:
         return False
-    return values.ndim == 2 and values.dtype.kind in "biuf"
+    if values.ndim != 2:
+        return False
+    if values.dtype.kind == "O":
+        # Numbers stored as objects are numbers; a column of str is texts.
+        return values.size > 0 and not isinstance(values.flat[0], str)
+    return values.dtype.kind in "biufc"
+
+
+def validate_activations(estimator, X, *, caller: str) -> sp.csr_matrix:
+    """Latent activations given to an estimator's ``fit``, as CSR float32.
+
+    Validated by scikit-learn's ``validate_data`` (which sets
+    ``n_features_in_``), then refused where negative, NaN or empty.
+    """
+    X = validate_data(
+        estimator, X, accept_sparse=("csr", "csc"), dtype=(np.float32, np.float64)
+    )
+    low = (X.data.min() if X.nnz else 0.0) if sp.issparse(X) else X.min(initial=0.0)
+    if low < 0:
+        raise ValueError(
+            f"Negative values in data passed to {caller}: the 'X' parameter must "
+            "hold non-negative latent activations (a latent fires where it is "
+            f"> 0). Got a minimum of {low:g}."
+        )
+    Z, _ = latent_inputs(X, param="X", caller=caller)
+    return Z
 
 
 class PropertySearch(BaseEstimator):
@@ -447,8 +472,7 @@ default=None
                 "InterpretableEmbedder) or latent activations as X."
             )
         if numeric:
-            self._check_numeric(X)
-            Z, _ = latent_inputs(X, param="X", caller=caller)
+            Z = validate_activations(self, X, caller=caller)
         else:
             Z, _ = latent_inputs(
                 texts, param="X", caller=caller, embedder=self.embedder
@@ -475,8 +499,10 @@ default=None
 
     def _fit_dense(self, X, texts, numeric, caller):
         if numeric:
-            self._check_numeric(X)
-            values = X.toarray() if sp.issparse(X) else np.asarray(X, dtype=float)
+            values = validate_data(
+                self, X, accept_sparse=("csr", "csc"), dtype=(np.float32, np.float64)
+            )
+            values = values.toarray() if sp.issparse(values) else values
             E = text_vectors(
                 lambda _: values, [""] * len(values), param="X", caller=caller
             )
@@ -485,13 +511,6 @@ default=None
             E = text_vectors(embed, texts, param="text_embedder", caller=caller)
         self._E = E
         self.n_documents_ = E.shape[0]
-
-    def _check_numeric(self, X):
-        from sklearn.utils.validation import validate_data
-
-        validate_data(
-            self, X, accept_sparse=("csr", "csc"), dtype=(np.float32, np.float64)
-        )
 
     # ---------------------------------------------------------------- queries
     def _embed(self):
