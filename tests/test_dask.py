@@ -179,7 +179,7 @@ def test_missing_dask_names_the_extra(monkeypatch):
 
 # Embedding --------------------------------------------------------------------
 def test_embed_equals_in_process_and_loads_once_per_worker(client, counts):
-    # Uneven partitions, one of them empty, so rows must land in order.
+    # Filtered partitions of uneven sizes: rows must still land in order.
     series = pd.Series(TEXTS, index=np.arange(40)[::-1])
     texts = dd.from_pandas(series, npartitions=8, sort=False)
     texts = texts[texts.index % 7 != 3]  # filtered partitions: sizes vary
