@@ -9,9 +9,9 @@ from scipy import stats
 from sklearn_hypothesaes.toolkit._correlations import (
     CORRELATION_COLUMNS,
     concept_correlations,
-    fisher_greater,
     npmi,
 )
+from sklearn_hypothesaes.toolkit._diff import fisher_greater
 
 N = 2000
 FOOTBALL, INJURIES, TWIN = 3, 11, 12

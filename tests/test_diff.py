@@ -15,6 +15,7 @@ from sklearn_hypothesaes import LLMClient, PhraseAnnotator
 from sklearn_hypothesaes.toolkit._diff import (
     DIFF_COLUMNS,
     diff_corpora,
+    fisher_two_sided,
     parse_differences,
     summarize_differences,
     two_proportion_stats,
@@ -404,3 +405,19 @@ def test_z_test_warns_on_small_counts():
     pooled = (row["count_a"] + row["count_b"]) / 600
     z = row["difference"] / np.sqrt(pooled * (1 - pooled) * (2 / 300))
     assert row["pvalue"] == pytest.approx(2 * stats.norm.sf(abs(z)))
+
+
+@pytest.mark.parametrize("n_a, n_b", [(7, 5), (20, 20), (60, 140), (3000, 3000)])
+def test_fisher_two_sided_matches_scipy(n_a, n_b):
+    rng = np.random.default_rng(n_a)
+    ca = rng.integers(0, n_a + 1, 60)
+    # Half the tables near independence, where ties between the two sides occur.
+    cb = rng.integers(0, n_b + 1, 60)
+    cb[:30] = np.clip(ca[:30] * n_b // n_a + rng.integers(-2, 3, 30), 0, n_b)
+    expected = [
+        stats.fisher_exact([[x, n_a - x], [y, n_b - y]]).pvalue
+        for x, y in zip(ca, cb, strict=True)
+    ]
+    np.testing.assert_allclose(
+        fisher_two_sided(ca, n_a, cb, n_b), expected, rtol=1e-9, atol=1e-300
+    )
