@@ -26,6 +26,10 @@ _EXTRAS = {
     "jinja2": "report",
     "matplotlib": "report",
     "pyarrow": "parquet",
+    "safetensors": "pretrained",
+    "huggingface_hub": "pretrained",
+    "dask": "dask",
+    "distributed": "dask",
 }
 
 
