@@ -6,7 +6,10 @@ two minutes), with the same n_latents, k, batch size and number of epochs and
 no early stopping. Printed per configuration: training rows/s of each and
 their ratio, held-out fraction of variance unexplained (FVU) on the holdout
 split, and the share of dead latents (never firing on the training rows).
-Then the time to equal quality: the fewest epochs (from 1, 2, 3, 5, 10, ...)
+Next to our step time it prints the measured floor: one encoder matmul and
+one top-k per batch, timed on the fitted weights over the same batches (what a
+step cannot go below without a faster matmul or top-k). Then the time to
+equal quality: the fewest epochs (from 1, 2, 3, 5, 10, ...)
 after which our held-out FVU is at most the peer's after all its epochs, and
 the ratio of the peer's training time to ours at that point.
 
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import subprocess
 import sys
 import time
@@ -57,6 +61,27 @@ def run_ours(X, X_hold, M, K, batch_size, epochs, seed):
     hold = fvu(sae.inverse_transform(sae.transform(X_hold)), X_hold)
     dead = float((sae.transform(X).max(axis=0) == 0).mean())
     return seconds, hold, dead
+
+
+def floor_ms(X, M, K, batch_size, seed, repeats=3):
+    """Milliseconds per batch of one encoder matmul plus one top-k (the floor)."""
+    import numpy as np
+    import torch
+
+    rng = np.random.default_rng(seed)
+    w = torch.from_numpy(rng.normal(size=(M, X.shape[1])).astype(np.float32))
+    b = torch.zeros(M)
+    batches = [
+        torch.from_numpy(X[start : start + batch_size])
+        for start in range(0, len(X) - batch_size + 1, batch_size)
+    ]
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for x in batches:
+            torch.topk(torch.addmm(b, x, w.T), K, dim=1, sorted=False)
+        best = min(best, (time.perf_counter() - start) / len(batches))
+    return best * 1e3
 
 
 def run_peer(X, X_hold, M, K, batch_size, epochs, seed):
@@ -138,7 +163,7 @@ def main():
         f"torch threads {torch.get_num_threads()}; {args.epochs} epochs, "
         f"batch {args.batch_size}, no early stopping"
     )
-    rows, equal = [], []
+    rows, equal, floors = [], [], []
     header = (
         f"{'M':>5} {'K':>3} | {'ours rows/s':>11} {'peer rows/s':>11} {'ratio':>6} | "
         f"{'ours FVU':>8} {'peer FVU':>8} | {'ours dead':>9} {'peer dead':>9}"
@@ -151,6 +176,9 @@ def main():
         peer = run_peer(X, X_hold, M, K, args.batch_size, args.epochs, args.seed)
         n_rows = X.shape[0] * args.epochs
         r_ours, r_peer = n_rows / ours[0], n_rows / peer[0]
+        steps = args.epochs * math.ceil(X.shape[0] / args.batch_size)
+        step_ms = 1e3 * ours[0] / steps
+        floors.append((M, K, step_ms, floor_ms(X, M, K, args.batch_size, args.seed)))
         rows.append(
             dict(
                 M=M,
@@ -170,6 +198,16 @@ def main():
             f" | {ours[1]:>8.4f} {peer[1]:>8.4f} | {ours[2]:>9.3f} {peer[2]:>9.3f}"
         )
         equal.append((M, K, peer, time_to_fvu(X, X_hold, M, K, args, peer[1])))
+    print(
+        "\nstep time vs floor (one encoder matmul + top-k per batch of "
+        f"{args.batch_size}):"
+    )
+    for M, K, step_ms, floor in floors:
+        print(
+            f"  M={M} K={K}: ours {step_ms:.2f} ms/step (fit included), floor "
+            f"{floor:.2f} ms/batch, step/floor {step_ms / floor:.2f}"
+        )
+        rows.append(dict(M=M, K=K, ours_step_ms=step_ms, floor_ms=floor))
     print(f"\ntime to the peer's held-out FVU after {args.epochs} epochs:")
     for M, K, peer, (epochs, seconds, reached) in equal:
         if epochs is None:

@@ -504,7 +504,9 @@ class TrainState:
             self.rows += n_rows
             self.rows_since_fired += n_rows
             self.rows_since_fired[code.cols[active]] = 0
-            if self.activation == "batchtopk":
+            # While a k schedule anneals, the smallest kept value belongs to a
+            # larger k: the inference threshold learns from final-k steps only.
+            if self.activation == "batchtopk" and (k or self.k) == self.k:
                 positive = vals[active]
                 if positive.numel():
                     self._update_threshold(positive.min())

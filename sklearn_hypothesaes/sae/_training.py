@@ -275,6 +275,7 @@ def train(
             k_now = _schedule_k(est, step, planned) if not partial else est.k
             losses.append(state.step(x, k=k_now))
             step += 1
+        epoch_l0 = int(state.nnz) / max(state.rows, 1)
         nnz += int(state.nnz)
         rows_total += state.rows
         state.nnz = state.rows = 0
@@ -298,7 +299,11 @@ def train(
         )
         est.validation_fvu_curve_.append(fvu)
         bar.set_postfix(loss=f"{losses[-1]:.4f}", val_fvu=f"{fvu:.4f}")
-        if best_fvu is None or fvu < best_fvu - est.tol:
+        if not _sparsity_settled(est, epoch_l0, step, warmup, k_now):
+            # A penalised model still moving towards its sparsity would win
+            # on FVU by being denser: it is neither kept nor counted.
+            pass
+        elif best_fvu is None or fvu < best_fvu - est.tol:
             best_fvu, bad_epochs = fvu, 0
             best = {n: p.detach().clone() for n, p in state.params.items()}
             best_threshold = thr
@@ -351,6 +356,20 @@ def train(
         "state": state,
         "l0": nnz / max(rows_total, 1),
     }
+
+
+def _sparsity_settled(est, epoch_l0, step, warmup, k_now):
+    """Whether this epoch's model may compete for the best validation FVU.
+
+    TopK and BatchTopK always have their sparsity; a fixed penalty has it once
+    warmed up; an adaptive one once the epoch's mean L0 is within 20% of its
+    target.
+    """
+    if est.activation not in ("relu", "jumprelu"):
+        return True
+    if est.sparsity_coef is not None:
+        return step > warmup
+    return abs(epoch_l0 / k_now - 1) <= 0.2
 
 
 def _current_threshold(state):
