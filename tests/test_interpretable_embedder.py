@@ -132,6 +132,7 @@ def test_every_live_latent_is_labelled_or_says_why(fitted):
     assert table.loc[labelled, "reason"].isna().all()
     assert table.loc[~labelled, "reason"].str.startswith("no label:").all()
     assert table.loc[labelled, "fidelity"].between(0, 1).all()
+    assert table.dtypes["fidelity"] == table.dtypes["recall"] == np.float64
 
 
 def test_dead_latent_is_reported_dead_with_no_label(corpus, fitted_parts):

@@ -874,6 +874,7 @@ class InterpretableEmbedder(TransformerMixin, BaseEstimator):
         self.labels_["name"] = _feature_names(self.labels_)
         self.labels_ = self.labels_.astype(
             {"n_fidelity_texts": int, "n_fidelity_fires": int, "live": bool}
+            | dict.fromkeys(["fidelity", "precision", "recall", "frequency"], float)
         )
         self.usage_ = self._usage.as_dict()
 
