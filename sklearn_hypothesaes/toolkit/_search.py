@@ -260,8 +260,9 @@ def row_ids(X, texts=None):
 
 
 def is_numeric_input(X) -> bool:
-    """Whether ``X`` holds numbers (a sparse matrix or a 2-d numeric array or
-    frame), as opposed to texts."""
+    """Whether ``X`` holds numbers (a sparse matrix or a numeric array or
+    frame), as opposed to texts (a 1-d numeric array is numbers, so that
+    validation says it has the wrong shape)."""
     if sp.issparse(X):
         return True
     values = X.to_numpy() if hasattr(X, "to_numpy") else X
@@ -269,6 +270,9 @@ def is_numeric_input(X) -> bool:
         values = np.asarray(values)
     except Exception:
         return False
+    if values.ndim == 1:
+        # A 1-d array of numbers is a wrong shape of numbers, not texts.
+        return values.dtype.kind in "biufc"
     if values.ndim != 2:
         return False
     if values.dtype.kind == "O":
