@@ -134,8 +134,10 @@ def test_max_tokens_truncates_and_warns_with_the_count(embedder):
         states = emb.transform(TEXTS[:3])
     # 6 positions, of which [CLS] and [SEP] are dropped; "Dull." fits.
     assert states.lengths.tolist() == [4, 2, 4]
-    with pytest.raises(ValueError, match=r"'max_tokens' .* at most 512 .* Got 600"):
-        clone(embedder).set_params(max_tokens=600).transform(TWO)
+    too_long = clone(embedder).set_params(max_tokens=600)
+    for method in (too_long.fit, too_long.transform):
+        with pytest.raises(ValueError, match=r"'max_tokens' .* at most 512 .* Got 600"):
+            method(TWO)
 
 
 def test_layer_is_validated_naming_the_range(embedder):

@@ -503,6 +503,7 @@ class TokenEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
         return TokenStates(values, offsets, token_ids, names)
 
     def _record_model(self, backend):
+        self._max_length(backend)  # max_tokens fails in fit, not later
         self.n_features_out_ = int(backend.encoder.config.hidden_size)
         self.n_layers_ = int(backend.encoder.config.num_hidden_layers)
 
