@@ -616,17 +616,18 @@ default=None
         return self._scores(query, "query_scores")[0]
 
     def _scores(self, query, method):
+        """Scores, the matched latents and their columns (n_documents x
+        n_matched, weighted; None for dense)."""
         check_is_fitted(self)
         if self.method == "dense":
             q = self._query_vectors(query, method)
-            return (self._E @ q.T).max(axis=1).astype(np.float64), None
+            return (self._E @ q.T).max(axis=1).astype(np.float64), None, None
         matched = self.match(query)
         cols = matched["latent"].to_numpy()
         weights = matched["weight"].to_numpy(dtype=np.float32)
-        scores = (
-            self._A[:, cols] @ weights if len(cols) else np.zeros(self.n_documents_)
-        )
-        return np.asarray(scores, dtype=np.float64).ravel(), matched
+        parts = sp.csr_matrix(self._A[:, cols] @ sp.diags(weights))
+        scores = np.asarray(parts.sum(axis=1), dtype=np.float64).ravel()
+        return scores, matched, parts
 
     def search(self, query, k=10) -> pd.DataFrame:
         """The documents that best have a property described in words.
@@ -670,7 +671,7 @@ default=None
                 "The 'k' parameter of PropertySearch.search must be an int >= 1 or "
                 f"None. Got {k!r} instead."
             )
-        scores, matched = self._scores(query, "search")
+        scores, matched, parts = self._scores(query, "search")
         n = len(scores)
         candidates = np.flatnonzero(scores > 0) if matched is not None else np.arange(n)
         if k is not None and k < len(candidates):
@@ -680,7 +681,7 @@ default=None
             ]
             candidates = candidates[scores[candidates] >= kth]
         top = candidates[np.lexsort((candidates, -scores[candidates]))][:k]
-        latents, contributions = self._explain(top, matched)
+        latents, contributions = self._explain(top, matched, parts)
         texts = self._texts
         results = pd.DataFrame(
             {
@@ -705,11 +706,11 @@ default=None
         )
         return results
 
-    def _explain(self, rows, matched):
+    def _explain(self, rows, matched, parts):
         if matched is None or not len(matched):
             return [[] for _ in rows], ["" for _ in rows]
         cols = matched["latent"].to_numpy()
-        parts = self._A[rows][:, cols].toarray() * matched["weight"].to_numpy()[None, :]
+        parts = parts[rows].toarray()
         labels = matched["label"].tolist()
         latents, texts = [], []
         for part in parts:
