@@ -15,6 +15,7 @@ the LLM cache and counts what would be sent, without sending anything.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from numbers import Integral, Real
 
@@ -206,7 +207,7 @@ class _DryRunClient:
             if self.seen is not None and key in self.seen and not hit:
                 hit = True  # answered earlier in this run, then cached
             if not hit:
-                value = accept({"text": _placeholder(parse, key)}, parse)
+                value = _placeholder(accept, parse, key)
             self.log.append(
                 {
                     "step": desc or "LLM",
@@ -235,20 +236,23 @@ def _accept_probability(record, parse):
     return 0.0
 
 
-def _placeholder(parse, key: str) -> str:
-    """An answer ``parse`` accepts: a concept unique to the request (so that
-    later prompts about it do not collapse into one), a yes/no word, or a
-    JSON object of zeros for numbered questions."""
-    zeros = [{str(i): 0 for i in range(1, n + 1)} for n in (64, 1024)]
-    forms = [f"dry run concept {key[:12]}", "no", *map(_json, zeros)]
-    if parse is None:
-        return forms[0]
-    for text in forms:
+# Stand-in answers after the unique concept: a yes/no word, and JSON objects
+# of zeros for numbered questions (extra numbers are ignored by the parser).
+_FIXED_FORMS = (
+    "no",
+    *(json.dumps({str(i): 0 for i in range(1, n + 1)}) for n in (64, 1024)),
+)
+
+
+def _placeholder(accept, parse, key: str):
+    """The value of a stand-in answer that ``parse`` accepts: a concept unique
+    to the request (so that later prompts about it do not collapse into one),
+    a yes/no word, or a JSON object of zeros for numbered questions."""
+    for text in (f"dry run concept {key[:12]}", *_FIXED_FORMS):
         try:
-            parse(text)
+            return accept({"text": text}, parse)
         except Exception:
             continue
-        return text
     raise ValueError(
         "InterpretableEmbedder's cost estimate cannot stand in for an LLM answer "
         f"that {getattr(parse, '__name__', parse)!r} parses: none of the forms it "
@@ -256,12 +260,6 @@ def _placeholder(parse, key: str) -> str:
         "accepted. Estimate from a real run on a few latents instead (relabel "
         "them and read usage_)."
     )
-
-
-def _json(obj) -> str:
-    import json
-
-    return json.dumps(obj)
 
 
 def _prompt_chars(messages) -> int:
