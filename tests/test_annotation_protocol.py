@@ -5,6 +5,7 @@ one text length, and annotation_agreement against a judge with known errors."""
 import json
 import math
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -277,3 +278,102 @@ def test_annotation_agreement_equals_hand_counts(make_client):
     assert table["prompt_tokens"].sum() == counted["prompt_tokens"]
     assert table["completion_tokens"].sum() == counted["completion_tokens"]
     assert table["prompt_tokens"][0] > 2 * table["prompt_tokens"][1]
+
+
+def corpus():
+    """60 texts: latent 0 fires on dogs, latent 1 on rain; y follows dogs."""
+    texts, acts = [], np.zeros((60, 2))
+    for i in range(60):
+        if i % 3 == 0:
+            texts.append(f"day {i}: my dog sat by the door")
+            acts[i, 0] = 1.0 + i % 4
+        elif i % 3 == 1:
+            texts.append(f"day {i}: rain again on the coast")
+            acts[i, 1] = 1.0 + i % 5
+        else:
+            texts.append(f"day {i}: the bus was late")
+    return texts, acts, (acts[:, 0] > 0).astype(int)
+
+
+def planted(body):
+    """Names dogs or rain from the first message (the same when asked again)."""
+    prompt = body["messages"][0]["content"]
+    if "Texts where it fires:" not in prompt:
+        return concept_judge({"messages": body["messages"][:1]})
+    fires = prompt.split("Texts where it fires:", 1)[1].split("\n\n", 1)[0]
+    return "Mentions rain." if fires.count("rain") > 2 else "Mentions a dog."
+
+
+THINKING_OFF = {"chat_template_kwargs": {"enable_thinking": False}}
+RIGHT = ["mentions a dog", "mentions rain"]
+
+
+@pytest.mark.parametrize(
+    "shape, client_params, per_request, outcome",
+    [
+        ({}, {}, 1, RIGHT),
+        ({"thinking": "tags"}, {}, 1, RIGHT),
+        (
+            {"thinking": "tags"},
+            {"max_tokens": 20},
+            1,
+            "6 unclosed thinking.*"
+            "To fix: a thinking model ran out of tokens: raise max_tokens or turn "
+            "thinking off",
+        ),
+        (
+            {"thinking": "tags"},
+            {"max_tokens": 20, "extra_body": THINKING_OFF},
+            1,
+            RIGHT,
+        ),
+        ({"thinking": "parser"}, {"max_tokens": 20}, 1, "unclosed thinking"),
+        ({"preamble": "Here is the property:\n\n"}, {}, 1, RIGHT),
+        ({"preamble": "Here is the property:\n\n"}, {}, 2, RIGHT),
+        ({"refusal": "text"}, {}, 1, "refusal.*To fix: the model refused"),
+        ({"refusal": "field"}, {}, 1, "refusal.*To fix: the model refused"),
+        ({"content_null": True}, {}, 1, "empty.*the server sent empty answers"),
+        (
+            {"truncate": True},
+            {"max_tokens": 1},
+            1,
+            "cut off.*To fix: answers "
+            r"reached max_tokens: raise LLMClient\(max_tokens=\.\.\.\)",
+        ),
+        (
+            {"reject_params": ("max_tokens",)},
+            {},
+            1,
+            "failed: 2.*The client said: .*HTTP 400: Unsupported parameter: "
+            "'max_tokens'",
+        ),
+        ({"response_format": False}, {}, 2, RIGHT),
+    ],
+)
+def test_each_failure_shape_ends_right_or_with_the_fix(
+    make_client, shape, client_params, per_request, outcome
+):
+    """A generator fit against each shape of answer real servers give: the
+    right hypotheses, or an error naming the cause and the setting to change;
+    never a junk hypothesis."""
+    texts, acts, y = corpus()
+    with FakeOpenAIServer(chat=planted, **shape) as srv:
+        client = make_client(srv, cache_dir=False, **client_params)
+        gen = HypothesisGenerator(
+            LLMDescriber(client, n_fidelity=10, n_examples=5),
+            concepts_per_request=per_request,
+            max_fit_annotations=20,
+            random_state=0,
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if isinstance(outcome, list):
+                gen.fit(acts, y, texts=texts)
+                assert list(gen.hypotheses_["hypothesis"]) == outcome
+                assert list(gen.hypotheses_["fidelity"]) == [1.0, 1.0]
+                np.testing.assert_array_equal(
+                    gen.transform(texts=texts[:6]), [[1, 0], [0, 1], [0, 0]] * 2
+                )
+            else:
+                with pytest.raises(RuntimeError, match=outcome):
+                    gen.fit(acts, y, texts=texts)

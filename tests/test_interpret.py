@@ -257,10 +257,12 @@ def test_no_usable_description_at_all_says_why_and_what_to_change(make_client):
     with FakeOpenAIServer(chat=lambda body: "Sorry, I cannot do that.") as srv:
         with pytest.raises(RuntimeError) as info:
             interpret_latents(texts, acts, client=make_client(srv), n_fidelity=0)
-    assert str(info.value) == (
+    message = str(info.value)
+    assert message.startswith(
         "The LLM gave no usable description for any latent: all 2 interpretation "
         "prompts ended without one (unusable answers: 6 refusal; requests: 6, "
         "failed: 2). No hypothesis can be made from them. To fix: the model "
         "refused: write what the texts are in instructions=..., or use another "
-        "model."
+        "model. The client said: "
     )
+    assert "last error: unusable answer 'Sorry, I cannot do that.'" in message

@@ -227,7 +227,14 @@ def annotate_groups(
             )
     total = sum(r.size for r in results)
     n_missing = sum(int(np.isnan(r).sum()) for r in results)
-    detail = " ".join(str(w.message) for w in caught[-1:])
+    # The client's last word on what went wrong goes with our count of what
+    # is missing; its other notes (no logprobs, no structured output) are
+    # passed on as they are.
+    folded = [w for w in caught[-1:] if n_missing and w.category is RuntimeWarning]
+    for w in caught:
+        if w not in folded:
+            warn_user(str(w.message), w.category)
+    detail = " ".join(str(w.message) for w in folded)
     if total and n_missing == total:
         unusable = ", ".join(f"{n} {why}" for why, n in usage.unusable.items())
         raise RuntimeError(

@@ -10,6 +10,7 @@ with the description, and precision, recall and F1 against "the latent fires"
 from __future__ import annotations
 
 import re
+import warnings
 from numbers import Integral
 
 import numpy as np
@@ -323,12 +324,19 @@ def describe_latents_with_llm(
             f"hypothesis: {dead[:10]}",
             UserWarning,
         )
-    answers = client.complete_parsed(
-        prompts, parse_hypothesis, desc="Interpreting latents"
-    )
-    hypotheses = dict(zip(owners, answers, strict=True))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        answers = client.complete_parsed(
+            prompts, parse_hypothesis, desc="Interpreting latents"
+        )
     if answers and all(a is None for a in answers):
-        raise RuntimeError(_no_description_message(answers.usage, len(answers)))
+        # The client's account (the server's own error message among it) goes
+        # into the error instead of a warning before it.
+        detail = " ".join(str(w.message) for w in caught)
+        raise RuntimeError(_no_description_message(answers.usage, len(answers), detail))
+    for w in caught:
+        warn_user(str(w.message), w.category)
+    hypotheses = dict(zip(owners, answers, strict=True))
 
     usage = answers.usage
     scores = {}
@@ -393,7 +401,7 @@ def _annotate_groups(annotator, groups):
     return rows, usage
 
 
-def _no_description_message(usage, n_prompts) -> str:
+def _no_description_message(usage, n_prompts, detail="") -> str:
     """Why no latent got a description, and what to change."""
     reasons = usage.unusable
     listing = ", ".join(f"{n} {why}" for why, n in reasons.items()) or "none"
@@ -421,4 +429,5 @@ def _no_description_message(usage, n_prompts) -> str:
         "can be made from them. To fix: "
         + ("; ".join(advice) or "try the model by hand on one prompt")
         + "."
+        + (f" The client said: {detail}" if detail else "")
     )
