@@ -33,6 +33,7 @@ from sklearn_hypothesaes import (
     SparseAutoencoder,
     TermDescriber,
 )
+from sklearn_hypothesaes.hypotheses import Descriptions
 from sklearn_hypothesaes.toolkit import binarize_activations, latent_thresholds
 from sklearn_hypothesaes.toolkit._embedder import InterpretableEmbedder
 
@@ -268,6 +269,36 @@ def test_relabel_changes_only_the_chosen_latents(
     assert type(emb.describer_) is TermDescriber
     with pytest.raises(ValueError, match=r"ints in \[0, 9\). Got \[9\]"):
         emb.relabel([9])
+
+
+class FixedDescriber(TermDescriber):
+    """Labels every latent with one fixed label (a describer in the protocol)."""
+
+    def __init__(self, label="mentions nothing"):
+        self.label = label
+
+    def describe(self, texts, activations, *, annotator, random_state=None):
+        n = activations.shape[1]
+        table = pd.DataFrame(
+            {
+                "column": range(n),
+                "description": [self.label] * n,
+                "fidelity": np.nan,
+                "precision": np.nan,
+                "recall": np.nan,
+            }
+        )
+        return Descriptions(table)
+
+
+def test_relabel_to_a_taken_name_renames_only_the_relabelled(fitted):
+    emb = copy.deepcopy(fitted)
+    names = list(emb.get_feature_names_out())
+    taken = emb.labels_.loc[5, "label"]
+    emb.relabel([0], describer=FixedDescriber(taken))
+    assert emb.labels_.loc[0, "label"] == taken
+    assert list(emb.get_feature_names_out()[1:]) == names[1:]
+    assert emb.get_feature_names_out()[0] == f"{taken} (latent 0)"
 
 
 def test_dead_latents_cannot_be_relabelled(corpus, fitted_parts):

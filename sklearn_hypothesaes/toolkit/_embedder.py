@@ -385,22 +385,28 @@ def _sanitize(label: str) -> str:
     return name
 
 
-def _feature_names(table: pd.DataFrame) -> list[str]:
-    names, seen = [], set()
-    for latent, label, live in zip(
-        table["latent"], table["label"], table["live"], strict=True
-    ):
-        if not live:
-            base = f"dead_{latent}"
-        elif label is None or (isinstance(label, float) and math.isnan(label)):
-            base = f"latent_{latent}"
-        else:
-            base = _sanitize(label)
-        name = base
+def _base_name(latent, label, live) -> str:
+    if not live:
+        return f"dead_{latent}"
+    if label is None or (isinstance(label, float) and math.isnan(label)):
+        return f"latent_{latent}"
+    return _sanitize(label)
+
+
+def _feature_names(table: pd.DataFrame, latents=None) -> list[str]:
+    """Unique names: the first latent with a name keeps it, later ones get
+    `` (latent <j>)``. With ``latents``, only theirs are made again, around
+    the names the others have, so relabelling renames nothing else."""
+    names = list(table["name"]) if latents is not None else [None] * len(table)
+    redo = range(len(table)) if latents is None else sorted(int(j) for j in latents)
+    seen = {n for j, n in enumerate(names) if j not in set(redo)}
+    for j in redo:
+        row = table.iloc[j]
+        name = _base_name(row["latent"], row["label"], row["live"])
         while name in seen:
-            name = f"{name} (latent {latent})"
+            name = f"{name} (latent {row['latent']})"
         seen.add(name)
-        names.append(name)
+        names[j] = name
     return names
 
 
@@ -868,8 +874,8 @@ class InterpretableEmbedder(TransformerMixin, BaseEstimator):
             for j, rows_j in samples.items()
         }
 
-    def _rename(self):
-        self.labels_["name"] = _feature_names(self.labels_)
+    def _rename(self, latents=None):
+        self.labels_["name"] = _feature_names(self.labels_, latents)
         self.labels_ = self.labels_.astype(
             {"n_fidelity_texts": int, "n_fidelity_fires": int, "live": bool}
             | dict.fromkeys(["fidelity", "precision", "recall", "frequency"], float)
@@ -924,7 +930,7 @@ class InterpretableEmbedder(TransformerMixin, BaseEstimator):
         chosen = self._check_latents(latents, "relabel")
         describer, annotator = self._strategies(describer)
         self._label(chosen, describer, annotator)
-        self._rename()
+        self._rename(chosen)
         return self
 
     def estimate_cost(self, latents="all", describer=None) -> CostEstimate:
