@@ -912,6 +912,10 @@ class InterpretableEmbedder(TransformerMixin, BaseEstimator):
 
         Only the rows of ``labels_`` (and output names) of these latents
         change; fidelity is scored on the same held-out texts as in ``fit``.
+        The describer draws its examples with the fit's seed, so the same
+        describer on the same batch of latents asks the same questions, which
+        the LLM cache answers: for new labels, change the describer (more
+        ``n_candidates``, another model or ``instructions``).
 
         Parameters
         ----------
