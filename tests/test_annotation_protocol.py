@@ -349,6 +349,21 @@ RIGHT = ["mentions a dog", "mentions rain"]
         ),
         ({"response_format": False}, {}, 2, RIGHT),
     ],
+    ids=[
+        "plain",
+        "thinking",
+        "thinking-cut-off",
+        "thinking-off",
+        "reasoning-parser-cut-off",
+        "preamble",
+        "preamble-json",
+        "refusal-text",
+        "refusal-field",
+        "content-null",
+        "truncated",
+        "max_tokens-rejected",
+        "no-structured-output",
+    ],
 )
 def test_each_failure_shape_ends_right_or_with_the_fix(
     make_client, shape, client_params, per_request, outcome
