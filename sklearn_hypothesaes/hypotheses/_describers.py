@@ -324,6 +324,13 @@ class LLMDescriber(Strategy):
         descriptions : Descriptions
             The table has a ``terms`` column of None, so that tables of both
             describers line up.
+
+        Raises
+        ------
+        RuntimeError
+            When no latent that fires got a usable description (refusals,
+            empty or cut-off answers); the message counts the reasons and
+            names the setting that fixes them.
         """
         self._validate_params()
         texts = check_texts(texts, caller="LLMDescriber.describe")
