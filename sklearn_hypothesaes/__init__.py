@@ -6,7 +6,8 @@ Data flows one way: texts -> :class:`TextEmbedder` -> embeddings ->
 
 The package is laid out by stage: ``text/`` (embedding), ``sae/`` (the sparse
 autoencoder), ``llm/`` (the LLM client), ``hypotheses/`` (selection, describers,
-annotators, the generator and statistics) and ``app/`` (run_method, command
+annotators, the generator and statistics), ``toolkit/`` (labelled latents as
+an interpretable embedding: diffing, correlations, clustering, retrieval) and ``app/`` (run_method, command
 line, report, plots), over ``utils/``; each imports only stages below it.
 
 Public names are imported lazily so that ``import sklearn_hypothesaes`` stays
@@ -43,6 +44,14 @@ _LAZY = {
     "ArrayMemory": ".app._memory",
     "NoSignalWarning": ".app._signal",
     "render_report": ".app._report",
+    "InterpretableEmbedder": ".toolkit._embedder",
+    "latent_thresholds": ".toolkit._binarize",
+    "binarize_activations": ".toolkit._binarize",
+    "diff_corpora": ".toolkit._diff",
+    "summarize_differences": ".toolkit._diff",
+    "verify_differences": ".toolkit._diff",
+    "DifferenceSummary": ".toolkit._diff",
+    "concept_correlations": ".toolkit._correlations",
 }
 
 __all__ = sorted(_LAZY)

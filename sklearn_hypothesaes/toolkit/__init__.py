@@ -6,8 +6,31 @@ become counting:
 
 - :func:`binarize_activations` and :func:`latent_thresholds`: when a latent
   "fires" on a document (shared by every analysis below).
+- :class:`InterpretableEmbedder`: texts -> activations of labelled latents.
+- :func:`diff_corpora`: latents ranked by how differently often they fire in
+  two corpora, with exact tests; :func:`summarize_differences` has an LLM
+  write the top ones in words and :func:`verify_differences` checks each.
+- :func:`concept_correlations`: latent pairs ranked by NPMI of co-firing,
+  with synonym pairs filtered by label similarity.
 """
 
 from ._binarize import binarize_activations, latent_thresholds
+from ._correlations import concept_correlations
+from ._diff import (
+    DifferenceSummary,
+    diff_corpora,
+    summarize_differences,
+    verify_differences,
+)
+from ._embedder import InterpretableEmbedder
 
-__all__ = ["binarize_activations", "latent_thresholds"]
+__all__ = [
+    "DifferenceSummary",
+    "InterpretableEmbedder",
+    "binarize_activations",
+    "concept_correlations",
+    "diff_corpora",
+    "latent_thresholds",
+    "summarize_differences",
+    "verify_differences",
+]
