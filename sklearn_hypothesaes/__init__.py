@@ -6,9 +6,10 @@ Data flows one way: texts -> :class:`TextEmbedder` -> embeddings ->
 
 The package is laid out by stage: ``text/`` (embedding), ``sae/`` (the sparse
 autoencoder), ``llm/`` (the LLM client), ``hypotheses/`` (selection, describers,
-annotators, the generator and statistics), ``toolkit/`` (labelled latents as
-an interpretable embedding: diffing, correlations, clustering, retrieval) and ``app/`` (run_method, command
-line, report, plots), over ``utils/``; each imports only stages below it.
+annotators, the generator and statistics), ``toolkit/`` (labelled latents as an
+interpretable embedding: diffing, correlations, clustering, retrieval) and
+``app/`` (run_method, command line, report, plots), over ``utils/``; each
+imports only stages below it.
 
 Public names are imported lazily so that ``import sklearn_hypothesaes`` stays
 cheap (torch and sentence-transformers load only when used).
