@@ -279,3 +279,28 @@ def test_fit_errors_name_the_parameter():
 )
 def test_sklearn_check_suite(estimator, check):
     check(estimator)
+
+
+def test_end_to_end_with_an_interpretable_embedder():
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import make_pipeline
+
+    from sklearn_hypothesaes import SparseAutoencoder
+    from sklearn_hypothesaes.toolkit._embedder import InterpretableEmbedder
+
+    words = ["rain", "sun", "snow", "wind", "fog", "hail", "storm", "cloud"]
+    texts = [f"{words[i % 8]} {words[(3 * i) % 8]} day {i}" for i in range(160)]
+    texts = [t + (" volcano" if i % 4 == 0 else "") for i, t in enumerate(texts)]
+    model = InterpretableEmbedder(
+        make_pipeline(TfidfVectorizer(), TruncatedSVD(12, random_state=0)),
+        SparseAutoencoder(8, 2, max_epochs=30, random_state=0),
+        random_state=0,
+    ).fit(texts)
+    search = PropertySearch(model, n_latents=1).fit(pd.Series(texts))
+    found = search.search("volcano", k=40)
+    # precision@40 = 1: the 40 volcano texts, through the latent labelled so.
+    assert sorted(found["row"]) == list(range(0, 160, 4))
+    label = found.attrs["matched"][0]["label"]
+    assert label.startswith('mentions "volcano"')
+    assert found["contributions"].str.startswith(label + " (+").all()
