@@ -48,11 +48,22 @@ def exclusive_cumsum(counts):
     return offsets
 
 
+def counts_of(index, n):
+    """How often each of ``0..n-1`` occurs in ``index``.
+
+    ``torch.bincount`` would do, but on a GPU it reads the maximum back to size
+    its output: a device sync per call, several per training step.
+    """
+    counts = torch.zeros(n, dtype=index.dtype, device=index.device)
+    return counts.scatter_add_(0, index, torch.ones_like(index))
+
+
 class Code:
     """A batch's sparse code: entries ``(rows, cols, pre)`` sorted by (row, col).
 
-    ``segment_ends`` are the Matryoshka prefix ends (the last is ``n_latents``);
-    entries are grouped into bags ``row * S + segment``. The same entries are
+    ``segment_ends`` are the Matryoshka prefix ends (the last is ``n_latents``),
+    a list or a tensor on the code's device; entries are grouped into bags
+    ``row * S + segment``. The same entries are
     also indexed by latent (``order``, ``col_offsets``) so that a weight
     gradient is one ``embedding_bag`` gathering the rows where each latent
     fired.
@@ -63,16 +74,18 @@ class Code:
         self.n_rows, self.n_latents = n_rows, n_latents
         self.n_segments = 1 if segment_ends is None else len(segment_ends)
         if self.n_segments > 1:
-            bounds = torch.as_tensor(segment_ends[:-1], device=cols.device)
+            bounds = segment_ends[:-1]
+            if not isinstance(bounds, torch.Tensor):
+                bounds = torch.as_tensor(bounds, device=cols.device)
             self.bags = rows * self.n_segments + torch.bucketize(
                 cols, bounds, right=True
             )
         else:
             self.bags = rows
         n_bags = n_rows * self.n_segments
-        self.bag_offsets = exclusive_cumsum(torch.bincount(self.bags, minlength=n_bags))
+        self.bag_offsets = exclusive_cumsum(counts_of(self.bags, n_bags))
         self.order = torch.argsort(cols, stable=True)
-        self.counts = torch.bincount(cols, minlength=n_latents)
+        self.counts = counts_of(cols, n_latents)
         self.col_offsets = exclusive_cumsum(self.counts)
 
     def decode(self, vals, weight):
@@ -106,7 +119,7 @@ class Code:
 
 def row_offsets(rows, n_rows):
     """Start of each row's entries in a row-sorted COO code (embedding_bag offsets)."""
-    return exclusive_cumsum(torch.bincount(rows, minlength=n_rows))
+    return exclusive_cumsum(counts_of(rows, n_rows))
 
 
 def sparse_decode(rows, cols, vals, weight, n_rows, offsets=None):
@@ -332,6 +345,13 @@ class TrainState:
         self.k = k
         self.activation = activation
         self.prefixes = list(prefixes) if prefixes else None
+        # As a device tensor once: built from a list per step it would be a
+        # host-to-device copy (and on a GPU a sync) every step.
+        self._segment_ends = (
+            None
+            if self.prefixes is None
+            else torch.tensor(self.prefixes, device=params["w_enc"].device)
+        )
         self.aux_k = aux_k
         self.aux_coef = aux_coef
         self.dead_rows = dead_rows
@@ -503,7 +523,9 @@ class TrainState:
             self.nnz += n_active
             self.rows += n_rows
             self.rows_since_fired += n_rows
-            self.rows_since_fired[code.cols[active]] = 0
+            # Counted, not indexed by a mask: no device sync on a GPU.
+            fired = code.sum_by_latent(active.to(vals.dtype)) > 0
+            self.rows_since_fired.masked_fill_(fired, 0)
             # While a k schedule anneals, the smallest kept value belongs to a
             # larger k: the inference threshold learns from final-k steps only.
             if self.activation == "batchtopk" and (k or self.k) == self.k:
@@ -532,7 +554,7 @@ class TrainState:
         xc = x - p["b_dec"]
         pre = self._preactivations(xc)
         rows, cols, pre_vals = self._select(pre, k)
-        code = Code(rows, cols, pre_vals, n_rows, n_latents, self.prefixes)
+        code = Code(rows, cols, pre_vals, n_rows, n_latents, self._segment_ends)
         n_seg = code.n_segments
 
         if self.activation == "jumprelu":
