@@ -934,3 +934,24 @@ def test_protocol_options_refused_offline(tmp_path, capsys):
         r"--concepts-per-request 5 applies to LLM hypotheses, but this run is "
         r"offline; give --base-url or --interpreter-model, or leave it out\.",
     )
+
+
+def test_llm_fixes_are_named_by_their_options(capsys, monkeypatch):
+    """The library names LLMClient's parameters; the command line says which
+    of its options set them."""
+    import sklearn_hypothesaes.app._cli as cli
+
+    def thinking_ran_out(args):
+        raise RuntimeError(
+            "To fix: raise max_tokens or turn thinking off with LLMClient("
+            "extra_body={'chat_template_kwargs': {'enable_thinking': False}})."
+        )
+
+    monkeypatch.setattr(cli, "run", thinking_ran_out)
+    code, _, err = run_cli(capsys, "data.csv")
+    assert_one_line_error(
+        code,
+        err,
+        r"'enable_thinking': False}\)\. On the command line, --max-tokens sets "
+        r"max_tokens and --extra-body sets extra_body\. \(run with --debug",
+    )

@@ -1052,6 +1052,12 @@ def main(argv=None) -> int:
         if args.debug:
             traceback.print_exc()
         message = " ".join(str(exc).split())
+        if "extra_body" in message or "max_tokens" in message:
+            # The library names LLMClient's parameters; say where they are here.
+            message += (
+                " On the command line, --max-tokens sets max_tokens and "
+                "--extra-body sets extra_body."
+            )
         _note(
             f"error: {type(exc).__name__}: {message}"
             + ("" if args.debug else " (run with --debug for the traceback)")
