@@ -952,6 +952,6 @@ def test_llm_fixes_are_named_by_their_options(capsys, monkeypatch):
     assert_one_line_error(
         code,
         err,
-        r"'enable_thinking': False}\)\. On the command line, --max-tokens sets "
+        r"'enable_thinking': False}}\)\. On the command line, --max-tokens sets "
         r"max_tokens and --extra-body sets extra_body\. \(run with --debug",
     )
