@@ -239,6 +239,14 @@ def _add_common(parser, command: str):
         '\'{"chat_template_kwargs": {"enable_thinking": false}}\'',
     )
     llm.add_argument(
+        "--n-fidelity",
+        type=_positive_int,
+        default=40,
+        metavar="N",
+        help="held-out texts per latent on which the LLM checks its label (its "
+        "fidelity): N requests per latent",
+    )
+    llm.add_argument(
         "--dry-run",
         action="store_true",
         help="with an LLM: embed and fit, print what labelling would send (requests, "
@@ -658,7 +666,9 @@ def fit_embedder(texts, args, cache, client, timings):
     timings["sparse autoencoder"] = time.perf_counter() - start
     start = time.perf_counter()
     if client is not None:
-        describer = LLMDescriber(client)
+        # One candidate label per latent: the embedder scores its fidelity on
+        # held-out texts, so the describer need not score it again.
+        describer = LLMDescriber(client, n_fidelity=0)
     else:
         describer = TermDescriber(
             n_terms=8,
@@ -669,6 +679,7 @@ def fit_embedder(texts, args, cache, client, timings):
         known,
         sae,
         describer,
+        n_fidelity=args.n_fidelity,
         dry_run=client is not None,
         random_state=args.seed,
         verbose=int(not args.quiet),
@@ -1169,7 +1180,8 @@ def _outputs(args, result, settings, timings) -> dict:
         json_name = "clusters.json"
     else:
         files["results.csv"] = table_writer(result["results"])
-        files["matched_latents.csv"] = table_writer(result["matched"])
+        if args.method == "sae":
+            files["matched_latents.csv"] = table_writer(result["matched"])
         payload["query"] = args.query
         payload["results"] = result["results"].to_dict(orient="records")
         payload["matched_latents"] = result["matched"].to_dict(orient="records")
