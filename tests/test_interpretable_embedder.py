@@ -321,7 +321,7 @@ def test_llm_describer_labels_through_the_loopback_server(
     embedder, sae = fitted_parts
     client = make_client(llm_server)
     emb = InterpretableEmbedder(
-        embedder, sae, LLMDescriber(client, n_fidelity=0), random_state=0
+        embedder, sae, LLMDescriber(client, n_fidelity=0), n_fidelity=20, random_state=0
     ).fit(corpus[0])
     j = volcano_latent(emb)
     row = emb.labels_.loc[j]
@@ -329,8 +329,8 @@ def test_llm_describer_labels_through_the_loopback_server(
     assert row["describer"] == "LLMDescriber"
     assert row["fidelity"] == pytest.approx(1.0)
     # An expensive annotator sees a balanced sample of at most n_fidelity.
-    assert row["n_fidelity_texts"] == 40
-    assert 5 <= row["n_fidelity_fires"] <= 20
+    assert row["n_fidelity_texts"] == 20
+    assert row["n_fidelity_fires"] == 10
     assert emb.labels_["label"].notna().all()
     sent = llm_server.requests_to("/chat/completions")
     assert emb.usage_["calls"] == len(sent) > 0
@@ -345,6 +345,7 @@ def test_dry_run_sends_nothing_and_counts_what_the_run_sends(
         embedder,
         sae,
         LLMDescriber(client, n_fidelity=0),
+        n_fidelity=20,
         dry_run=True,
         batch_size=None,
         random_state=0,
@@ -386,7 +387,13 @@ def test_estimate_counts_only_what_the_cache_lacks(
     embedder, sae = fitted_parts
     describer = LLMDescriber(make_client(llm_server), n_fidelity=0)
     emb = InterpretableEmbedder(
-        embedder, sae, describer, dry_run=True, batch_size=3, random_state=0
+        embedder,
+        sae,
+        describer,
+        n_fidelity=20,
+        dry_run=True,
+        batch_size=3,
+        random_state=0,
     ).fit(corpus[0])
     # Labelling 0, 1 and 2 is the first batch of "all": its answers are reused.
     emb.relabel([0, 1, 2])
@@ -414,7 +421,14 @@ def test_dry_run_reaches_a_given_annotator_client(
         make_client(llm_server, n_concurrent=2), probabilities=True
     )
     emb = InterpretableEmbedder(
-        embedder, sae, describer, annotator, dry_run=True, verbose=1, random_state=0
+        embedder,
+        sae,
+        describer,
+        annotator,
+        n_fidelity=20,
+        dry_run=True,
+        verbose=1,
+        random_state=0,
     ).fit(corpus[0])
     assert llm_server.requests == []
     assert "Estimating (dry run)" in capsys.readouterr().err
@@ -422,7 +436,7 @@ def test_dry_run_reaches_a_given_annotator_client(
     emb.relabel("all")
     assert len(llm_server.requests_to("/chat/completions")) == estimate.requests
     steps = estimate.steps.set_index("step")["requests"]
-    assert steps["Held-out fidelity"] == 9 * 40  # one question per text sampled
+    assert steps["Held-out fidelity"] == 9 * 20  # one question per text sampled
     assert "Labelling latents" in capsys.readouterr().err
     assert emb.labels_.loc[volcano_latent(emb), "fidelity"] == pytest.approx(1.0)
 
