@@ -26,7 +26,8 @@ VERBS = [
     "showed up again",
     "was on my mind",
 ]
-PLANTED = " Volcano eruption nearby!"
+# Markup in a text must reach the report as text (tests/test_toolkit_browser.py).
+PLANTED = " Volcano eruption nearby <b>!</b>"
 
 
 def diary(n, *, planted_share, seed, start=0):
@@ -43,13 +44,25 @@ def diary(n, *, planted_share, seed, start=0):
 
 def write_corpora(folder):
     """a.csv (volcano in about 60% of lines), b.csv (none) and both.csv (the
-    two, with a doc_id column and one row without text at the end)."""
+    two, with a doc_id column, a reply to each line and one row without text
+    at the end)."""
     a = diary(200, planted_share=0.6, seed=0)
     b = diary(200, planted_share=0.0, seed=1, start=1000)
     pd.DataFrame({"text": a}).to_csv(folder / "a.csv", index=False)
     pd.DataFrame({"text": b}).to_csv(folder / "b.csv", index=False)
+    rng = np.random.default_rng(2)
+    replies = [
+        rng.choice(["Stay safe out there.", "Sounds scary."])
+        if PLANTED in line
+        else rng.choice(["Nice.", "Good to hear.", "Ok then."])
+        for line in a + b
+    ]
     both = pd.DataFrame(
-        {"doc_id": [f"d{i:03d}" for i in range(401)], "text": a + b + [""]}
+        {
+            "doc_id": [f"d{i:03d}" for i in range(401)],
+            "text": a + b + [""],
+            "reply": replies + ["Ok then."],
+        }
     )
     both.to_csv(folder / "both.csv", index=False)
     return folder
@@ -354,7 +367,7 @@ def test_search_by_latents_and_dense(data, capsys):
         (
             ["search", "{both}", "volcano", "--id-column", "key"],
             r"--id-column 'key' is not a column of '.*both\.csv'; its columns are "
-            r"\['doc_id', 'text'\]",
+            r"\['doc_id', 'text', 'reply'\]",
         ),
         (
             [
