@@ -46,6 +46,7 @@ _LAZY = {
     "NoSignalWarning": ".app._signal",
     "render_report": ".app._report",
     "InterpretableEmbedder": ".toolkit._embedder",
+    "CostEstimate": ".toolkit._embedder",
     "latent_thresholds": ".toolkit._binarize",
     "binarize_activations": ".toolkit._binarize",
     "diff_corpora": ".toolkit._diff",

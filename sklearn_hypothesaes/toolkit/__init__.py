@@ -22,13 +22,15 @@ from ._diff import (
     summarize_differences,
     verify_differences,
 )
-from ._embedder import InterpretableEmbedder
+from ._embedder import CostEstimate, InterpretableEmbedder, default_describer
 
 __all__ = [
+    "CostEstimate",
     "DifferenceSummary",
     "InterpretableEmbedder",
     "binarize_activations",
     "concept_correlations",
+    "default_describer",
     "diff_corpora",
     "latent_thresholds",
     "summarize_differences",
