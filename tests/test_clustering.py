@@ -362,3 +362,14 @@ EXPECTED_FAILURES = {
 )
 def test_sklearn_check_suite(estimator, check):
     check(estimator)
+
+
+def test_chosen_latents_need_no_labels_and_texts_must_match_the_rows():
+    Z, _, topic, texts = planted()
+    model = ConceptClustering("tone", latents=[6, 7, 8], n_clusters=3, random_state=0)
+    model.set_params(text_embedder=embed, thresholds="positive").fit(Z)
+    assert model.latents_["label"].tolist() == ["latent_6", "latent_7", "latent_8"]
+    assert model.latents_["similarity"].isna().all()
+    assert adjusted_rand_score(topic, model.labels_) == 1.0
+    with pytest.raises(ValueError, match=r"'texts' .* one text per row of X \(390\)"):
+        model.fit(Z, texts=texts[:5])

@@ -466,7 +466,7 @@ default=None
             phrases = self._axis_phrases()
             # An axis is matched only to labelled latents that fire here.
             candidates = np.asarray(labelled, dtype=bool) & (n_fires > 0)
-            if not candidates.any():
+            if not candidates.any() and self.latents is None:
                 raise ValueError(
                     "The 'axis' parameter of ConceptClustering needs labelled "
                     "latents, but no latent that fires on X has a label. Pass "
@@ -478,13 +478,16 @@ default=None
                 embed, phrases, param="text_embedder", caller="ConceptClustering"
             )
             label_vectors = np.zeros((n_latents, vectors.shape[1]), dtype=np.float32)
-            label_vectors[candidates] = text_vectors(
-                embed,
-                [names[j] for j in np.flatnonzero(candidates)],
-                param="text_embedder",
-                caller="ConceptClustering",
-            )
-            similarity[candidates] = (label_vectors[candidates] @ vectors.T).max(axis=1)
+            if candidates.any():
+                label_vectors[candidates] = text_vectors(
+                    embed,
+                    [names[j] for j in np.flatnonzero(candidates)],
+                    param="text_embedder",
+                    caller="ConceptClustering",
+                )
+                similarity[candidates] = (label_vectors[candidates] @ vectors.T).max(
+                    axis=1
+                )
         if self.latents is not None:
             kept = self._chosen_latents(n_latents)
         elif self.axis is not None:
