@@ -190,6 +190,7 @@ def train(
     resume,
     epochs,
     partial,
+    feed=None,
 ):
     """Optimise ``est``'s autoencoder on rows ``train_idx`` of the numpy array X.
 
@@ -197,10 +198,16 @@ def train(
     (None: initialise from the data); ``resume`` the optimiser state of an
     earlier ``partial_fit`` (:meth:`TrainState.to_numpy`), or None for a fresh
     optimiser.
+
+    ``feed`` (out-of-core or distributed training, ``_streaming.StreamFeed``):
+    the batches come from ``feed.batches(scale, device)`` and there are
+    ``feed.n_rows`` training rows; X is then only the sample that starts
+    training. Its hooks make every process agree on the starting weights and
+    the validation FVU, and ``feed.state_class`` takes the steps.
     """
     from tqdm.auto import tqdm
 
-    n_train = len(train_idx)
+    n_train = len(train_idx) if feed is None else feed.n_rows
     warm = weights is not None
     if warm:
         scale = est.input_scale_
@@ -211,9 +218,11 @@ def train(
             row_var = _row_var(X, train_idx, scale)
     else:
         params, scale, row_var = _init_params(est, X, train_idx, generator, device)
+    if feed is not None:
+        params, scale, row_var = feed.agree(params, scale, row_var)
     lr = est.learning_rate or default_lr(est.n_latents)
     aux_k = est.aux_k or max(1, X.shape[1] // 2)
-    state = TrainState(
+    state = (TrainState if feed is None else feed.state_class)(
         params,
         row_var=row_var,
         lr=lr,
@@ -243,7 +252,10 @@ def train(
     decay_start = planned - decay_len
     step = 0
     mode = encode_mode(est.activation)
-    batches = _Batches(X, train_idx, scale, device)
+    if feed is None:
+        batches = _Batches(X, train_idx, scale, device)
+    else:
+        batches = feed.batches(scale, device)
 
     val_sst = None
     if X_val is not None:
@@ -297,6 +309,8 @@ def train(
             thr,
             val_sst,
         )
+        if feed is not None:
+            fvu = feed.agree_value(fvu)
         est.validation_fvu_curve_.append(fvu)
         bar.set_postfix(loss=f"{losses[-1]:.4f}", val_fvu=f"{fvu:.4f}")
         if not _sparsity_settled(est, epoch_l0, step, warmup, k_now):
