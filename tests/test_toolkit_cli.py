@@ -223,7 +223,7 @@ def test_dry_run_sends_nothing_and_writes_nothing(data, tmp_path, capsys):
         code, stdout, err = run(
             capsys, "search", data / "both.csv", "volcano", "--base-url",
             server.base_url, "--model", "fake-model", "--dry-run", *SMALL,
-            "-o", tmp_path / "out", "--cache-dir", tmp_path / "cache",
+            "-o", tmp_path / "out",
         )  # fmt: skip
         assert server.requests == []
     assert code == 0, err
