@@ -435,6 +435,7 @@ def test_output_folder_with_other_files_is_refused(data, tmp_path, capsys):
         ),
         (["cluster", "d", "--latents", "3,x"], "expected latent numbers separated by"),
         (["search", "d", "q", "--method", "bm25"], "invalid choice: 'bm25'"),
+        (["search", "d", " "], "the query is empty; give a property such as"),
         (["correlations", "d", "--dry-run", "--offline"], "--dry-run estimates what"),
     ],
 )

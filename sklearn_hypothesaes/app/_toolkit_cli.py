@@ -507,6 +507,8 @@ def parse_toolkit_args(argv) -> argparse.Namespace:
             f"--other-column {args.other_column!r} is also the --text-column; give "
             "another text column of the same rows."
         )
+    if args.command == "search" and not args.query.strip():
+        sub.error('the query is empty; give a property such as "mentions a price".')
     if args.dry_run and not _llm_mode(args):
         sub.error(
             "--dry-run estimates what an LLM would be sent; this run is offline "
@@ -903,7 +905,7 @@ def run_cluster(args, cache, client, timings) -> dict:
     except ValueError as exc:
         # No latent for the axis, or none labelled: the user's choice to change.
         raise InputError(
-            " ".join(str(exc).split()).replace("min_similarity", "the similarity bar")
+            " ".join(str(exc).split())
             + (
                 f" (--axis {args.axis!r}; latents.csv lists every label)."
                 if args.axis
@@ -957,10 +959,6 @@ def run_search(args, cache, client, timings) -> dict:
     rows = _row_frame(frame, args)
     present = texts.dropna()
     _check_size(present, args.input, least=1 if args.method == "dense" else 10)
-    if not args.query.strip():
-        raise InputError(
-            'the query is empty; give a property such as "mentions a price".'
-        )
     _note(
         f"{len(present)} rows, searched for {args.query!r} by "
         + (
