@@ -11,7 +11,7 @@ from sklearn_hypothesaes.toolkit._correlations import (
     concept_correlations,
     npmi,
 )
-from sklearn_hypothesaes.toolkit._diff import fisher_greater
+from sklearn_hypothesaes.toolkit._fisher import fisher_greater
 
 N = 2000
 FOOTBALL, INJURIES, TWIN = 3, 11, 12

@@ -20,14 +20,8 @@ import scipy.sparse as sp
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
 from ._binarize import binarize_activations
-from ._diff import (
-    CORRECTIONS,
-    correct_pvalues,
-    fisher_greater,
-    latent_inputs,
-    resolve_labels,
-    resolve_thresholds,
-)
+from ._diff import latent_inputs, resolve_labels, resolve_thresholds
+from ._fisher import CORRECTIONS, correct_pvalues, fisher_greater
 
 #: Columns of the table :func:`concept_correlations` returns, in this order
 #: (``label_similarity`` only when label embeddings were given).
