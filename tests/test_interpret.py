@@ -1,6 +1,7 @@
 """interpret_latents: planted concepts, held-out fidelity equal to hand counts."""
 
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -266,3 +267,27 @@ def test_no_usable_description_at_all_says_why_and_what_to_change(make_client):
         "model. The client said: "
     )
     assert "last error: unusable answer 'Sorry, I cannot do that.'" in message
+
+
+def test_a_prompt_too_long_for_a_short_context_is_flagged(make_client):
+    texts = [("dog " * 1000).strip()] * 10 + ["cat"] * 10  # 3,999 characters each
+    acts = np.array([[1.0]] * 10 + [[0.0]] * 10)
+    with FakeOpenAIServer(chat=lambda body: "Mentions dogs.") as srv:
+        client = make_client(srv)
+        with pytest.warns(
+            UserWarning,
+            match=r"the longest interpretation prompt is about 7,317 tokens .*"
+            r"lower max_text_chars \(now None\) or n_examples \(now 7\)",
+        ):
+            interpret_latents(
+                texts,
+                acts,
+                client=client,
+                n_fidelity=0,
+                n_examples=7,
+                max_text_chars=None,
+            )
+        # Cut at the default 500 characters, the same prompt is short enough.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)
+            interpret_latents(texts, acts, client=client, n_fidelity=0, n_examples=7)

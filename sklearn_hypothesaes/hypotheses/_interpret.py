@@ -41,6 +41,9 @@ _COLUMNS = [
     "correlation",
     "best",
 ]
+# A prompt above this many tokens may be cut, silently, by a local server.
+_SHORT_CONTEXT = 4096
+_CHARS_PER_TOKEN = 4
 _LEAD = re.compile(
     r"^(?:[-*\u2022>\s]+|\d+[.)]\s*|(?:feature|property|concept)\s*:\s*)+", re.I
 )
@@ -318,6 +321,18 @@ def describe_latents_with_llm(
                 )
             )
             owners.append((j, c))
+    longest = max((len(p) for p in prompts), default=0) // _CHARS_PER_TOKEN
+    if longest > _SHORT_CONTEXT:
+        warn_user(
+            f"interpret_latents: the longest interpretation prompt is about "
+            f"{longest:,} tokens (at {_CHARS_PER_TOKEN} characters a token). A "
+            f"server with a short context cuts such prompts without an error "
+            f"(Ollama's default is {_SHORT_CONTEXT:,} tokens or fewer): raise its "
+            "context (Ollama options.num_ctx, llama.cpp server --ctx-size, vLLM "
+            "--max-model-len), or lower max_text_chars "
+            f"(now {max_text_chars}) or n_examples (now {n_examples}).",
+            UserWarning,
+        )
     if dead and warn_dead:
         warn_user(
             f"interpret_latents: {len(dead)} latent(s) never fire and get no "
