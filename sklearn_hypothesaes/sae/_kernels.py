@@ -290,8 +290,8 @@ def jumprelu_bandwidth(n_features):
     return 1e-3 * math.sqrt(n_features)
 
 
-# Sparsity coefficient controller (relu, jumprelu with a target L0): per step,
-# log(coef) moves by RATE * (L0 / target - 1), the deviation clipped to [-1, 1].
+# ReLU's adaptive L1 weight: per step, log(weight) moves by
+# RATE * (L0 / target - 1), the deviation clipped to [-1, 1].
 CONTROL_RATE = 0.05
 # Starting coefficient of ReLU's L1 penalty, in loss units (an FVU estimate),
 # and the bounds of its adaptation.
