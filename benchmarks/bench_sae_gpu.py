@@ -25,7 +25,7 @@ If the peer ``hypothesaes`` imports, its ``train_sae`` (which uses CUDA when
 available) is timed on the same rows (at most ``--peer-rows``), one epoch,
 same batch size.
 
-Run:  python benchmarks/bench_sae_gpu.py --out results.json [--quick]
+Run:  PYTHONUNBUFFERED=1 python benchmarks/bench_sae_gpu.py --out results.json [--quick]
       python benchmarks/bench_sae_gpu.py --device cpu --quick   (tiny, a smoke test)
 """
 
@@ -35,10 +35,16 @@ import argparse
 import json
 import math
 import platform
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
+
+# Run from a plain checkout (as on a lent GPU machine): the package is the
+# folder above this script.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 PEAK_TFLOPS = {"bfloat16": 989.0, "tf32": 494.0, "float32": 67.0}
 
