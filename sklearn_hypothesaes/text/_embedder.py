@@ -21,6 +21,7 @@ from ._backends import (
     openai_identity,
     resolve_local_model,
 )
+from ._ondisk import embed_to_disk
 
 # Bump when the meaning of cached vectors changes, so old rows are not reused.
 _CACHE_FORMAT = 1
@@ -262,6 +263,79 @@ class TextEmbedder(TransformerMixin, BaseEstimator):
         self._check_options()
         return self._embed_texts(self._texts(X))
 
+    def transform_to_disk(self, X, path, *, chunk_size=None, storage="npy"):
+        """Embed texts into an on-disk array, chunk by chunk, resumably.
+
+        Rows are written to the folder ``path`` one chunk of texts at a time,
+        so memory holds one chunk whatever the number of texts. The folder's
+        ``progress.json`` records the model and options, the number and hash
+        of the texts and the chunks finished: after a kill, the same call
+        embeds only the unfinished chunks; a folder of other texts or another
+        model is refused. With ``verbose`` the progress bar shows texts/s and
+        the time left.
+
+        Parameters
+        ----------
+        X : list, array, Series or one-column DataFrame of str
+            Texts; read one chunk at a time (two passes: hash, then embed).
+        path : str or path-like
+            A new or empty folder, or one this method filled (to resume).
+        chunk_size : int, default=None
+            Texts per chunk: the unit of memory and of work lost to a kill.
+            None means the folder's own when resuming, else 4096.
+        storage : {"npy", "zarr"}, default="npy"
+            ``embeddings.npy`` (a NumPy file, returned as a read-only
+            ``np.memmap``) or ``embeddings.zarr`` (a Zarr array, needs the
+            ``zarr`` extra).
+
+        Returns
+        -------
+        embeddings : np.memmap or zarr.Array of shape (n_texts, n_dims)
+            float32, opened read-only; ``np.load(path / "embeddings.npy",
+            mmap_mode="r")`` opens it again later.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> from sklearn_hypothesaes import TextEmbedder
+        >>> folder = tempfile.mkdtemp()
+        >>> texts = ["A gripping thriller.", "Dull and far too long.", "Fine."]
+        >>> X = TextEmbedder(cache_dir=False).transform_to_disk(
+        ...     texts, folder, chunk_size=2)
+        >>> X.shape, X.dtype, type(X).__name__
+        ((3, 384), dtype('float32'), 'memmap')
+        """
+        self._validate_params()
+        self._check_options()
+        if isinstance(chunk_size, bool) or not (
+            chunk_size is None or (isinstance(chunk_size, Integral) and chunk_size > 0)
+        ):
+            raise ValueError(
+                "The 'chunk_size' parameter of TextEmbedder.transform_to_disk must "
+                f"be a positive int or None. Got {chunk_size!r} instead."
+            )
+        if storage not in ("npy", "zarr"):
+            raise ValueError(
+                "The 'storage' parameter of TextEmbedder.transform_to_disk must be "
+                f"'npy' or 'zarr'. Got {storage!r} instead."
+            )
+        identity = {
+            "embedder": self._cache_identity(),
+            "normalize": bool(self.normalize),
+            "chunk_words": self.chunk_words,
+            "chunk_pooling": self.chunk_pooling if self.chunk_words else None,
+        }
+        return embed_to_disk(
+            X,
+            os.fspath(path),
+            embed=lambda texts: self._embed_texts(texts, progress=False),
+            check=self._texts,
+            identity=identity,
+            chunk_size=chunk_size,
+            storage=storage,
+            verbose=bool(self.verbose),
+        )
+
     def get_feature_names_out(self, input_features=None):
         """Output names ``embedding0`` ... ``embedding{d-1}``.
 
@@ -383,13 +457,13 @@ class TextEmbedder(TransformerMixin, BaseEstimator):
             store = self._store_obj = SQLiteStore(path)
         return store
 
-    def _embed_texts(self, texts: list[str]) -> np.ndarray:
+    def _embed_texts(self, texts: list[str], progress=True) -> np.ndarray:
         """Output rows for validated texts: chunked, pooled and normalized."""
         if self.chunk_words is None:
-            return self._finish(self._embed(texts))
+            return self._finish(self._embed(texts, progress))
         pieces = [split_words(t, self.chunk_words) for t in texts]
         counts = np.array([len(p) for p in pieces])
-        chunk_rows = self._embed([c for p in pieces for c in p])
+        chunk_rows = self._embed([c for p in pieces for c in p], progress)
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         if self.chunk_pooling == "max":
             pooled = np.maximum.reduceat(chunk_rows, starts, axis=0)
@@ -397,7 +471,7 @@ class TextEmbedder(TransformerMixin, BaseEstimator):
             pooled = np.add.reduceat(chunk_rows, starts, axis=0) / counts[:, None]
         return self._finish(pooled)
 
-    def _embed(self, texts: list[str]) -> np.ndarray:
+    def _embed(self, texts: list[str], progress=True) -> np.ndarray:
         """Rows for ``texts``; each distinct text is looked up or embedded once."""
         unique = list(dict.fromkeys(texts))
         prefix = stable_hash(self._cache_identity())
@@ -407,7 +481,7 @@ class TextEmbedder(TransformerMixin, BaseEstimator):
         rows = [found.get(k) for k in keys]
         todo = [i for i, row in enumerate(rows) if row is None]
         if todo:
-            self._compute(unique, keys, rows, todo, store)
+            self._compute(unique, keys, rows, todo, store, progress)
         try:
             matrix = np.stack(rows).astype(np.float32, copy=False)
         except ValueError:
@@ -420,7 +494,7 @@ class TextEmbedder(TransformerMixin, BaseEstimator):
         index = {t: i for i, t in enumerate(unique)}
         return matrix[[index[t] for t in texts]]
 
-    def _compute(self, unique, keys, rows, todo, store):
+    def _compute(self, unique, keys, rows, todo, store, progress=True):
         from tqdm.auto import tqdm
 
         backend = self._get_backend()
@@ -440,7 +514,10 @@ class TextEmbedder(TransformerMixin, BaseEstimator):
         size = self.batch_size
         batches = [texts[i : i + size] for i in range(0, len(texts), size)]
         with tqdm(
-            total=len(texts), disable=not self.verbose, desc="Embedding", unit="text"
+            total=len(texts),
+            disable=not (self.verbose and progress),
+            desc="Embedding",
+            unit="text",
         ) as bar:
             for b, vectors in backend.run(batches, size):
                 members = todo[b * size : (b + 1) * size]
