@@ -373,3 +373,15 @@ def test_chosen_latents_need_no_labels_and_texts_must_match_the_rows():
     assert adjusted_rand_score(topic, model.labels_) == 1.0
     with pytest.raises(ValueError, match=r"'texts' .* one text per row of X \(390\)"):
         model.fit(Z, texts=texts[:5])
+
+
+def test_the_sparse_eigensolver_path_gives_the_dense_one(monkeypatch):
+    import sklearn_hypothesaes.toolkit._clustering as module
+
+    F, _ = overlapping()
+    patterns, inverse, counts = unique_rows(sp.csr_matrix(F))
+    dense = jaccard_spectral(patterns, counts, 3, random_state=0)
+    monkeypatch.setattr(module, "_DENSE_LIMIT", 10)  # ARPACK from 11 sets on
+    sparse = jaccard_spectral(patterns, counts, 3, random_state=0)
+    assert patterns.shape[0] > 10
+    assert adjusted_rand_score(dense[inverse], sparse[inverse]) == 1.0
