@@ -5,14 +5,31 @@ line. As in tests/test_browser.py, the test is skipped locally when chromium
 or playwright is missing and fails under CI (``CI=true``).
 """
 
+import os
+import shutil
+
 import pandas as pd
 import pytest
-from test_browser import ARTIFACTS, CHROMIUM_FLAGS, _chromium
+from test_browser import ARTIFACTS, CHROMIUM_FLAGS
 from test_toolkit_cli import write_corpora
 
 from sklearn_hypothesaes.__main__ import main
 
 SMALL = ["--n-latents", "16", "--k", "2", "--quiet"]
+
+
+def chromium() -> str:
+    path = os.environ.get("CHROMIUM") or shutil.which("chromium")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        path = None
+    if path is None:
+        message = "needs Debian's chromium and the playwright package (make test)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +39,7 @@ def data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    executable = _chromium()
+    executable = chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -115,6 +132,11 @@ def test_correlations_page_cross_field(data, browser):
     assert first[1].startswith(table.loc[0, "label_a"])
     assert first[2].startswith(table.loc[0, "label_b"])
     assert "→" in page.texts("#pairs-table tr.pair-examples")[0]
+    # The planted pair: every volcano line, and no other, gets a worried reply.
+    top = table.iloc[0]
+    assert "eruption" in top["label_a"]
+    assert "safe" in top["label_b"] or "scary" in top["label_b"]
+    assert top["count_ab"] == top["count_b"] and top["npmi"] > 0.5
     page.finish("correlations")
 
 
