@@ -36,6 +36,7 @@ _LAZY = {
     "PhraseAnnotator": ".hypotheses._annotators",
     "LLMAnnotator": ".hypotheses._annotators",
     "annotate_texts": ".hypotheses._annotate",
+    "annotation_agreement": ".hypotheses._annotate",
     "HypothesisGenerator": ".hypotheses._generator",
     "PairwiseDifference": ".hypotheses._pairwise",
     "evaluate_hypotheses": ".hypotheses._stats",

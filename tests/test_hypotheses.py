@@ -201,7 +201,7 @@ def test_llm_mode_planted_concepts(make_client):
     with FakeOpenAIServer(chat=planted_llm) as srv:
         client = make_client(srv, n_concurrent=4)
         gen = HypothesisGenerator(
-            LLMDescriber(client, n_fidelity=20),
+            LLMDescriber(client, n_fidelity=20, concepts_per_request=10),
             max_fit_annotations=50,
             random_state=0,
         )

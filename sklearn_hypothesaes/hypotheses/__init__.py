@@ -15,7 +15,7 @@
   text of a pair and not the other.
 """
 
-from ._annotate import annotate_texts
+from ._annotate import annotate_texts, annotation_agreement
 from ._annotators import Annotations, LLMAnnotator, PhraseAnnotator
 from ._describers import Descriptions, LLMDescriber, TermDescriber
 from ._fidelity import fidelity_scores
@@ -37,6 +37,7 @@ __all__ = [
     "PhraseAnnotator",
     "TermDescriber",
     "annotate_texts",
+    "annotation_agreement",
     "contrastive_terms",
     "evaluate_hypotheses",
     "fidelity_scores",

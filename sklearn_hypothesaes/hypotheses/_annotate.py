@@ -520,7 +520,7 @@ def annotation_agreement(
     Examples
     --------
     >>> from sklearn_hypothesaes import LLMClient
-    >>> from sklearn_hypothesaes import annotation_agreement  # doctest: +SKIP
+    >>> from sklearn_hypothesaes import annotation_agreement
     >>> client = LLMClient(base_url="http://localhost:8000/v1", cache_dir=False)
     >>> annotation_agreement(texts, hypotheses, client)  # doctest: +SKIP
        concepts_per_request  agreement  kappa  ...  prompt_tokens  ...
