@@ -157,6 +157,11 @@ def describe_by_word(body):
                 {"property": "mentions garden", "more_in": "calm"},
             ]
         )
+    label = re.search(r'described by this label: "(.*)"\.', prompt)
+    if label:  # is this latent about the query? yes when its last word is in it
+        query = prompt.rsplit('"', 2)[-2]
+        last = re.findall(r"[a-z]+", label.group(1).lower())[-1]
+        return "yes" if last in query else "no"
     if "Texts where it fires:" not in prompt:
         return concept_judge(body)
     fire, _, quiet = prompt.split("Texts where it fires:", 1)[1].partition(
@@ -230,6 +235,28 @@ def test_dry_run_sends_nothing_and_writes_nothing(data, tmp_path, capsys):
     assert code == 0, err
     assert "Labelling would send" in err and "dry run: nothing was sent" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_search_with_an_llm_keeps_the_latents_it_confirms(tmp_path, capsys):
+    lines = diary(40, planted_share=0.5, seed=7) + diary(40, planted_share=0, seed=8)
+    pd.DataFrame({"text": lines}).to_csv(tmp_path / "d.csv", index=False)
+    with FakeOpenAIServer(chat=describe_by_word) as server:
+        code, stdout, err = run(
+            capsys, "search", tmp_path / "d.csv", "a volcano", "--base-url",
+            server.base_url, "--model", "fake-model", "--n-latents", "8", "--k", "2",
+            "--n-fidelity", "4", "--n-query-latents", "2", "--quiet",
+            "-o", tmp_path / "out", "--cache-dir", tmp_path / "cache",
+        )  # fmt: skip
+        n_requests = len(server.requests)
+    assert code == 0, err
+    matched = pd.read_csv(tmp_path / "out" / "matched_latents.csv")
+    # The LLM said yes to these latents' labels (their last word is "volcano").
+    assert len(matched) >= 1 and (matched["llm_relevance"] == 1.0).all()
+    assert matched["label"].str.lower().str.contains("volcano").all()
+    results = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert len(results) > 0 and results["text"].str.contains("Volcano").all()
+    payload = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert payload["usage"]["calls"] == n_requests
 
 
 # ------------------------------------------------------------- correlations
