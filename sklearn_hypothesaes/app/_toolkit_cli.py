@@ -69,10 +69,14 @@ _OURS = {REPORT_FILE, *_MAIN_OUTPUT_FILES.values()} | {
 }
 
 
-class _Formatter(
-    argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter
-):
+class _Formatter(argparse.RawDescriptionHelpFormatter):
     """Examples kept as written; every option's help ends with its default."""
+
+    def _get_help_string(self, action):
+        help = action.help or ""
+        if action.nargs != 0 and action.option_strings and "default" not in help:
+            help += " (default: %(default)s)"
+        return help
 
 
 def _note(message: str):
@@ -166,7 +170,7 @@ def _add_common(parser, command: str):
             default=None,
             metavar="COLUMN",
             help="column that identifies each row, copied into the result tables "
-            "next to 'row' (the row's position in the input, from 0)",
+            "next to 'row' (the row's position in the input, from 0; default: none)",
         )
     method = parser.add_argument_group("embedding and sparse autoencoder")
     method.add_argument(
@@ -236,7 +240,7 @@ def _add_common(parser, command: str):
         default=None,
         metavar="JSON",
         help="extra request parameters merged into every LLM request, e.g. "
-        '\'{"chat_template_kwargs": {"enable_thinking": false}}\'',
+        '\'{"chat_template_kwargs": {"enable_thinking": false}}\' (default: none)',
     )
     llm.add_argument(
         "--n-fidelity",
@@ -419,7 +423,7 @@ def _build():
         default=None,
         metavar="J,J,...",
         help="cluster along these latents (numbers, as in latents.csv of an "
-        "earlier run with the same settings)",
+        "earlier run with the same settings; default: --axis decides)",
     )
     group.add_argument(
         "--n-clusters", type=_positive_int, default=8, help="clusters formed"
