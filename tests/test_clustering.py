@@ -385,3 +385,28 @@ def test_the_sparse_eigensolver_path_gives_the_dense_one(monkeypatch):
     sparse = jaccard_spectral(patterns, counts, 3, random_state=0)
     assert patterns.shape[0] > 10
     assert adjusted_rand_score(dense[inverse], sparse[inverse]) == 1.0
+
+
+def test_nearest_neighbour_affinity_keeps_the_most_similar_sets(monkeypatch):
+    import sklearn_hypothesaes.toolkit._clustering as module
+
+    F, group = overlapping()
+    patterns, inverse, counts = unique_rows(sp.csr_matrix(F))
+    exact = module.jaccard_affinity(patterns, counts).toarray()
+    # With as many neighbours as sets, nothing is dropped.
+    every = module.jaccard_affinity(patterns, counts, n_neighbors=len(counts))
+    np.testing.assert_allclose(every.toarray(), exact, rtol=1e-6)
+    # With 3, each set keeps itself and its 2 most similar sets (or more, by
+    # symmetry), and the graph is symmetric.
+    few = module.jaccard_affinity(patterns, counts, n_neighbors=3)
+    assert (few != few.T).nnz == 0
+    assert (np.diff(few.indptr) >= 3).all()
+    np.testing.assert_allclose(few.diagonal(), counts.astype(float) ** 2)
+    # The estimator switches to it above EXACT_LIMIT sets, and says so.
+    Z, tone, *_ = planted()
+    model = tone_model().fit(Z, labels=LABELS)
+    assert (model.affinity_, model.n_sets_) == ("exact", 9)
+    monkeypatch.setattr(module, "EXACT_LIMIT", 5)
+    model = tone_model(n_neighbors=3).fit(Z, labels=LABELS)
+    assert model.affinity_ == "nearest_neighbors"
+    assert adjusted_rand_score(tone, model.labels_) == 1.0

@@ -81,6 +81,14 @@ Answer yes or no."""
 # Above this many distinct firing sets the eigenvectors come from ARPACK on the
 # sparse affinity; below, a dense eigendecomposition is faster and exact.
 _DENSE_LIMIT = 2000
+#: Up to this many distinct firing sets the affinity between every pair of
+#: sets is kept (exact); above, each set keeps its ``n_neighbors`` most
+#: similar sets (the full pair list grows as the square: 50,000 sets sharing
+#: a frequent latent are over a billion pairs).
+EXACT_LIMIT = 3000
+# Rows of sets whose Jaccard indices with every set are computed at once
+# (memory: block x n_sets float32, a few times over).
+_BLOCK = 256
 
 
 def unique_rows(F: sp.csr_matrix):
@@ -108,7 +116,52 @@ def unique_rows(F: sp.csr_matrix):
     return F[np.asarray(first, dtype=np.int64)], inverse, counts
 
 
-def jaccard_spectral(patterns, counts, n_clusters: int, *, random_state, n_init=10):
+def jaccard_affinity(patterns, counts, *, n_neighbors=None):
+    """Affinity of the distinct sets summed over their documents.
+
+    ``W[p, q] = counts[p] * counts[q] * jaccard(p, q)``: the total Jaccard
+    affinity between the documents of set ``p`` and those of set ``q``.
+    With ``n_neighbors``, each set keeps only its ``n_neighbors`` most
+    similar sets (itself included), and the graph is made symmetric by
+    keeping a pair kept by either side, as scikit-learn's
+    ``affinity="nearest_neighbors"`` does; None keeps every pair.
+
+    Returns
+    -------
+    W : scipy.sparse.csr_matrix of shape (n_sets, n_sets)
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    P = sp.csr_matrix(patterns, dtype=np.float32)
+    n_sets = P.shape[0]
+    sizes = np.asarray(P.sum(axis=1), dtype=np.float32).ravel()
+    if n_neighbors is None:
+        inter = (P @ P.T).tocoo()
+        rows, cols, values = inter.row, inter.col, inter.data.astype(np.float64)
+        values = values / (sizes[rows] + sizes[cols] - values)
+    else:
+        t = min(n_neighbors, n_sets)
+        PT = sp.csr_matrix(P.T)
+        parts = ([], [], [])
+        for start in range(0, n_sets, _BLOCK):
+            stop = min(start + _BLOCK, n_sets)
+            inter = (P[start:stop] @ PT).toarray()
+            jac = inter / (sizes[start:stop, None] + sizes[None, :] - inter)
+            top = np.argpartition(-jac, t - 1, axis=1)[:, :t]
+            value = np.take_along_axis(jac, top, axis=1)
+            keep = value > 0
+            parts[0].append(np.repeat(np.arange(start, stop), t)[keep.ravel()])
+            parts[1].append(top[keep])
+            parts[2].append(value[keep].astype(np.float64))
+        rows, cols, values = (np.concatenate(p) for p in parts)
+    W = sp.csr_matrix(
+        (values * counts[rows] * counts[cols], (rows, cols)), shape=(n_sets, n_sets)
+    )
+    return W if n_neighbors is None else W.maximum(W.T).tocsr()
+
+
+def jaccard_spectral(
+    patterns, counts, n_clusters: int, *, random_state, n_init=10, n_neighbors=None
+):
     """Spectral clustering of documents by the Jaccard index of their sets.
 
     The documents are given as distinct sets (``patterns``, one row each)
@@ -133,6 +186,10 @@ def jaccard_spectral(patterns, counts, n_clusters: int, *, random_state, n_init=
         Seeds ARPACK's start vector and k-means.
     n_init : int, default=10
         k-means restarts.
+    n_neighbors : int or None, default=None
+        None: every pair of sets (exact). An int: each set's most similar
+        sets only (see :func:`jaccard_affinity`), an approximation that
+        keeps memory linear in the number of sets.
 
     Returns
     -------
@@ -148,16 +205,8 @@ def jaccard_spectral(patterns, counts, n_clusters: int, *, random_state, n_init=
     """
     rng = check_random_state(random_state)
     counts = np.asarray(counts, dtype=np.float64)
-    P = sp.csr_matrix(patterns, dtype=np.float64)
-    n_sets = P.shape[0]
-    sizes = np.asarray(P.sum(axis=1)).ravel()
-    inter = (P @ P.T).tocoo()
-    jaccard = inter.data / (sizes[inter.row] + sizes[inter.col] - inter.data)
-    # Summed over the members of both sets: the quotient graph.
-    W = sp.csr_matrix(
-        (jaccard * counts[inter.row] * counts[inter.col], (inter.row, inter.col)),
-        shape=(n_sets, n_sets),
-    )
+    n_sets = patterns.shape[0]
+    W = jaccard_affinity(patterns, counts, n_neighbors=n_neighbors)
     inv_sqrt = 1.0 / np.sqrt(np.asarray(W.sum(axis=1)).ravel())
     M = sp.diags(inv_sqrt) @ W @ sp.diags(inv_sqrt)
     if n_sets <= _DENSE_LIMIT:
@@ -237,6 +286,12 @@ default=None
         Example texts per cluster (when the texts are known).
     n_init : int, default=10
         k-means restarts on the spectral embedding.
+    n_neighbors : int, default=50
+        Used only when the documents have more than :data:`EXACT_LIMIT`
+        (3,000) distinct sets of firing latents: each set then keeps its
+        ``n_neighbors`` most similar sets in the affinity (an approximation,
+        as ``SpectralClustering(affinity="nearest_neighbors")``; memory grows
+        linearly instead of as the square). ``affinity_`` says which was used.
     random_state : int, RandomState instance or None, default=None
         Seeds the eigensolver's start vector and k-means.
 
@@ -247,6 +302,14 @@ default=None
         kept latent fires.
     n_clusters_ : int
         Clusters formed, not counting -1.
+    n_sets_ : int
+        Distinct sets of firing kept latents among the documents clustered.
+    affinity_ : {"exact", "nearest_neighbors", "none"}
+        "exact": every pair of sets (the result of ``SpectralClustering`` on
+        the documents x documents Jaccard matrix); "nearest_neighbors": the
+        ``n_neighbors`` approximation (more than 3,000 sets); "none": no
+        spectral step (at most ``n_clusters`` sets, one cluster each, or no
+        document to cluster).
     latents_ : pandas.DataFrame
         The kept latents, most similar to the axis first: ``latent``,
         ``label``, ``similarity`` (cosine to the axis; NaN without one),
@@ -316,6 +379,7 @@ default=None
         "n_describe": [Interval(Integral, 1, None, closed="left")],
         "n_examples": [Interval(Integral, 0, None, closed="left")],
         "n_init": [Interval(Integral, 1, None, closed="left")],
+        "n_neighbors": [Interval(Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
     }
 
@@ -335,6 +399,7 @@ default=None
         n_describe=5,
         n_examples=3,
         n_init=10,
+        n_neighbors=50,
         random_state=None,
     ):
         self.axis = axis
@@ -350,6 +415,7 @@ default=None
         self.n_describe = n_describe
         self.n_examples = n_examples
         self.n_init = n_init
+        self.n_neighbors = n_neighbors
         self.random_state = random_state
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -407,9 +473,11 @@ default=None
         Fk = sp.csr_matrix(F[:, kept])
         active = np.flatnonzero(np.diff(Fk.indptr) > 0)
         labels_ = np.full(n_docs, NO_AXIS_CLUSTER, dtype=np.int64)
-        self.n_clusters_ = 0
+        self.n_clusters_ = self.n_sets_ = 0
+        self.affinity_ = "none"
         if len(active):
             patterns, inverse, counts = unique_rows(Fk[active])
+            self.n_sets_ = patterns.shape[0]
             k = min(self.n_clusters, patterns.shape[0])
             if k < self.n_clusters:
                 warn_user(
@@ -422,12 +490,15 @@ default=None
             if k == patterns.shape[0]:
                 per_set = np.arange(k)
             else:
+                exact = self.n_sets_ <= EXACT_LIMIT
+                self.affinity_ = "exact" if exact else "nearest_neighbors"
                 per_set = jaccard_spectral(
                     patterns,
                     counts,
                     k,
                     random_state=self.random_state,
                     n_init=self.n_init,
+                    n_neighbors=None if exact else self.n_neighbors,
                 )
             labels_[active] = per_set[inverse]
             labels_ = _by_size(labels_)
