@@ -428,6 +428,33 @@ def test_bad_input_is_one_clear_line(data, tmp_path, capsys, argv, pattern):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    "argv, what",
+    [
+        (["cluster", "--axis", "tone"], "--axis 'tone'"),
+        (["search", "a price"], "the query"),
+    ],
+)
+def test_nothing_labelled_leaves_nothing_to_match(tmp_path, capsys, argv, what):
+    """Texts that differ only by a number: no term labels any latent."""
+    path = tmp_path / "bland.csv"
+    pd.DataFrame({"text": [f"review number {i}" for i in range(60)]}).to_csv(
+        path, index=False
+    )
+    command, *rest = argv
+    code, _, err = run(
+        capsys, command, path, *rest, "--n-latents", "8", "--k", "2", "--quiet",
+        "-o", tmp_path / "out",
+    )  # fmt: skip
+    assert_one_line_error(
+        code,
+        err,
+        rf"no latent got a label, so {re.escape(what)} has nothing to be matched "
+        r"to: .* Give a lower --min-term-score \(e\.g\. 2\), more rows, or an LLM",
+    )
+    assert not (tmp_path / "out").exists()
+
+
 def test_output_folder_with_other_files_is_refused(data, tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()

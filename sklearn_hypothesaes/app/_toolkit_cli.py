@@ -860,6 +860,18 @@ def run_correlations(args, cache, client, timings) -> dict:
     return {"table": table, "embedder": embedder, "usage": dict(embedder.usage_)}
 
 
+def _check_labelled(embedder, what: str):
+    if embedder.labels_["label"].notna().any():
+        return
+    raise InputError(
+        f"no latent got a label, so {what} has nothing to be matched to: no word "
+        "distinguishes the texts where any latent fires. Give a lower "
+        "--min-term-score (e.g. 2), more rows, or an LLM to label the latents "
+        "(--model, --base-url)"
+        + ("; or choose latents by number with --latents." if "axis" in what else ".")
+    )
+
+
 def _row_frame(frame, args):
     """Each input row's number and id, for the result tables."""
     rows = pd.DataFrame({"row": np.arange(len(frame))})
@@ -894,6 +906,8 @@ def run_cluster(args, cache, client, timings) -> dict:
         f"{'LLM' if client else 'offline'} labels."
     )
     embedder, _ = fit_embedder(present.tolist(), args, cache, client, timings)
+    if args.axis and args.latents is None:
+        _check_labelled(embedder, f"--axis {args.axis!r}")
     start = time.perf_counter()
     model = ConceptClustering(
         args.axis,
@@ -911,7 +925,8 @@ def run_cluster(args, cache, client, timings) -> dict:
         raise InputError(
             " ".join(str(exc).split())
             + (
-                f" (--axis {args.axis!r}; latents.csv lists every label)."
+                f" (--axis {args.axis!r}: name the axis differently, or choose "
+                "latents with --latents.)"
                 if args.axis
                 else ""
             )
@@ -975,6 +990,7 @@ def run_search(args, cache, client, timings) -> dict:
     embedder = None
     if args.method == "sae":
         embedder, _ = fit_embedder(present.tolist(), args, cache, client, timings)
+        _check_labelled(embedder, "the query")
         search = PropertySearch(embedder, n_latents=args.n_query_latents, llm=client)
     else:
         start = time.perf_counter()
