@@ -469,11 +469,9 @@ def validation_size(n_samples, fraction, cap):
     ``cap`` (split evenly between processes in distributed training)."""
     from ._distributed import active_group
 
-    group = active_group()
-    if group is not None:
-        import torch.distributed as dist
-
-        cap = max(1, cap // dist.get_world_size(group))
+    comm = active_group()
+    if comm is not None:
+        cap = max(1, cap // comm.world)
     return min(max(1, int(round(fraction * n_samples))), cap)
 
 
