@@ -338,6 +338,10 @@ def test_search_by_latents_and_dense(data, capsys):
         "--n-query-latents", "1", "--id-column", "doc_id", *SMALL, "-o", out,
     )  # fmt: skip
     assert code == 0, err
+    assert (
+        "--k 2 sets the autoencoder's active latents per text, as in every "
+        "command; --top 5 sets how many rows are returned." in err
+    )
     assert files(out) == [
         "latents.csv",
         "matched_latents.csv",

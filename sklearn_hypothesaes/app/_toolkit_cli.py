@@ -511,6 +511,14 @@ def parse_toolkit_args(argv) -> argparse.Namespace:
             f"--other-column {args.other_column!r} is also the --text-column; give "
             "another text column of the same rows."
         )
+    if args.command == "search" and any(
+        a == "--k" or a.startswith("--k=") for a in argv or sys.argv[1:]
+    ):
+        # PropertySearch.search(query, k) calls the number of results k.
+        _note(
+            f"--k {args.k} sets the autoencoder's active latents per text, as in "
+            f"every command; --top {args.top} sets how many rows are returned."
+        )
     if args.command == "search" and not args.query.strip():
         sub.error('the query is empty; give a property such as "mentions a price".')
     if args.dry_run and not _llm_mode(args):
