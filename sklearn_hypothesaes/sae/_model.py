@@ -92,10 +92,11 @@ class SparseAutoencoder(
         Weight of the sparsity penalty of ``"jumprelu"`` (per active latent per
         row) and ``"relu"`` (per unit of ``z_m * ||W_dec[m]||`` per row, the
         rows scaled to unit root mean square deviation), added to a loss that
-        is an FVU estimate; it ramps up over the warmup. ``None`` adapts the
-        weight during training so that the mean number of active latents per
-        row tracks ``k`` (the weight reached is ``sparsity_coef_``). Ignored
-        by ``"topk"`` and ``"batchtopk"``.
+        is an FVU estimate; it ramps up over the warmup. ``None`` targets ``k``
+        active latents per row: ReLU adapts its weight during training (the
+        weight reached is ``sparsity_coef_``), JumpReLU adds the penalty
+        ``(L0 / k - 1)^2``, which pushes thresholds up above the target and
+        down below it. Ignored by ``"topk"`` and ``"batchtopk"``.
     initial_k : int or None, default=None
         Start training with this many active latents per row (or this target
         L0) and anneal linearly to ``k`` over the first ``k_anneal_fraction``
@@ -186,7 +187,8 @@ class SparseAutoencoder(
         already includes the centring by the decoder bias), a JumpReLU code is
         ``Z = pre * (pre > threshold_)``. None for TopK and ReLU.
     sparsity_coef_ : float or None
-        Sparsity penalty weight at the end of training (ReLU, JumpReLU).
+        Sparsity penalty weight at the end of training: ReLU's, and
+        JumpReLU's when ``sparsity_coef`` is set; None otherwise.
     n_iter_ : int
         Epochs run.
     n_rows_seen_ : int
