@@ -28,7 +28,8 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils._set_output import _get_output_config
 from sklearn.utils.validation import check_is_fitted
 
-from ..hypotheses import TermDescriber, fidelity_scores
+from ..hypotheses import TermDescriber
+from ..hypotheses._fidelity import column_fidelity_scores
 from ..llm import Usage
 from ..sae import SparseAutoencoder
 from ..text import TextEmbedder
@@ -64,6 +65,8 @@ MAX_NAME_CHARS = 80
 # Concepts per call of a cheap annotator over all held-out texts: bounds the
 # (texts x concepts) matrix it returns.
 _CONCEPT_BLOCK = 256
+# Columns of labels_ that hold each fidelity score.
+_SCORE_COLUMNS = {"fidelity": "f1", "precision": "precision", "recall": "recall"}
 # Rows of the fit corpus encoded at once when a fitted autoencoder returns
 # dense activations: bounds the dense block before it is made sparse.
 _ROW_BLOCK = 8192
@@ -565,33 +568,42 @@ class InterpretableEmbedder(TransformerMixin, BaseEstimator):
         if not labels:
             return
         latents = list(labels)
-        truth = {j: fires[:, [j]].toarray().ravel() for j in latents}
         if getattr(annotator, "expensive", False):
+            truth = {j: fires[:, [j]].toarray().ravel() for j in latents}
             answers = self._ask_samples(labels, texts, truth, annotator, seed)
-        else:
-            answers = {}
-            for start in range(0, len(latents), _CONCEPT_BLOCK):
-                block = latents[start : start + _CONCEPT_BLOCK]
-                found = annotator.annotate(texts, [labels[j] for j in block])
-                self._usage = self._usage + getattr(found, "usage", Usage())
-                values = np.asarray(getattr(found, "values", found), dtype=float)
-                for c, j in enumerate(block):
-                    answers[j] = (np.arange(len(texts)), values[:, c])
-        for j in latents:
-            rows, values = answers[j]
-            asked = ~np.isnan(values)
-            fired = truth[j][rows][asked]
-            self.labels_.at[j, "n_fidelity_texts"] = int(asked.sum())
-            self.labels_.at[j, "n_fidelity_fires"] = int(fired.sum())
-            if not fired.any():
-                self.labels_.at[j, "reason"] = (
-                    "fidelity not measured: fires on none of the held-out texts scored"
-                )
-                continue
-            scores = fidelity_scores(values[asked], fired.astype(float))
-            self.labels_.at[j, "fidelity"] = scores["f1"]
-            self.labels_.at[j, "precision"] = scores["precision"]
-            self.labels_.at[j, "recall"] = scores["recall"]
+            # One column per latent, padded with NaN (not asked) to the
+            # longest sample, so that all are scored at once.
+            values = np.full(
+                (max(len(r) for r, _ in answers.values()), len(latents)), np.nan
+            )
+            fired = np.zeros(values.shape, dtype=bool)
+            for c, j in enumerate(latents):
+                rows, v = answers[j]
+                values[: len(rows), c], fired[: len(rows), c] = v, truth[j][rows]
+            self._write_scores(latents, values, fired)
+            return
+        for start in range(0, len(latents), _CONCEPT_BLOCK):
+            block = latents[start : start + _CONCEPT_BLOCK]
+            found = annotator.annotate(texts, [labels[j] for j in block])
+            self._usage = self._usage + getattr(found, "usage", Usage())
+            values = np.asarray(getattr(found, "values", found), dtype=float)
+            self._write_scores(block, values, fires[:, block].toarray())
+
+    def _write_scores(self, latents, values, fired):
+        """Fidelity of ``latents`` from their annotations (``values``, NaN
+        where not asked) and firing on the same texts, one column each."""
+        asked = ~np.isnan(values)
+        latents = np.asarray(latents)
+        n_fires = np.count_nonzero(asked & fired, axis=0)
+        self.labels_.loc[latents, "n_fidelity_texts"] = asked.sum(axis=0)
+        self.labels_.loc[latents, "n_fidelity_fires"] = n_fires
+        self.labels_.loc[latents[n_fires == 0], "reason"] = (
+            "fidelity not measured: fires on none of the held-out texts scored"
+        )
+        measured = n_fires > 0
+        scores = column_fidelity_scores(values[:, measured], fired[:, measured])
+        for column, key in _SCORE_COLUMNS.items():
+            self.labels_.loc[latents[measured], column] = scores[key]
 
     def _ask_samples(self, labels, texts, truth, annotator, seed):
         """An expensive annotator asked about a balanced sample of held-out
