@@ -47,13 +47,13 @@ _LAZY = {
     "NoSignalWarning": ".app._signal",
     "render_report": ".app._report",
     "InterpretableEmbedder": ".toolkit._embedder",
-    "CostEstimate": ".toolkit._embedder",
+    "CostEstimate": ".toolkit._cost",
     "latent_thresholds": ".toolkit._binarize",
     "binarize_activations": ".toolkit._binarize",
     "diff_corpora": ".toolkit._diff",
-    "summarize_differences": ".toolkit._diff",
-    "verify_differences": ".toolkit._diff",
-    "DifferenceSummary": ".toolkit._diff",
+    "summarize_differences": ".toolkit._summary",
+    "verify_differences": ".toolkit._summary",
+    "DifferenceSummary": ".toolkit._summary",
     "concept_correlations": ".toolkit._correlations",
 }
 

@@ -18,7 +18,7 @@
 from ._annotate import annotate_texts, annotation_agreement
 from ._annotators import Annotations, LLMAnnotator, PhraseAnnotator
 from ._describers import Descriptions, LLMDescriber, TermDescriber
-from ._fidelity import fidelity_scores
+from ._fidelity import column_fidelity_scores, fidelity_scores
 from ._generator import HypothesisGenerator
 from ._interpret import interpret_latents
 from ._pairwise import PairwiseDifference
@@ -40,6 +40,7 @@ __all__ = [
     "annotation_agreement",
     "contrastive_terms",
     "evaluate_hypotheses",
+    "column_fidelity_scores",
     "fidelity_scores",
     "format_hypothesis",
     "interpret_latents",
