@@ -28,8 +28,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils._set_output import _get_output_config
 from sklearn.utils.validation import check_is_fitted
 
-from ..hypotheses import TermDescriber
-from ..hypotheses._fidelity import column_fidelity_scores
+from ..hypotheses import TermDescriber, column_fidelity_scores
 from ..llm import Usage
 from ..sae import SparseAutoencoder
 from ..text import TextEmbedder
