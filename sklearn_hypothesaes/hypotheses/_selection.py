@@ -364,13 +364,15 @@ def _pearson(X, targets):
     # would rank first), mean 1e6 with spread 1e-3 gets 0.02 for r = 0.67.
     # Those columns are centered first, which makes the formula exact.
     mean, std = _mean_std(X)
-    shaky = np.flatnonzero(std**2 <= _CANCELLATION * (std**2 + mean**2))
+    # Constant columns (dead latents, often most of a wide SAE) have r = 0;
+    # centering them would densify a sparse X for nothing.
+    r[:, std == 0] = 0.0
+    shaky = np.flatnonzero((std**2 <= _CANCELLATION * (std**2 + mean**2)) & (std > 0))
     if shaky.size:
         cols = X[:, shaky]
         cols = (cols.toarray() if sparse.issparse(cols) else cols) - mean[shaky]
         with np.errstate(invalid="ignore"):
             r[:, shaky] = [r_regression(cols, t) for t in targets.T]
-        r[:, shaky[std[shaky] == 0]] = 0.0
     return np.clip(r, -1.0, 1.0)
 
 

@@ -214,7 +214,9 @@ class ChunkSource:
         return view
 
     # ----------------------------------------------------------------- reads
-    def _check_chunk(self, chunk, start):
+    def _check_chunk(self, chunk, start, positions=None):
+        """``chunk`` as C-contiguous float32, checked; its rows are those from
+        ``start`` on, or at ``positions``."""
         chunk = np.asarray(chunk)
         if chunk.ndim != 2 or (
             self.n_features is not None and chunk.shape[1] != self.n_features
@@ -229,7 +231,8 @@ class ChunkSource:
         self.n_features = chunk.shape[1]
         chunk = np.ascontiguousarray(chunk, dtype=np.float32)
         if not np.isfinite(chunk).all():
-            bad = start + int(np.flatnonzero(~np.isfinite(chunk).all(axis=1))[0])
+            bad = int(np.flatnonzero(~np.isfinite(chunk).all(axis=1))[0])
+            bad = start + bad if positions is None else int(positions[bad])
             raise ValueError(
                 f"The data of ChunkSource contains NaN or infinity (row {bad}); "
                 "training on it would give NaN weights. Clean or drop those rows."
@@ -318,7 +321,7 @@ class ChunkSource:
             return np.zeros((0, self.shape[1]), dtype=np.float32)
         if isinstance(self.data, np.ndarray):
             # A memmap reads only the pages of these rows.
-            return self._check_chunk(self.data[positions], int(positions[0]))
+            return self._check_chunk(self.data[positions], 0, positions)
         out = np.empty((len(positions), self.shape[1]), dtype=np.float32)
         filled = 0
         if self.random_access:
