@@ -17,7 +17,8 @@ import sklearn
 from fake_openai import FakeOpenAIServer, concept_judge, last_user_message
 
 from sklearn_hypothesaes import SparseAutoencoder
-from sklearn_hypothesaes.app._cli import build_parser, main, read_table
+from sklearn_hypothesaes.app._cli import build_parser, main
+from sklearn_hypothesaes.app._cli_common import read_table
 
 SMALL = ["--n-latents", "16", "--k", "2", "--n-hypotheses", "4", "--quiet"]
 

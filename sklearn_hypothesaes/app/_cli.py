@@ -39,38 +39,35 @@ nothing on disk.
 from __future__ import annotations
 
 import argparse
-import codecs
 import dataclasses
 import json
-import os
 import re
-import shutil
-import signal
-import sys
-import threading
 import time
-import traceback
-import uuid
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ._cli_common import (
+    HelpFormatter,
+    InputError,
+    check_cache,
+    check_output_folder,
+    encoding,
+    fraction,
+    json_object,
+    jsonable,
+    llm_mode,
+    note,
+    positive_int,
+    read_table,
+    run_reporting_errors,
+    write_folder,
+)
+
 __all__ = ["build_parser", "main"]
 
-_READERS = {
-    ".csv": "csv",
-    ".tsv": "tsv",
-    ".txt": "csv",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".json": "json",
-}
-_COMPRESSION = {".gz", ".bz2", ".xz", ".zst", ".zip"}
 #: What a run writes in --output; a folder holding anything else is refused,
 #: since each run replaces the whole folder.
 OUTPUT_FILES = {
@@ -79,21 +76,6 @@ OUTPUT_FILES = {
     "pipeline": "pipeline.joblib",
     "report": "report.html",
 }
-
-
-class InputError(Exception):
-    """A problem with the user's input, reported as one line, no traceback."""
-
-
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Examples kept as written; every option's help ends with its default."""
-
-    def _get_help_string(self, action):
-        help = action.help or ""
-        takes_value = action.nargs != 0
-        if takes_value and action.option_strings and "default" not in help:
-            help += " (default: %(default)s)"
-        return help
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
             "      --base-url http://localhost:8000/v1 "
             "--interpreter-model Qwen/Qwen3-8B"
         ),
-        formatter_class=_HelpFormatter,
+        formatter_class=HelpFormatter,
     )
     data = parser.add_argument_group("data")
     data.add_argument(
@@ -138,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--target-column", default="target", help="column of the outcome")
     data.add_argument(
         "--encoding",
-        type=_encoding,
+        type=encoding,
         default="utf-8",
         help="text encoding of a CSV, TSV or JSON input, e.g. latin-1 or cp1252",
     )
@@ -151,13 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     data.add_argument(
         "--holdout-fraction",
-        type=_fraction,
+        type=fraction,
         default=0.3,
         help="share of rows held out to test the hypotheses",
     )
     data.add_argument(
         "--max-rows",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="use a random subset of this many rows, stratified for classes "
         "(default: all rows)",
@@ -177,19 +159,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     model.add_argument(
         "--n-latents",
-        type=_positive_int,
+        type=positive_int,
         default=256,
         help="latents of the sparse autoencoder (M)",
     )
     model.add_argument(
         "--k",
-        type=_positive_int,
+        type=positive_int,
         default=8,
         help="active latents per text; at most --n-latents",
     )
     model.add_argument(
         "--n-hypotheses",
-        type=_positive_int,
+        type=positive_int,
         default=20,
         help="latents selected and described; at most --n-latents",
     )
@@ -209,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     model.add_argument(
         "--stability-seeds",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         metavar="N",
         help="fit the autoencoder and the selection with N seeds in all (--seed, "
@@ -251,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     llm.add_argument(
         "--max-tokens",
-        type=_positive_int,
+        type=positive_int,
         default=512,
         metavar="N",
         help="most tokens per LLM answer; a thinking model needs room for its "
@@ -259,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     llm.add_argument(
         "--extra-body",
-        type=_json_object,
+        type=json_object,
         default=None,
         metavar="JSON",
         help="extra request parameters merged into every LLM request, e.g. "
@@ -268,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     llm.add_argument(
         "--concepts-per-request",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="hypotheses asked about in one annotation request (default: 1, one "
@@ -278,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     llm.add_argument(
         "--max-text-chars",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="texts are cut to N characters wherever the LLM reads them: "
@@ -348,115 +330,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def _encoding(value: str) -> str:
-    try:
-        return codecs.lookup(value).name
-    except LookupError:
-        raise argparse.ArgumentTypeError(
-            f"unknown encoding {value!r}; e.g. utf-8, latin-1, cp1252 or utf-16"
-        ) from None
-
-
-def _fraction(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        number = float("nan")
-    if not 0 < number < 1:
-        raise argparse.ArgumentTypeError(
-            f"must be a number strictly between 0 and 1; got {value!r}"
-        )
-    return number
-
-
-def _json_object(value: str) -> dict:
-    try:
-        parsed = json.loads(value)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(
-            f'expected a JSON object such as \'{{"reasoning_effort": "low"}}\'; '
-            f"got {value!r}, which is not JSON ({exc.msg})"
-        ) from None
-    if not isinstance(parsed, dict):
-        raise argparse.ArgumentTypeError(
-            f"expected a JSON object ({{...}}); got {value!r}, a "
-            f"{type(parsed).__name__}"
-        )
-    return parsed
-
-
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer; got {value!r}")
-    return number
-
-
 # --------------------------------------------------------------------- input
-def read_table(path, encoding="utf-8") -> pd.DataFrame:
-    """Read a CSV, TSV, Parquet, JSON or JSONL file, or raise InputError.
-
-    ``encoding`` applies to the text formats (Parquet stores its own).
-    """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"input file '{path}' does not exist.")
-    if path.is_dir():
-        raise InputError(f"input '{path}' is a folder, not a file.")
-    suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] in _COMPRESSION:
-        suffixes = suffixes[:-1]
-    kind = _READERS.get(suffixes[-1] if suffixes else "")
-    if kind is None:
-        raise InputError(
-            f"cannot tell the format of '{path}' from its extension; expected "
-            f"one of {', '.join(sorted(_READERS))} (CSV optionally compressed)."
-        )
-    if path.stat().st_size == 0:
-        raise InputError(f"input file '{path}' is empty.")
-    try:
-        if kind in ("csv", "tsv"):
-            frame = pd.read_csv(
-                path, sep="\t" if kind == "tsv" else ",", encoding=encoding
-            )
-        elif kind == "parquet":
-            from ..utils._misc import import_optional
-
-            import_optional("pyarrow", "Reading Parquet files")
-            frame = pd.read_parquet(path)
-        elif kind == "jsonl":
-            frame = pd.read_json(path, lines=True, encoding=encoding)
-        else:
-            try:
-                frame = pd.read_json(path, encoding=encoding)
-            except ValueError:
-                frame = pd.read_json(path, lines=True, encoding=encoding)
-    except pd.errors.EmptyDataError:
-        raise InputError(f"input file '{path}' is empty.") from None
-    except ImportError as exc:
-        raise InputError(str(exc)) from None
-    except UnicodeDecodeError as exc:
-        raise InputError(
-            f"cannot read '{path}' as {kind.upper()}: it is not {encoding} text "
-            f"({exc.reason}). Give its encoding with "
-            "--encoding, e.g. --encoding latin-1 or --encoding cp1252."
-        ) from None
-    except PermissionError as exc:
-        raise InputError(f"cannot read '{path}': {exc.strerror}.") from None
-    except Exception as exc:  # pandas and pyarrow raise many parser errors
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise InputError(
-            f"cannot read '{path}' as {kind.upper()}: {type(exc).__name__}"
-            + (f": {reason}" if reason else "")
-        ) from None
-    if len(frame) == 0:
-        raise InputError(f"input file '{path}' has no rows.")
-    return frame
-
-
 def prepare_data(frame, text_column, target_column, task, pair_column=None):
     """Texts, target and the resolved task; rows with gaps dropped (said on
     stderr); InputError for a missing column or an unusable target.
@@ -487,7 +361,7 @@ def prepare_data(frame, text_column, target_column, task, pair_column=None):
     keep = ~empty & target.notna()
     dropped = int((~keep).sum())
     if dropped:
-        _note(
+        note(
             f"dropped {dropped} of {len(frame)} rows with an empty text or a "
             "missing target."
         )
@@ -556,7 +430,7 @@ def _resolve_task(y, task, target_column):
         except ValueError as exc:
             raise InputError(_as_options(str(exc))) from None
     for warning in caught:
-        _note(_as_options(str(warning.message)))
+        note(_as_options(str(warning.message)))
     return task
 
 
@@ -622,17 +496,6 @@ def load_demo(max_rows, seed):
 
 
 # ----------------------------------------------------------------- estimators
-def _llm_mode(args) -> bool:
-    if args.offline or args.demo:
-        return False
-    return bool(
-        args.base_url
-        or os.environ.get("OPENAI_BASE_URL")
-        or args.interpreter_model
-        or args.annotator_model
-    )
-
-
 def build_steps(args, task):
     """The four estimators of the method, from the command-line options."""
     from .. import (
@@ -657,13 +520,13 @@ def build_steps(args, task):
         )
         if value is not None
     }
-    if protocol and not _llm_mode(args):
+    if protocol and not llm_mode(args):
         given = ", ".join(f"--{n.replace('_', '-')} {v}" for n, v in protocol.items())
         raise InputError(
             f"{given} applies to LLM hypotheses, but this run is offline; give "
             "--base-url or --interpreter-model, or leave it out."
         )
-    if _llm_mode(args):
+    if llm_mode(args):
         interpreter_model = args.interpreter_model or "gpt-4o-mini"
         common = dict(
             base_url=args.base_url,
@@ -708,103 +571,7 @@ def build_steps(args, task):
 
 
 # ------------------------------------------------------------------ preflight
-def check_output(output) -> Path:
-    """Refuse, before any work, an --output that the run could not replace.
-
-    It must be a folder (or not exist yet) holding only outputs of earlier
-    runs, in a folder where a sibling can be created; nothing is created
-    here but the parent folders.
-    """
-    output = Path(output)
-    where = Path(os.path.abspath(output))
-    if where == Path.cwd() or where in Path.cwd().parents:
-        raise InputError(
-            f"--output '{output}' is the current folder or holds it; each run "
-            "replaces the output folder, so give a folder of its own, such as "
-            "hypothesaes_output."
-        )
-    if output.exists() and not output.is_dir():
-        raise InputError(
-            f"--output '{output}' is a file; give a folder (new, or written by "
-            "an earlier run)."
-        )
-    if output.is_dir():
-        ours = set(OUTPUT_FILES.values())
-        others = sorted(
-            p.name
-            for p in output.iterdir()
-            if p.name not in ours and p.name.removesuffix(".partial") not in ours
-        )
-        if others:
-            shown = ", ".join(others[:5]) + (" ..." if len(others) > 5 else "")
-            raise InputError(
-                f"--output '{output}' holds files that are not outputs of "
-                f"sklearn-hypothesaes ({shown}); each run replaces the folder's "
-                "content, so give a new folder or one written by an earlier run."
-            )
-    parent = where.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        probe = parent / f".{where.name}.check-{uuid.uuid4().hex[:8]}"
-        probe.mkdir()
-        probe.rmdir()
-    except OSError as exc:
-        raise InputError(
-            f"--output '{output}' cannot be written: cannot create a folder in "
-            f"'{parent}' ({exc.strerror or exc}). Give a writable folder."
-        ) from None
-    return output
-
-
-def check_cache(args) -> Path | None:
-    """The cache folder, checked before any work: creatable and writable, and
-    its SQLite files openable and writable. None with --no-cache."""
-    from ..utils._misc import resolve_cache_dir
-    from ..utils._store import CacheError, SQLiteStore
-
-    if args.no_cache:
-        return None
-    where = "--cache-dir" if args.cache_dir is not None else "the cache folder"
-    try:
-        folder = resolve_cache_dir(args.cache_dir)
-        probe = folder / f".check-{uuid.uuid4().hex[:8]}"
-        probe.mkdir()
-        probe.rmdir()
-    except OSError as exc:
-        target = args.cache_dir or exc.filename or "the default cache folder"
-        raise InputError(
-            f"{where} '{target}' cannot be created or written "
-            f"({exc.strerror or exc}). Give a writable --cache-dir, or run with "
-            "--no-cache."
-        ) from None
-    for path in sorted(folder.glob("*.sqlite")):
-        store = None
-        try:
-            store = SQLiteStore(path)
-            store.check_writable()
-        except CacheError as exc:
-            raise InputError(str(exc)) from None
-        finally:
-            if store is not None:
-                store.close()
-    return folder
-
-
 # --------------------------------------------------------------------- output
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | np.ndarray):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    return repr(value)
-
-
 def ranked(result):
     """The result with its hypotheses (and their examples) in the report's
     order, ``rank_hypotheses``: largest absolute coefficient first."""
@@ -829,16 +596,9 @@ def write_outputs(result, output: Path, *, title: str) -> dict:
     ``output``, which then replaces it. A failure or Ctrl-C on the way
     leaves ``output`` as it was and no sibling behind.
     """
-    output = Path(output)
-    where = Path(os.path.abspath(output))
-    where.parent.mkdir(parents=True, exist_ok=True)
-    staging = where.parent / f".{where.name}.partial-{uuid.uuid4().hex[:8]}"
-    try:
-        staging.mkdir()
-        _write_files(ranked(result), staging, title=title)
-        _replace_folder(staging, where)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    output = write_folder(
+        output, lambda folder: _write_files(ranked(result), folder, title=title)
+    )
     return {key: output / name for key, name in OUTPUT_FILES.items()}
 
 
@@ -856,51 +616,18 @@ def _write_files(result, folder: Path, *, title: str):
         )
     csv_table.to_csv(paths["csv"], index=False)
     payload = {
-        "hypotheses": _jsonable(table.to_dict(orient="records")),
-        "metrics": _jsonable(result.metrics),
-        "examples": _jsonable(result.examples),
-        "usage": _jsonable(result.usage),
-        "timings": _jsonable(result.timings),
-        "settings": redact_settings(_jsonable(result.settings)),
+        "hypotheses": jsonable(table.to_dict(orient="records")),
+        "metrics": jsonable(result.metrics),
+        "examples": jsonable(result.examples),
+        "usage": jsonable(result.usage),
+        "timings": jsonable(result.timings),
+        "settings": redact_settings(jsonable(result.settings)),
     }
     paths["json"].write_text(
         json.dumps(payload, indent=2, ensure_ascii=False), encoding="utf-8"
     )
     joblib.dump(result.pipeline, paths["pipeline"])
     render_report(result, paths["report"], title=title)
-
-
-def _replace_folder(new: Path, output: Path):
-    """Put ``new`` in the place of ``output``: the old folder is moved aside,
-    then deleted. Ctrl-C is ignored during the two renames; the run's work
-    is done by then."""
-    old = new.with_name(new.name.replace(".partial-", ".old-"))
-    with _sigint_ignored():
-        if output.exists():
-            output.rename(old)
-        try:
-            new.rename(output)
-        except BaseException:
-            if old.exists():
-                old.rename(output)
-            raise
-    shutil.rmtree(old, ignore_errors=True)
-
-
-@contextmanager
-def _sigint_ignored():
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous or signal.default_int_handler)
-
-
-def _note(message: str):
-    print(f"sklearn-hypothesaes: {message}", file=sys.stderr)
 
 
 def _summary(result, paths, seconds) -> str:
@@ -950,7 +677,9 @@ def _summary(result, paths, seconds) -> str:
 # ----------------------------------------------------------------------- main
 def run(args) -> int:
     start = time.perf_counter()
-    output = check_output(args.output)
+    output = check_output_folder(
+        args.output, OUTPUT_FILES.values(), example="hypothesaes_output"
+    )
     cache = check_cache(args)
     if args.demo:
         X_train, X_test, y_train, y_test = load_demo(args.max_rows, args.seed)
@@ -972,10 +701,10 @@ def run(args) -> int:
         )
         title = f"HypotheSAEs report: {Path(args.input).name}"
     steps = build_steps(args, task)
-    mode = "LLM" if _llm_mode(args) else "offline"
+    mode = "LLM" if llm_mode(args) else "offline"
     pairwise = args.pair_column is not None
     rows = "pairs of texts" if pairwise else "texts"
-    _note(
+    note(
         f"{len(X_train)} training and {len(X_test)} held-out {rows}, task {task}, "
         f"{mode} hypotheses."
     )
@@ -1029,37 +758,5 @@ def main(argv=None) -> int:
     Returns the exit status: 0 on success, 1 on bad input or a failure, 2 on
     bad options (argparse), 130 when interrupted.
     """
-    from ..utils._store import CacheError
-
     args = parse_args(argv)
-    try:
-        return run(args)
-    except (InputError, CacheError) as exc:
-        _note(f"error: {exc}")
-        return 1
-    except KeyboardInterrupt:
-        _note(
-            "interrupted; the previous outputs are as they were. "
-            + (
-                "Nothing was cached (--no-cache)."
-                if args.no_cache
-                else "Embeddings and LLM answers computed so far are cached; "
-                "run the same command again to resume."
-            )
-        )
-        return 130
-    except Exception as exc:
-        if args.debug:
-            traceback.print_exc()
-        message = " ".join(str(exc).split())
-        if "extra_body" in message or "max_tokens" in message:
-            # The library names LLMClient's parameters; say where they are here.
-            message += (
-                " On the command line, --max-tokens sets max_tokens and "
-                "--extra-body sets extra_body."
-            )
-        _note(
-            f"error: {type(exc).__name__}: {message}"
-            + ("" if args.debug else " (run with --debug for the traceback)")
-        )
-        return 1
+    return run_reporting_errors(run, args)

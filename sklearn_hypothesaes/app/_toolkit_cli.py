@@ -29,17 +29,11 @@ outputs as they were. Tables of rows keep each row's position in the input
 from __future__ import annotations
 
 import argparse
-import codecs
 import contextlib
 import json
 import os
-import shutil
-import signal
 import sys
-import threading
 import time
-import traceback
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +41,22 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from ._cli import OUTPUT_FILES as _MAIN_OUTPUT_FILES
-from ._cli import InputError, check_cache, read_table
+from ._cli_common import (
+    HelpFormatter,
+    InputError,
+    check_cache,
+    check_output_folder,
+    encoding,
+    fraction,
+    json_object,
+    jsonable,
+    llm_mode,
+    note,
+    positive_int,
+    read_table,
+    run_reporting_errors,
+    write_folder,
+)
 
 __all__ = ["SUBCOMMANDS", "build_toolkit_parser", "toolkit_main"]
 
@@ -69,43 +78,7 @@ _OURS = {REPORT_FILE, *_MAIN_OUTPUT_FILES.values()} | {
 }
 
 
-class _Formatter(argparse.RawDescriptionHelpFormatter):
-    """Examples kept as written; every option's help ends with its default."""
-
-    def _get_help_string(self, action):
-        help = action.help or ""
-        if action.nargs != 0 and action.option_strings and "default" not in help:
-            help += " (default: %(default)s)"
-        return help
-
-
-def _note(message: str):
-    print(f"sklearn-hypothesaes: {message}", file=sys.stderr)
-
-
 # ---------------------------------------------------------------- the parser
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1; got {value!r}")
-    return number
-
-
-def _fraction(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        number = float("nan")
-    if not 0 < number < 1:
-        raise argparse.ArgumentTypeError(
-            f"must be a number strictly between 0 and 1; got {value!r}"
-        )
-    return number
-
-
 def _similarity(value: str) -> float:
     try:
         number = float(value)
@@ -116,31 +89,6 @@ def _similarity(value: str) -> float:
             f"must be a cosine similarity between -1 and 1; got {value!r}"
         )
     return number
-
-
-def _encoding(value: str) -> str:
-    try:
-        return codecs.lookup(value).name
-    except LookupError:
-        raise argparse.ArgumentTypeError(
-            f"unknown encoding {value!r}; e.g. utf-8, latin-1, cp1252 or utf-16"
-        ) from None
-
-
-def _json_object(value: str) -> dict:
-    try:
-        parsed = json.loads(value)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(
-            f'expected a JSON object such as \'{{"reasoning_effort": "low"}}\'; '
-            f"got {value!r}, which is not JSON ({exc.msg})"
-        ) from None
-    if not isinstance(parsed, dict):
-        raise argparse.ArgumentTypeError(
-            f"expected a JSON object ({{...}}); got {value!r}, a "
-            f"{type(parsed).__name__}"
-        )
-    return parsed
 
 
 def _latent_list(value: str) -> list[int]:
@@ -160,7 +108,7 @@ def _add_common(parser, command: str):
     data.add_argument("--text-column", default="text", help="column of texts")
     data.add_argument(
         "--encoding",
-        type=_encoding,
+        type=encoding,
         default="utf-8",
         help="text encoding of a CSV, TSV or JSON input, e.g. latin-1",
     )
@@ -180,10 +128,10 @@ def _add_common(parser, command: str):
         "name such as text-embedding-3-small",
     )
     method.add_argument(
-        "--n-latents", type=_positive_int, default=256, help="latents (M)"
+        "--n-latents", type=positive_int, default=256, help="latents (M)"
     )
     method.add_argument(
-        "--k", type=_positive_int, default=8, help="active latents per text"
+        "--k", type=positive_int, default=8, help="active latents per text"
     )
     method.add_argument(
         "--min-term-score",
@@ -229,14 +177,14 @@ def _add_common(parser, command: str):
     )
     llm.add_argument(
         "--max-tokens",
-        type=_positive_int,
+        type=positive_int,
         default=512,
         metavar="N",
         help="most tokens per LLM answer",
     )
     llm.add_argument(
         "--extra-body",
-        type=_json_object,
+        type=json_object,
         default=None,
         metavar="JSON",
         help="extra request parameters merged into every LLM request, e.g. "
@@ -244,7 +192,7 @@ def _add_common(parser, command: str):
     )
     llm.add_argument(
         "--n-fidelity",
-        type=_positive_int,
+        type=positive_int,
         default=40,
         metavar="N",
         help="held-out texts per latent on which the LLM checks its label (its "
@@ -288,7 +236,7 @@ def _add_tests(group):
         help="multiple-testing correction",
     )
     group.add_argument(
-        "--alpha", type=_fraction, default=0.05, help="level of the corrected tests"
+        "--alpha", type=fraction, default=0.05, help="level of the corrected tests"
     )
 
 
@@ -301,7 +249,7 @@ def _build():
     parser = argparse.ArgumentParser(
         prog="sklearn-hypothesaes",
         description="Analyses of texts through labelled sparse-autoencoder latents.",
-        formatter_class=_Formatter,
+        formatter_class=HelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -315,7 +263,7 @@ def _build():
         "--text-column text\n"
         "  sklearn-hypothesaes diff a.csv b.csv --names fresh rotten --summarize \\\n"
         "      --base-url http://localhost:8000/v1 --model Qwen/Qwen3-8B",
-        formatter_class=_Formatter,
+        formatter_class=HelpFormatter,
     )
     diff.add_argument("input_a", metavar="A", help="first corpus (CSV, Parquet, ...)")
     diff.add_argument("input_b", metavar="B", help="second corpus")
@@ -336,7 +284,7 @@ def _build():
     _add_tests(group)
     group.add_argument(
         "--top",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="rows kept, largest difference first (default: every latent)",
     )
@@ -348,13 +296,13 @@ def _build():
     )
     group.add_argument(
         "--holdout-fraction",
-        type=_fraction,
+        type=fraction,
         default=0.3,
         help="with --summarize: share of each corpus held out to check the summary",
     )
     group.add_argument(
         "--n-differences",
-        type=_positive_int,
+        type=positive_int,
         default=5,
         help="with --summarize: most differences asked for",
     )
@@ -370,7 +318,7 @@ def _build():
         "  sklearn-hypothesaes correlations reviews.csv --text-column review\n"
         "  sklearn-hypothesaes correlations chats.csv --text-column prompt "
         "--other-column response",
-        formatter_class=_Formatter,
+        formatter_class=HelpFormatter,
     )
     corr.add_argument("input", help="CSV, TSV, Parquet, JSON or JSONL file")
     group = corr.add_argument_group("correlations")
@@ -383,7 +331,7 @@ def _build():
     )
     group.add_argument(
         "--min-count",
-        type=_positive_int,
+        type=positive_int,
         default=5,
         help="fewest rows on which a pair must fire together",
     )
@@ -394,7 +342,7 @@ def _build():
         help="pairs whose labels are more similar than this (cosine of their "
         "embeddings) say the same thing and are left out",
     )
-    group.add_argument("--top", type=_positive_int, default=100, help="pairs kept")
+    group.add_argument("--top", type=positive_int, default=100, help="pairs kept")
     _add_tests(group)
     _add_common(corr, "correlations")
 
@@ -407,7 +355,7 @@ def _build():
         epilog="Examples:\n"
         '  sklearn-hypothesaes cluster reviews.csv --axis "tone" --n-clusters 4\n'
         "  sklearn-hypothesaes cluster reviews.csv --latents 3,7,12",
-        formatter_class=_Formatter,
+        formatter_class=HelpFormatter,
     )
     cluster.add_argument("input", help="CSV, TSV, Parquet, JSON or JSONL file")
     group = cluster.add_argument_group("clustering")
@@ -426,11 +374,11 @@ def _build():
         "earlier run with the same settings; default: --axis decides)",
     )
     group.add_argument(
-        "--n-clusters", type=_positive_int, default=8, help="clusters formed"
+        "--n-clusters", type=positive_int, default=8, help="clusters formed"
     )
     group.add_argument(
         "--n-axis-latents",
-        type=_positive_int,
+        type=positive_int,
         default=20,
         help="most latents kept for --axis",
     )
@@ -446,13 +394,13 @@ def _build():
         '  sklearn-hypothesaes search reviews.csv "mentions a price" --top 20\n'
         '  sklearn-hypothesaes search reviews.csv "mentions a price" '
         "--method dense   # baseline",
-        formatter_class=_Formatter,
+        formatter_class=HelpFormatter,
     )
     search.add_argument("input", help="CSV, TSV, Parquet, JSON or JSONL file")
     search.add_argument("query", help="the property, in words")
     group = search.add_argument_group("search")
     group.add_argument(
-        "--top", type=_positive_int, default=10, help="most rows returned"
+        "--top", type=positive_int, default=10, help="most rows returned"
     )
     group.add_argument(
         "--method",
@@ -463,7 +411,7 @@ def _build():
     )
     group.add_argument(
         "--n-query-latents",
-        type=_positive_int,
+        type=positive_int,
         default=10,
         help="most latents matched to the query",
     )
@@ -500,7 +448,7 @@ def parse_toolkit_args(argv) -> argparse.Namespace:
                 f"--names {args.names[0]!r} {args.names[1]!r}: give two different, "
                 "non-empty names."
             )
-    if args.command == "diff" and args.summarize and not _llm_mode(args):
+    if args.command == "diff" and args.summarize and not llm_mode(args):
         sub.error(
             "--summarize asks an LLM to write the differences in words; give "
             "--model or --base-url (an OpenAI-compatible endpoint), or leave out "
@@ -515,24 +463,18 @@ def parse_toolkit_args(argv) -> argparse.Namespace:
         a == "--k" or a.startswith("--k=") for a in argv or sys.argv[1:]
     ):
         # PropertySearch.search(query, k) calls the number of results k.
-        _note(
+        note(
             f"--k {args.k} sets the autoencoder's active latents per text, as in "
             f"every command; --top {args.top} sets how many rows are returned."
         )
     if args.command == "search" and not args.query.strip():
         sub.error('the query is empty; give a property such as "mentions a price".')
-    if args.dry_run and not _llm_mode(args):
+    if args.dry_run and not llm_mode(args):
         sub.error(
             "--dry-run estimates what an LLM would be sent; this run is offline "
             "(give --model or --base-url, or leave out --dry-run)."
         )
     return args
-
-
-def _llm_mode(args) -> bool:
-    if args.offline:
-        return False
-    return bool(args.base_url or os.environ.get("OPENAI_BASE_URL") or args.model)
 
 
 # ------------------------------------------------------------------ the data
@@ -562,7 +504,7 @@ def _read_corpus(path, args, option="--text-column"):
     texts = _texts(frame, args.text_column, option, path)
     keep = texts.notna()
     if not keep.all():
-        _note(
+        note(
             f"'{path}': {int((~keep).sum())} of {len(frame)} rows have no text in "
             f"{args.text_column!r} and are left out"
             + (" (they are in cluster -1)." if args.command == "cluster" else ".")
@@ -707,7 +649,7 @@ def fit_embedder(texts, args, cache, client, timings):
         embedder.relabel("all")
     timings["labelling"] = time.perf_counter() - start
     labels = embedder.labels_
-    _note(
+    note(
         f"{int(labels['label'].notna().sum())} of {int(labels['live'].sum())} live "
         f"latents labelled ({len(labels)} in all)."
     )
@@ -745,7 +687,7 @@ def run_diff(args, cache, client, timings) -> dict:
         )
         texts_a, texts_b = texts_a.sort_index(), texts_b.sort_index()
     a, b = texts_a.tolist(), texts_b.tolist()
-    _note(
+    note(
         f"{len(a)} texts of {names[0]} and {len(b)} of {names[1]}"
         + (
             f" ({len(held_a)} and {len(held_b)} more held out to check the summary)"
@@ -810,7 +752,7 @@ def run_correlations(args, cache, client, timings) -> dict:
         other = _texts(frame, args.other_column, "--other-column", args.input)
         missing = texts.notna() & other.isna()
         if missing.any():
-            _note(
+            note(
                 f"'{args.input}': {int(missing.sum())} rows have no text in "
                 f"{args.other_column!r} and are left out."
             )
@@ -821,7 +763,7 @@ def run_correlations(args, cache, client, timings) -> dict:
     _check_size(texts, args.input)
     x = texts.tolist()
     y = None if other is None else other.tolist()
-    _note(
+    note(
         f"{len(x)} rows"
         + ("" if y is None else f" of {args.text_column!r} and {args.other_column!r}")
         + f", {'LLM' if client else 'offline'} labels."
@@ -833,7 +775,7 @@ def run_correlations(args, cache, client, timings) -> dict:
     start = time.perf_counter()
     labelled = embedder.labels_["label"].notna().any()
     if not labelled:
-        _note(
+        note(
             "no latent got a label, so labels cannot be compared: pairs that say "
             "the same thing are not filtered (a lower --min-term-score labels more)."
         )
@@ -909,7 +851,7 @@ def run_cluster(args, cache, client, timings) -> dict:
         if args.latents
         else "every latent"
     )
-    _note(
+    note(
         f"{len(present)} rows, clustered along {along}, "
         f"{'LLM' if client else 'offline'} labels."
     )
@@ -986,7 +928,7 @@ def run_search(args, cache, client, timings) -> dict:
     rows = _row_frame(frame, args)
     present = texts.dropna()
     _check_size(present, args.input, least=1 if args.method == "dense" else 10)
-    _note(
+    note(
         f"{len(present)} rows, searched for {args.query!r} by "
         + (
             f"latents, {'LLM' if client else 'offline'} labels."
@@ -1042,65 +984,6 @@ _RUNS = {
 
 
 # ------------------------------------------------------------------- output
-def check_output_folder(output) -> Path:
-    """Refuse, before any work, an --output that the run could not replace:
-    the current folder or one above it, a file, a folder holding files that
-    are not outputs of sklearn-hypothesaes, or one whose parent is read-only."""
-    output = Path(output)
-    where = Path(os.path.abspath(output))
-    if where == Path.cwd() or where in Path.cwd().parents:
-        raise InputError(
-            f"--output '{output}' is the current folder or holds it; each run "
-            "replaces the output folder, so give a folder of its own."
-        )
-    if output.exists() and not output.is_dir():
-        raise InputError(
-            f"--output '{output}' is a file; give a folder (new, or written by an "
-            "earlier run)."
-        )
-    if output.is_dir():
-        others = sorted(
-            p.name
-            for p in output.iterdir()
-            if p.name not in _OURS and p.name.removesuffix(".partial") not in _OURS
-        )
-        if others:
-            shown = ", ".join(others[:5]) + (" ..." if len(others) > 5 else "")
-            raise InputError(
-                f"--output '{output}' holds files that are not outputs of "
-                f"sklearn-hypothesaes ({shown}); each run replaces the folder's "
-                "content, so give a new folder or one written by an earlier run."
-            )
-    try:
-        where.parent.mkdir(parents=True, exist_ok=True)
-        probe = where.parent / f".{where.name}.check-{uuid.uuid4().hex[:8]}"
-        probe.mkdir()
-        probe.rmdir()
-    except OSError as exc:
-        raise InputError(
-            f"--output '{output}' cannot be written: cannot create a folder in "
-            f"'{where.parent}' ({exc.strerror or exc}). Give a writable folder."
-        ) from None
-    return output
-
-
-def jsonable(value):
-    """Plain JSON values: numpy scalars as numbers, NaN and infinity as None."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | np.ndarray | pd.Index):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if value is pd.NA or value is pd.NaT:
-        return None
-    return str(value)
-
-
 def _csv_ready(table: pd.DataFrame) -> pd.DataFrame:
     """Lists (examples, latents) as JSON text, so each stays one CSV cell."""
     out = table.copy()
@@ -1115,39 +998,13 @@ def _csv_ready(table: pd.DataFrame) -> pd.DataFrame:
 def write_all(output: Path, files: dict) -> dict:
     """Write ``{name: writer(path)}`` into a new hidden sibling of ``output``,
     which then replaces it; a failure or Ctrl-C leaves ``output`` as it was."""
-    where = Path(os.path.abspath(output))
-    where.parent.mkdir(parents=True, exist_ok=True)
-    staging = where.parent / f".{where.name}.partial-{uuid.uuid4().hex[:8]}"
-    old = staging.with_name(staging.name.replace(".partial-", ".old-"))
-    try:
-        staging.mkdir()
+
+    def fill(folder):
         for name, write in files.items():
-            write(staging / name)
-        with _sigint_ignored():
-            if where.exists():
-                where.rename(old)
-            try:
-                staging.rename(where)
-            except BaseException:
-                if old.exists():
-                    old.rename(where)
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
+            write(folder / name)
+
+    write_folder(output, fill)
     return {name: Path(output) / name for name in files}
-
-
-@contextlib.contextmanager
-def _sigint_ignored():
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous or signal.default_int_handler)
 
 
 def _settings(args, cache) -> dict:
@@ -1155,9 +1012,9 @@ def _settings(args, cache) -> dict:
 
     skip = {"debug", "quiet", "func"}
     options = {k: v for k, v in vars(args).items() if k not in skip}
-    options["labels"] = "LLM" if _llm_mode(args) else "offline"
+    options["labels"] = "LLM" if llm_mode(args) else "offline"
     options["cache"] = "off" if cache is None else str(cache)
-    if options.get("base_url") is None and _llm_mode(args):
+    if options.get("base_url") is None and llm_mode(args):
         options["base_url"] = os.environ.get("OPENAI_BASE_URL")
     return redact_settings(jsonable(options))
 
@@ -1278,14 +1135,14 @@ def _summary_lines(args, result) -> list[str]:
 # --------------------------------------------------------------------- main
 def run_toolkit(args) -> int:
     start = time.perf_counter()
-    output = check_output_folder(args.output)
+    output = check_output_folder(args.output, _OURS)
     cache = check_cache(args)
-    client = _llm_client(args, cache) if _llm_mode(args) else None
+    client = _llm_client(args, cache) if llm_mode(args) else None
     timings: dict[str, float] = {}
     try:
         result = _RUNS[args.command](args, cache, client, timings)
     except _DryRunDone:
-        _note("dry run: nothing was sent and nothing written.")
+        note("dry run: nothing was sent and nothing written.")
         return 0
     settings = _settings(args, cache)
     paths = write_all(output, _outputs(args, result, settings, timings))
@@ -1302,31 +1159,5 @@ def toolkit_main(argv=None) -> int:
     Returns the exit status: 0 on success, 1 on bad input or a failure, 2 on
     bad options (argparse exits), 130 when interrupted.
     """
-    from ..utils._store import CacheError
-
     args = parse_toolkit_args(argv)
-    try:
-        return run_toolkit(args)
-    except (InputError, CacheError) as exc:
-        _note(f"error: {exc}")
-        return 1
-    except KeyboardInterrupt:
-        _note(
-            "interrupted; the previous outputs are as they were. "
-            + (
-                "Nothing was cached (--no-cache)."
-                if args.no_cache
-                else "Embeddings and LLM answers computed so far are cached; run "
-                "the same command again to resume."
-            )
-        )
-        return 130
-    except Exception as exc:
-        if args.debug:
-            traceback.print_exc()
-        message = " ".join(str(exc).split())
-        _note(
-            f"error: {type(exc).__name__}: {message}"
-            + ("" if args.debug else " (run with --debug for the traceback)")
-        )
-        return 1
+    return run_reporting_errors(run_toolkit, args)
