@@ -9,6 +9,8 @@ way an LLM annotator would be used.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import re
 from collections.abc import Sequence
 
@@ -66,6 +68,7 @@ def contrastive_terms(
     prior_scale: float = 1.0,
     min_score="auto",
     exclusive: bool = False,
+    documents: DocumentTerms | None = None,
 ) -> list[list[tuple[str, float]]]:
     """Words and phrases that distinguish the texts where each latent fires.
 
@@ -179,6 +182,140 @@ def contrastive_terms(
         )
     acts = _check_activations(activations, len(texts))
     targets = _check_targets(y, len(texts))
+    if documents is None:
+        documents = document_terms(
+            texts, ngram_range=ngram_range, min_df=min_df, stop_words=stop_words
+        )
+    else:
+        documents.check(texts, ngram_range, min_df, stop_words, "contrastive_terms")
+    if documents.docs is None:  # no term reaches min_df
+        return [[] for _ in range(acts.shape[1])]
+    docs, vocab, background = documents.docs, documents.vocab, documents.background
+    rate = background / max(background.sum(), 1.0)
+    if min_score == "bonferroni":
+        min_score = float(norm.isf(_FWER / max(len(vocab), 1)))
+
+    if targets is not None:
+        column, sign, term_sign = _directions(acts, docs, targets)
+    fires = _strong_rows(acts, quantile)
+    n_fires = np.diff(fires.indptr)
+    nonzero = acts.copy()
+    nonzero.data = np.ones_like(nonzero.data)
+    n_silent = len(texts) - np.diff(acts.indptr)
+    # Exclusive terms are picked from a longer list, as some go elsewhere.
+    wanted = 3 * n_terms if exclusive else n_terms
+    results = []
+    for start in range(0, acts.shape[1], _LATENT_BLOCK):
+        block = slice(start, start + _LATENT_BLOCK)
+        y_fire = np.asarray((fires[:, block].T @ docs).todense())
+        # Silent texts are most of the corpus: count them as all minus firing.
+        y_silent = background - np.asarray((nonzero[:, block].T @ docs).todense())
+        # The prior is worth prior_scale times the firing group's own counts,
+        # which keeps z close to a standard normal under no association.
+        prior = prior_scale * y_fire.sum(axis=1, keepdims=True) * rate
+        usable = y_fire > 0
+        if targets is not None:
+            # A latent unrelated to y (sign 0) keeps all its terms.
+            same = term_sign[:, column[block]].T == sign[block, None]
+            usable &= same | (sign[block, None] == 0)
+        scores = np.where(usable, _log_odds_z(y_fire, y_silent, prior), -np.inf)
+        if min_score == "auto":
+            cuts = _fdr_cuts(scores)
+        else:
+            cuts = np.full(len(scores), min_score)
+        for k, j in enumerate(range(start, start + len(scores))):
+            if n_fires[j] == 0 or n_silent[j] == 0:
+                results.append([])
+                continue
+            counts = (y_fire[k], y_silent[k])
+            results.append(_pick(vocab, scores[k], counts, wanted, cuts[k]))
+    if exclusive:
+        results = _exclusive(results, n_terms)
+    return results
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class DocumentTerms:
+    """The texts' terms as :func:`contrastive_terms` counts them.
+
+    Made by :func:`document_terms`; pass it as ``documents=`` to score many
+    batches of latents on the same texts without reading them again.
+
+    Attributes
+    ----------
+    docs : scipy.sparse.csr_matrix of shape (n_texts, n_terms) or None
+        1.0 where a text contains a term (float64); None when no term of the
+        texts reaches ``min_df``.
+    vocab : ndarray of str of shape (n_terms,)
+        The terms: literal phrases (no stop word at either end, bar openers
+        such as "not"), not numbers alone.
+    background : ndarray of shape (n_terms,)
+        Texts containing each term.
+    fingerprint : str
+        A hash of the texts, checked on each use.
+    settings : tuple
+        ``(ngram_range, min_df, stop_words)`` it was built with.
+    """
+
+    docs: sparse.csr_matrix | None
+    vocab: np.ndarray
+    background: np.ndarray
+    fingerprint: str
+    settings: tuple
+
+    def check(self, texts, ngram_range, min_df, stop_words, caller):
+        """Refuse other texts or settings than it was built from."""
+        settings = _settings(ngram_range, min_df, stop_words)
+        if settings != self.settings:
+            raise ValueError(
+                f"The 'documents' parameter of {caller} was built with "
+                f"(ngram_range, min_df, stop_words) = {self.settings}; got "
+                f"{settings} in this call. Build it with document_terms(texts, "
+                "...) and the same settings."
+            )
+        if text_fingerprint(texts) != self.fingerprint:
+            raise ValueError(
+                f"The 'documents' parameter of {caller} was built from other "
+                f"texts than the {len(texts)} given. Build it with "
+                "document_terms(texts, ...) on these texts."
+            )
+
+
+def document_terms(
+    texts: Sequence[str],
+    *,
+    ngram_range: tuple[int, int] = (1, 2),
+    min_df: int = 3,
+    stop_words="english",
+) -> DocumentTerms:
+    """Read texts once into the terms that :func:`contrastive_terms` scores.
+
+    Reading (repairing, tokenising and counting phrases) is most of the cost
+    of :func:`contrastive_terms` when it describes a few latents at a time;
+    its result depends only on the texts and these settings, so callers that
+    describe many batches of latents on the same texts build it once.
+
+    Parameters
+    ----------
+    texts : sequence of str
+        The texts.
+    ngram_range, min_df, stop_words
+        As in :func:`contrastive_terms`.
+
+    Returns
+    -------
+    documents : DocumentTerms
+
+    Examples
+    --------
+    >>> from sklearn_hypothesaes.hypotheses._terms import document_terms
+    >>> found = document_terms(["a dull film", "dull plot", "the film"], min_df=2)
+    >>> list(found.vocab), found.docs.toarray().tolist()
+    (['dull', 'film'], [[1.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
+    """
+    texts = check_texts(texts, caller="document_terms")
+    settings = _settings(ngram_range, min_df, stop_words)
+    fingerprint = text_fingerprint(texts)
     vectorizer = CountVectorizer(
         token_pattern=TOKEN_PATTERN,
         preprocessor=_normalize,
@@ -189,50 +326,30 @@ def contrastive_terms(
     try:
         docs = vectorizer.fit_transform(texts).tocsr()
     except ValueError:  # no term reaches min_df
-        return [[] for _ in range(acts.shape[1])]
+        empty = np.empty(0)
+        return DocumentTerms(None, empty.astype(str), empty, fingerprint, settings)
     vocab = vectorizer.get_feature_names_out()
     keep = _literal_terms(vocab, _stop_set(stop_words))
     docs, vocab = docs[:, keep], vocab[keep]
     docs.data = np.ones_like(docs.data, dtype=np.float64)
     background = np.asarray(docs.sum(axis=0), dtype=np.float64).ravel()
-    rate = background / max(background.sum(), 1.0)
-    if min_score == "bonferroni":
-        min_score = float(norm.isf(_FWER / max(len(vocab), 1)))
+    return DocumentTerms(docs, vocab, background, fingerprint, settings)
 
-    if targets is not None:
-        column, sign, term_sign = _directions(acts, docs, targets)
-    fires = _strong_rows(acts, quantile)
-    nonzero = acts.copy()
-    nonzero.data = np.ones_like(nonzero.data)
-    n_silent = len(texts) - np.diff(acts.indptr)
-    results = []
-    for start in range(0, acts.shape[1], _LATENT_BLOCK):
-        block = slice(start, start + _LATENT_BLOCK)
-        y_fire = np.asarray((fires[:, block].T @ docs).todense())
-        # Silent texts are most of the corpus: count them as all minus firing.
-        y_silent = background - np.asarray((nonzero[:, block].T @ docs).todense())
-        # The prior is worth prior_scale times the firing group's own counts,
-        # which keeps z close to a standard normal under no association.
-        prior = prior_scale * y_fire.sum(axis=1, keepdims=True) * rate
-        z = _log_odds_z(y_fire, y_silent, prior)
-        for k, scores in enumerate(z):
-            j = start + k
-            if fires[:, j].nnz == 0 or n_silent[j] == 0:
-                results.append([])
-                continue
-            usable = y_fire[k] > 0
-            # A latent unrelated to y (sign 0) keeps all its terms.
-            if targets is not None and sign[j] != 0:
-                usable &= term_sign[:, column[j]] == sign[j]
-            scores = np.where(usable, scores, -np.inf)
-            counts = np.column_stack([y_fire[k], y_silent[k]])
-            cut = _fdr_cut(scores) if min_score == "auto" else min_score
-            # Exclusive terms are picked from a longer list, as some go elsewhere.
-            wanted = 3 * n_terms if exclusive else n_terms
-            results.append(_pick(vocab, scores, counts, wanted, cut))
-    if exclusive:
-        results = _exclusive(results, n_terms)
-    return results
+
+def text_fingerprint(texts: Sequence[str]) -> str:
+    """A hash of a sequence of texts (order and boundaries included)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for text in texts:
+        data = text.encode("utf-8", "surrogatepass")
+        digest.update(len(data).to_bytes(8, "little"))
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def _settings(ngram_range, min_df, stop_words):
+    if stop_words is not None and not isinstance(stop_words, str):
+        stop_words = frozenset(stop_words)
+    return (tuple(ngram_range), min_df, stop_words)
 
 
 def _exclusive(results, n_terms):
@@ -488,6 +605,10 @@ def _is_number(word):
 def _strong_rows(acts, quantile):
     """Sparse 0/1 (n_texts, n_latents): activation >= the latent's quantile."""
     strong = acts.copy()
+    if quantile == 0 and np.isfinite(acts.data).all():
+        # The 0-quantile is the smallest value: every firing text is strong.
+        strong.data = np.ones_like(strong.data)
+        return strong
     for j in range(acts.shape[1]):
         values = acts.data[acts.indptr[j] : acts.indptr[j + 1]]
         if len(values):
@@ -517,20 +638,58 @@ def _fdr_cut(scores, alpha=_FDR, floor=_MIN_AUTO_SCORE):
     One-sided p-values of every term of the vocabulary (a term ruled out
     scores -inf, p = 1, and still counts as a test).
     """
-    p = np.sort(norm.sf(scores))
-    passed = np.flatnonzero(p <= alpha * np.arange(1, len(p) + 1) / len(p))
-    if not len(passed):
-        return np.inf
-    return max(float(norm.isf(alpha * (passed[-1] + 1) / len(p))), floor)
+    return float(_fdr_cuts(np.asarray(scores)[None, :], alpha, floor)[0])
+
+
+def _fdr_cuts(scores, alpha=_FDR, floor=_MIN_AUTO_SCORE):
+    """:func:`_fdr_cut` of each row of ``scores`` (latents x terms)."""
+    cuts = np.full(len(scores), np.inf)
+    n = scores.shape[1]
+    if n == 0:
+        return cuts
+    p = np.sort(norm.sf(scores), axis=1)
+    passed = p <= alpha * np.arange(1, n + 1) / n
+    found = passed.any(axis=1)
+    last = n - 1 - np.argmax(passed[:, ::-1], axis=1)
+    if found.any():
+        cuts[found] = np.maximum(norm.isf(alpha * (last[found] + 1) / n), floor)
+    return cuts
 
 
 def _pick(vocab, scores, counts, n_terms, min_score):
-    """Best terms, skipping those a picked term makes redundant for matching."""
+    """Best terms, skipping those a picked term makes redundant for matching.
+
+    ``counts`` is (texts with the term where the latent fires, where it is
+    silent), each of shape (n_terms_in_vocabulary,).
+    """
+    if np.isnan(scores).any():
+        # NaN has no place in the order below (tiny vocabularies, prior_scale=0).
+        return _pick_in(
+            vocab, scores, counts, _top(scores, n_terms), n_terms, min_score
+        )
+    above = np.flatnonzero(scores >= min_score)
+    # Only terms reaching min_score are picked; when the best few hundred hold
+    # them all, they are all the candidates.
+    if len(above) > _n_candidates(len(scores), n_terms):
+        above = _top(scores, n_terms)
+        above = above[scores[above] >= min_score]
+    return _pick_in(vocab, scores, counts, above, n_terms, min_score)
+
+
+def _n_candidates(n_scores, n_terms):
+    return min(n_scores, 20 * n_terms + 100)
+
+
+def _top(scores, n_terms):
+    """The best few hundred terms: sorting the whole vocabulary per latent
+    would dominate for wide SAEs."""
+    top = _n_candidates(len(scores), n_terms)
+    return np.argpartition(-scores, top - 1)[:top] if top else np.empty(0, int)
+
+
+def _pick_in(vocab, scores, counts, candidates, n_terms, min_score):
+    fire, silent = counts
     picked = []
-    # Only the best few hundred can be picked; sorting the whole vocabulary
-    # per latent would dominate for wide SAEs.
-    top = min(len(scores), 20 * n_terms + 100)
-    candidates = np.argpartition(-scores, top - 1)[:top] if top else []
     # Ties go to the longer phrase: "not funny" says more than "funny".
     order = sorted(
         candidates, key=lambda i: (-scores[i], -vocab[i].count(" "), vocab[i])
@@ -541,7 +700,11 @@ def _pick(vocab, scores, counts, n_terms, min_score):
         term = f" {vocab[i]} "
         if any(
             f" {vocab[k]} " in term  # matched whenever a picked term is
-            or (term in f" {vocab[k]} " and np.array_equal(counts[i], counts[k]))
+            or (
+                term in f" {vocab[k]} "
+                and fire[i] == fire[k]
+                and silent[i] == silent[k]
+            )
             for k in picked
         ):
             continue
