@@ -21,6 +21,11 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "TextEmbedder": ".text._embedder",
+    "TokenEmbedder": ".text._tokens",
+    "TokenStates": ".text._tokens",
+    "hidden_state_layer": ".text._tokens",
+    "TokenwiseTransformer": ".sae._pooling",
+    "DocumentPooler": ".sae._pooling",
     "SparseAutoencoder": ".sae._model",
     "save_sae": ".sae._io",
     "load_sae": ".sae._io",
