@@ -28,12 +28,19 @@ from ..utils._validation import check_texts, resolve_task
 from ._annotate import MAX_TEXT_CHARS
 from ._annotators import LLMAnnotator, PhraseAnnotator
 from ._base import Strategy
-from ._fidelity import fidelity_scores
+from ._fidelity import column_fidelity_scores
 from ._interpret import describe_latents_with_llm
-from ._terms import contrastive_terms, format_hypothesis
+from ._terms import (
+    contrastive_terms,
+    document_terms,
+    format_hypothesis,
+    text_fingerprint,
+)
 
 #: Columns every describer's table has, in this order (extra ones follow).
 DESCRIPTION_COLUMNS = ["column", "description", "fidelity", "precision", "recall"]
+# Latents whose activations are made dense at once to score fidelity.
+_FIDELITY_BLOCK = 256
 
 
 @dataclasses.dataclass
@@ -186,16 +193,17 @@ class TermDescriber(Strategy):
             n_terms=self.n_terms,
             min_score=self.min_score,
             exclusive=self.exclusive,
+            documents=self._documents(texts),
         )
         keep = [j for j, t in enumerate(terms) if t]
-        missing = {}
-        for j, t in enumerate(terms):
-            if not t:
-                missing[j] = (
-                    "never fires"
-                    if not (_column(acts, j) > 0).any()
-                    else f"no term reaches min_score={self.min_score!r}"
-                )
+        fires_somewhere = _fires_somewhere(acts)
+        missing = {
+            j: "never fires"
+            if not fires_somewhere[j]
+            else f"no term reaches min_score={self.min_score!r}"
+            for j, t in enumerate(terms)
+            if not t
+        }
         term_lists = [[w for w, _ in terms[j]] for j in keep]
         descriptions = [format_hypothesis(t) for t in term_lists]
         rows = np.arange(len(texts))
@@ -204,22 +212,38 @@ class TermDescriber(Strategy):
             size = min(self.n_fidelity, len(texts))
             rows = np.sort(rng.choice(len(texts), size, replace=False))
         usage = Usage()
+        scores = dict.fromkeys(("f1", "precision", "recall"), np.empty(0))
         if keep:
             found = annotator.annotate([texts[i] for i in rows], descriptions)
             matched, usage = np.asarray(found.values, dtype=float), found.usage
+            scores = _column_scores(matched, acts, rows, keep)
         table = pd.DataFrame(
-            [
-                {
-                    "column": j,
-                    "description": descriptions[col],
-                    **_fidelity_row(matched[:, col], _column(acts, j)[rows]),
-                    "terms": term_lists[col],
-                }
-                for col, j in enumerate(keep)
-            ],
+            {
+                "column": np.asarray(keep, dtype=int),
+                "description": pd.Series(descriptions, dtype=object),
+                "fidelity": scores["f1"],
+                "precision": scores["precision"],
+                "recall": scores["recall"],
+                "terms": pd.Series(term_lists, dtype=object),
+            },
             columns=[*DESCRIPTION_COLUMNS, "terms"],
         )
         return Descriptions(_typed(table), missing, usage)
+
+    def _documents(self, texts):
+        """The texts read once for all calls on the same texts (the batches of
+        latents of :class:`InterpretableEmbedder`), recognised by their hash."""
+        cached = getattr(self, "_documents_cache", None)
+        if cached is None or cached.fingerprint != text_fingerprint(texts):
+            cached = document_terms(texts)
+            self._documents_cache = cached
+        return cached
+
+    def __getstate__(self):
+        # A cache of the last texts read, not a parameter: never pickled.
+        state = dict(super().__getstate__())
+        state.pop("_documents_cache", None)
+        return state
 
 
 class LLMDescriber(Strategy):
@@ -390,13 +414,28 @@ def _encode_target(y, n_texts):
     return LabelBinarizer().fit_transform(y).astype(np.float64)
 
 
-def _fidelity_row(annotations, activations):
-    scores = fidelity_scores(annotations, activations)
-    return {
-        "fidelity": scores["f1"],
-        "precision": scores["precision"],
-        "recall": scores["recall"],
-    }
+def _fires_somewhere(activations):
+    """Whether each column has a value > 0."""
+    if sparse.issparse(activations):
+        return np.asarray((activations > 0).sum(axis=0)).ravel() > 0
+    return (activations > 0).any(axis=0)
+
+
+def _column_scores(matched, activations, rows, columns):
+    """Fidelity of ``matched[:, c]`` against column ``columns[c]`` of the
+    activations on ``rows``, as :func:`fidelity_scores` gives it per column."""
+    scores = {key: np.empty(len(columns)) for key in ("f1", "precision", "recall")}
+    for start in range(0, len(columns), _FIDELITY_BLOCK):
+        block = slice(start, start + _FIDELITY_BLOCK)
+        cols = columns[block]
+        if sparse.issparse(activations):
+            fired = activations[:, cols][rows].toarray()
+        else:
+            fired = activations[np.ix_(rows, cols)]
+        found = column_fidelity_scores(matched[:, block], fired)
+        for key, values in scores.items():
+            values[block] = found[key]
+    return scores
 
 
 def _typed(table):
