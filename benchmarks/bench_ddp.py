@@ -86,7 +86,8 @@ def main():
         random_state=0,
     )
     say = print if rank == 0 else (lambda *a, **k: None)
-    name = torch.cuda.get_device_name(local) if device.startswith("cuda") else "CPU"
+    on_gpu = device.startswith("cuda")
+    name = torch.cuda.get_device_name(torch.device(device)) if on_gpu else "CPU"
     say(
         f"{world} process(es), backend {args.backend}, device {device} ({name}); "
         f"n_latents={args.n_latents}, k={args.k}, global batch {args.batch_size}"
