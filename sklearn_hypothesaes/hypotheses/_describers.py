@@ -31,6 +31,7 @@ from ._base import Strategy
 from ._fidelity import column_fidelity_scores
 from ._interpret import describe_latents_with_llm
 from ._terms import (
+    PhraseMatcher,
     contrastive_terms,
     document_terms,
     format_hypothesis,
@@ -186,6 +187,7 @@ class TermDescriber(Strategy):
         self._validate_params()
         texts = check_texts(texts, caller="TermDescriber.describe")
         acts = _as_columns(activations, len(texts), "TermDescriber.describe")
+        documents = self._documents(texts)
         terms = contrastive_terms(
             texts,
             acts,
@@ -193,7 +195,7 @@ class TermDescriber(Strategy):
             n_terms=self.n_terms,
             min_score=self.min_score,
             exclusive=self.exclusive,
-            documents=self._documents(texts),
+            documents=documents,
         )
         keep = [j for j, t in enumerate(terms) if t]
         fires_somewhere = _fires_somewhere(acts)
@@ -214,8 +216,15 @@ class TermDescriber(Strategy):
         usage = Usage()
         scores = dict.fromkeys(("f1", "precision", "recall"), np.empty(0))
         if keep:
-            found = annotator.annotate([texts[i] for i in rows], descriptions)
-            matched, usage = np.asarray(found.values, dtype=float), found.usage
+            # PhraseAnnotator reads the quoted terms back and looks for them
+            # as this describer read the texts: its answers are the columns
+            # of the document-term matrix, with no second reading of the texts.
+            matched = None
+            if type(annotator) is PhraseAnnotator and len(rows) == len(texts):
+                matched = PhraseMatcher(term_lists).annotate_documents(documents)
+            if matched is None:
+                found = annotator.annotate([texts[i] for i in rows], descriptions)
+                matched, usage = np.asarray(found.values, dtype=float), found.usage
             scores = _column_scores(matched, acts, rows, keep)
         table = pd.DataFrame(
             {

@@ -10,6 +10,7 @@ way an LLM annotator would be used.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import re
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 import ftfy
 import numpy as np
 from scipy import sparse
+from scipy.special import ndtr
 from scipy.stats import norm
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
 
@@ -44,6 +46,8 @@ _NOT_WORDS = re.compile(
     r"|[\w.+-]+@[\w-]+(?:\.[\w-]+)+"
     r"|(?<!\w)\+?\(?\d[\d ().-]{5,}\d(?!\w)"
 )
+# What every match of _NOT_WORDS contains: "://" or "www.", "@", or a digit.
+_MAY_HOLD_NOT_WORDS = re.compile(r"://|www\.|@|\d")
 # The "auto" threshold's false discovery rate, and the "bonferroni" one's
 # family-wise error rate, over the vocabulary.
 _FDR = 0.1
@@ -218,7 +222,10 @@ def contrastive_terms(
             # A latent unrelated to y (sign 0) keeps all its terms.
             same = term_sign[:, column[block]].T == sign[block, None]
             usable &= same | (sign[block, None] == 0)
-        scores = np.where(usable, _log_odds_z(y_fire, y_silent, prior), -np.inf)
+        # Terms a latent never fires with cannot be picked (-inf, p = 1): only
+        # the few it does get a score.
+        scores = np.full(y_fire.shape, -np.inf)
+        scores[usable] = _log_odds_z(y_fire, y_silent, prior, where=usable)
         if min_score == "auto":
             cuts = _fdr_cuts(scores)
         else:
@@ -262,6 +269,11 @@ class DocumentTerms:
     background: np.ndarray
     fingerprint: str
     settings: tuple
+
+    @functools.cached_property
+    def columns(self) -> dict:
+        """``{term: column}``."""
+        return {term: i for i, term in enumerate(self.vocab)}
 
     def check(self, texts, ngram_range, min_df, stop_words, caller):
         """Refuse other texts or settings than it was built from."""
@@ -441,6 +453,7 @@ class PhraseMatcher:
             for terms in term_lists
         ]
         vocab = sorted({t for terms in self.term_lists for t in terms if t})
+        self._terms = vocab
         index = {t: i for i, t in enumerate(vocab)}
         rows = [index[t] for terms in self.term_lists for t in terms if t]
         cols = [j for j, terms in enumerate(self.term_lists) for t in terms if t]
@@ -467,6 +480,32 @@ class PhraseMatcher:
         hits = self._vectorizer.transform(texts) @ self._membership
         return (hits.toarray() > 0).astype(np.float64)
 
+    def annotate_documents(self, documents) -> np.ndarray | None:
+        """:meth:`annotate` of the texts ``documents`` was built from, read
+        off its document-term matrix instead of the texts.
+
+        Both read texts the same way, so a term that is a column of
+        ``documents`` is in a text exactly when that column says so. Returns
+        None when a term is not a column (too rare for ``min_df``, or longer
+        than its ``ngram_range``): then annotate the texts.
+
+        Parameters
+        ----------
+        documents : DocumentTerms
+            From :func:`document_terms`.
+
+        Returns
+        -------
+        annotations : ndarray of shape (n_texts, n_hypotheses) or None
+        """
+        if documents.docs is None:
+            return None
+        columns = [documents.columns.get(t) for t in self._terms]
+        if None in columns:
+            return None
+        hits = documents.docs[:, columns] @ self._membership
+        return (hits.toarray() > 0).astype(np.float64)
+
 
 def match_terms(texts, term_lists) -> np.ndarray:
     """Annotate texts with term lists; see :class:`PhraseMatcher`.
@@ -487,7 +526,11 @@ def _normalize(text):
     # and skipping it keeps annotation fast.
     if not text.isascii() or "&" in text:
         text = ftfy.fix_text(text)
-    return _NOT_WORDS.sub(" ", text).lower().translate(_APOSTROPHES)
+    # The blanking regex is slow (tried at every character); most texts have
+    # nothing it could match.
+    if _MAY_HOLD_NOT_WORDS.search(text):
+        text = _NOT_WORDS.sub(" ", text)
+    return text.lower().translate(_APOSTROPHES)
 
 
 def _check_activations(activations, n_texts):
@@ -618,11 +661,17 @@ def _strong_rows(acts, quantile):
     return strong
 
 
-def _log_odds_z(y_i, y_j, prior):
-    """Monroe et al. (2008) z-scores, rows = latents, columns = terms."""
+def _log_odds_z(y_i, y_j, prior, where=None):
+    """Monroe et al. (2008) z-scores, rows = latents, columns = terms; with
+    ``where`` (a boolean mask of that shape), those entries only, flattened."""
     prior_total = prior.sum(axis=1, keepdims=True)
     n_i = y_i.sum(axis=1, keepdims=True)
     n_j = y_j.sum(axis=1, keepdims=True)
+    if where is not None:
+        n_i, n_j, prior_total = (
+            np.broadcast_to(a, where.shape)[where] for a in (n_i, n_j, prior_total)
+        )
+        y_i, y_j, prior = y_i[where], y_j[where], prior[where]
     with np.errstate(divide="ignore", invalid="ignore"):
         delta = np.log((y_i + prior) / (n_i + prior_total - y_i - prior)) - np.log(
             (y_j + prior) / (n_j + prior_total - y_j - prior)
@@ -638,21 +687,23 @@ def _fdr_cut(scores, alpha=_FDR, floor=_MIN_AUTO_SCORE):
     One-sided p-values of every term of the vocabulary (a term ruled out
     scores -inf, p = 1, and still counts as a test).
     """
-    return float(_fdr_cuts(np.asarray(scores)[None, :], alpha, floor)[0])
+    return float(_fdr_cuts(np.asarray(scores, dtype=float)[None, :], alpha, floor)[0])
 
 
 def _fdr_cuts(scores, alpha=_FDR, floor=_MIN_AUTO_SCORE):
     """:func:`_fdr_cut` of each row of ``scores`` (latents x terms)."""
     cuts = np.full(len(scores), np.inf)
     n = scores.shape[1]
-    if n == 0:
-        return cuts
-    p = np.sort(norm.sf(scores), axis=1)
-    passed = p <= alpha * np.arange(1, n + 1) / n
-    found = passed.any(axis=1)
-    last = n - 1 - np.argmax(passed[:, ::-1], axis=1)
-    if found.any():
-        cuts[found] = np.maximum(norm.isf(alpha * (last[found] + 1) / n), floor)
+    p = ndtr(-scores)  # norm.sf, without its argument checks
+    bounds = alpha * np.arange(1, n + 1) / n
+    # Only p <= alpha can pass (every bound is <= alpha), and those are the
+    # smallest p-values: sorting them alone gives their ranks in the vocabulary.
+    small = p <= alpha
+    for row in np.flatnonzero(small.any(axis=1)):
+        ranked = np.sort(p[row, small[row]])
+        passed = np.flatnonzero(ranked <= bounds[: len(ranked)])
+        if len(passed):
+            cuts[row] = max(float(norm.isf(alpha * (passed[-1] + 1) / n)), floor)
     return cuts
 
 
