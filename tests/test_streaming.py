@@ -260,3 +260,17 @@ def test_selector_takes_sparse_activations_without_densifying():
         assert peak < 40 * 2**20, (method, peak / 2**20)
         assert selector.selected_[0] == 3
         assert np.all(selector.scores_[64:] == 0)
+
+
+@pytest.mark.parametrize("sizes", [[30, 30, 30, 10], [45, 55], [33, 33, 34], [100]])
+def test_batches_of_any_sizes_cover_the_rows_once(sizes):
+    # Distributed training asks for batches of its own sizes; a batch may
+    # need rows of several windows, or all of them.
+    X = np.arange(100, dtype=np.float32)[:, None].repeat(2, axis=1)
+    rows = ChunkSource(X, chunk_rows=10, shuffle_chunks=2)
+    batches = StreamBatches(rows, 2.0, torch.device("cpu"), lambda batch: sizes)
+    got = list(batches.epoch(torch.Generator().manual_seed(0), 0))
+    assert [len(b) for b in got] == sizes
+    np.testing.assert_array_equal(
+        np.sort(torch.cat(got)[:, 0].numpy()), 2.0 * np.arange(100)
+    )

@@ -366,7 +366,9 @@ class StreamBatches:
     Arrays are read in a random order of chunks; ``shuffle_chunks`` chunks at
     a time are shuffled together, and rows left over after the last full batch
     of a window join the next window. ``sizes(batch)`` gives the row count of
-    every batch of an epoch.
+    every batch of an epoch. A window goes to the device as a whole and is
+    shuffled there: on a GPU one large copy instead of one per batch, and the
+    gather runs on the GPU rather than in one CPU thread.
     """
 
     def __init__(self, rows, scale, device, sizes):
@@ -381,30 +383,37 @@ class StreamBatches:
             order = torch.randperm(rows.n_chunks(), generator=generator).tolist()
         sizes = iter(self.sizes(batch))
         want = next(sizes, None)
-        window, n_window = [], 0
-        carry = np.zeros((0, rows.shape[1]), dtype=np.float32)
+        window = []
+        carry = torch.zeros((0, rows.shape[1]), device=self.device)
         chunks = rows.chunks(order)
         exhausted = False
         while want is not None:
             chunk = next(chunks, None)
             if chunk is not None:
                 window.append(chunk)
-                n_window += len(chunk)
                 if len(window) < rows.shuffle_chunks:
                     continue
             else:
                 exhausted = True
-            pool = np.concatenate([carry, *window])
-            window, n_window = [], 0
-            shuffle = torch.randperm(len(pool), generator=generator).numpy()
-            pool = pool[shuffle]
+            if len(window) == 1:
+                fresh = window[0]
+                if not fresh.flags.writeable:  # a memmap's pages: torch wants a copy
+                    fresh = fresh.copy()
+            else:
+                fresh = np.concatenate(window or [np.zeros((0, rows.shape[1]))])
+            pool = torch.from_numpy(fresh.astype(np.float32, copy=False))
+            pool = pool.to(self.device)
+            if len(carry):
+                pool = torch.cat([carry, pool])
+            window = fresh = []
+            shuffle = torch.randperm(len(pool), generator=generator)
+            pool = pool[shuffle.to(self.device)]
             used = 0
             while want is not None and (
                 len(pool) - used >= want or (exhausted and used < len(pool))
             ):
-                x = torch.from_numpy(pool[used : used + want])
+                yield pool[used : used + want] * self.scale
                 used += want
-                yield x.to(self.device, non_blocking=True).mul_(self.scale)
                 want = next(sizes, None)
             carry = pool[used:]
             if exhausted:
