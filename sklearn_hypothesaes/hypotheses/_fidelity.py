@@ -59,17 +59,33 @@ def fidelity_scores(annotations, activations) -> dict:
         return dict.fromkeys(FIDELITY_KEYS, np.nan)
     pred, acts = annotations[keep] > 0.5, activations[keep]
     precision, recall, f1 = _binary_scores(pred[:, None], acts[:, None] > 0)
-    # Undefined when either side is constant; 0.0, like the reference package.
-    if pred.min() == pred.max() or acts.min() == acts.max():
-        correlation = 0.0
-    else:
-        correlation = float(np.corrcoef(pred.astype(float), acts)[0, 1])
     return {
         "precision": float(precision[0]),
         "recall": float(recall[0]),
         "f1": float(f1[0]),
-        "correlation": correlation,
+        "correlation": label_correlation(pred, acts),
     }
+
+
+def label_correlation(labels, activations) -> float:
+    """Pearson r of 0/1 labels with activations, as :func:`fidelity_scores`
+    reports it: 0.0 where either side is constant (like the reference
+    package), else ``np.corrcoef``.
+
+    Parameters
+    ----------
+    labels : ndarray of bool of shape (n_texts,)
+        "Has the concept", for the texts answered.
+    activations : ndarray of shape (n_texts,)
+        The latent's activations on the same texts.
+
+    Returns
+    -------
+    correlation : float
+    """
+    if labels.min() == labels.max() or activations.min() == activations.max():
+        return 0.0
+    return float(np.corrcoef(labels.astype(float), activations)[0, 1])
 
 
 @validate_params(

@@ -29,7 +29,7 @@ from ..utils._misc import warn_user
 from ..utils._validation import check_texts
 from ._annotate import MAX_TEXT_CHARS, quote_text
 from ._annotators import LLMAnnotator
-from ._fidelity import FIDELITY_KEYS, fidelity_scores
+from ._fidelity import FIDELITY_KEYS, column_fidelity_scores, label_correlation
 
 _COLUMNS = [
     "latent",
@@ -367,12 +367,7 @@ def describe_latents_with_llm(
             keys.append((j, named, held, acts))
         annotated, used = _annotate_groups(annotator, groups)
         usage = usage + used
-        offset = 0
-        for j, named, held, acts in keys:
-            block = np.vstack(annotated[offset : offset + len(held)])
-            offset += len(held)
-            for col, c in enumerate(named):
-                scores[(j, c)] = fidelity_scores(block[:, col], acts[held])
+        scores = _candidate_scores(keys, annotated)
 
     rows = []
     for j in latents:
@@ -401,6 +396,40 @@ def describe_latents_with_llm(
         frame.loc[ranked.groupby("latent", sort=False).head(1).index, "best"] = True
         frame.loc[frame["hypothesis"].isna(), "best"] = False
     return frame, usage
+
+
+def _candidate_scores(keys, annotated):
+    """``{(latent, candidate): fidelity_scores(...)}`` of every candidate at
+    once: one column each, padded with NaN (not asked) to the longest sample.
+
+    Precision, recall and F1 by :func:`column_fidelity_scores`; the
+    correlation by :func:`label_correlation`, as :func:`fidelity_scores`
+    computes it (the vectorised one differs by rounding, which could reorder
+    candidates tied on F1).
+    """
+    pairs = [(j, c) for j, named, _, _ in keys for c in named]
+    if not pairs:
+        return {}
+    values = np.full((max(len(held) for _, _, held, _ in keys), len(pairs)), np.nan)
+    activations = np.zeros(values.shape)
+    offset, column = 0, 0
+    for _, named, held, acts in keys:
+        block = np.vstack(annotated[offset : offset + len(held)])
+        offset += len(held)
+        values[: len(held), column : column + len(named)] = block
+        activations[: len(held), column : column + len(named)] = acts[held, None]
+        column += len(named)
+    found = column_fidelity_scores(values, activations)
+    scores = {}
+    for col, pair in enumerate(pairs):
+        score = {key: float(found[key][col]) for key in FIDELITY_KEYS}
+        answered = ~np.isnan(values[:, col])
+        if answered.any():
+            score["correlation"] = label_correlation(
+                values[answered, col] > 0.5, activations[answered, col]
+            )
+        scores[pair] = score
+    return scores
 
 
 def _annotate_groups(annotator, groups):
