@@ -86,9 +86,12 @@ _DENSE_LIMIT = 2000
 #: similar sets (the full pair list grows as the square: 50,000 sets sharing
 #: a frequent latent are over a billion pairs).
 EXACT_LIMIT = 3000
-# Rows of sets whose Jaccard indices with every set are computed at once
-# (memory: block x n_sets float32, a few times over).
-_BLOCK = 256
+# Jaccard indices computed at once (block rows x n_sets, float32; a few such
+# arrays are alive): about 64 MB each.
+_BLOCK_ELEMENTS = 2**24
+# The sets are held densely (n_sets x n_latents float32) up to this size, so
+# that each block is one BLAS product.
+_DENSE_SETS_BYTES = 2**28
 
 
 def unique_rows(F: sp.csr_matrix):
@@ -134,17 +137,27 @@ def jaccard_affinity(patterns, counts, *, n_neighbors=None):
     P = sp.csr_matrix(patterns, dtype=np.float32)
     n_sets = P.shape[0]
     sizes = np.asarray(P.sum(axis=1), dtype=np.float32).ravel()
+    if (sizes == 0).any():
+        raise ValueError(
+            "The 'patterns' parameter of jaccard_affinity must hold non-empty "
+            f"sets; rows {np.flatnonzero(sizes == 0)[:10].tolist()} are empty "
+            "(documents on which nothing fires have no Jaccard index)."
+        )
     if n_neighbors is None:
         inter = (P @ P.T).tocoo()
         rows, cols, values = inter.row, inter.col, inter.data.astype(np.float64)
         values = values / (sizes[rows] + sizes[cols] - values)
     else:
         t = min(n_neighbors, n_sets)
-        PT = sp.csr_matrix(P.T)
+        dense = n_sets * P.shape[1] * 4 <= _DENSE_SETS_BYTES
+        A = P.toarray() if dense else P
+        AT = A.T if dense else sp.csr_matrix(P.T)
+        block = max(1, _BLOCK_ELEMENTS // n_sets)
         parts = ([], [], [])
-        for start in range(0, n_sets, _BLOCK):
-            stop = min(start + _BLOCK, n_sets)
-            inter = (P[start:stop] @ PT).toarray()
+        for start in range(0, n_sets, block):
+            stop = min(start + block, n_sets)
+            inter = A[start:stop] @ AT
+            inter = inter if dense else inter.toarray()
             jac = inter / (sizes[start:stop, None] + sizes[None, :] - inter)
             top = np.argpartition(-jac, t - 1, axis=1)[:, :t]
             value = np.take_along_axis(jac, top, axis=1)
