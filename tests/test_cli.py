@@ -534,7 +534,7 @@ def test_not_utf8_suggests_encoding(tmp_path, capsys):
     ],
 )
 def test_task_is_decided_as_the_api_decides(target, task, expected):
-    from sklearn_hypothesaes.app._cli import prepare_data
+    from sklearn_hypothesaes.app._cli_data import prepare_data
     from sklearn_hypothesaes.utils._validation import resolve_task
 
     frame = pd.DataFrame({"text": [f"t{i}" for i in range(len(target))]})
@@ -550,7 +550,7 @@ def test_task_is_decided_as_the_api_decides(target, task, expected):
 
 
 def test_many_integer_values_are_a_regression_said_on_stderr(capsys):
-    from sklearn_hypothesaes.app._cli import prepare_data
+    from sklearn_hypothesaes.app._cli_data import prepare_data
 
     frame = pd.DataFrame({"text": list("abcdefghijkl"), "votes": range(12)})
     assert prepare_data(frame, "text", "votes", "auto")[2] == "regression"
@@ -560,7 +560,7 @@ def test_many_integer_values_are_a_regression_said_on_stderr(capsys):
 
 
 def test_multiclass_split_is_stratified():
-    from sklearn_hypothesaes.app._cli import split_data
+    from sklearn_hypothesaes.app._cli_data import split_data
 
     y = np.array([0] * 60 + [1] * 30 + [2] * 10)
     texts = np.array([f"t{i}" for i in range(100)], dtype=object)
@@ -599,7 +599,7 @@ def fake_result(hypotheses, coef, settings=None):
 
 
 def test_outputs_are_ranked_like_the_report(tmp_path):
-    from sklearn_hypothesaes.app._cli import write_outputs
+    from sklearn_hypothesaes.app._cli_run import write_outputs
 
     result = fake_result(["small", "none", "large", "medium"], [0.1, np.nan, -2, 1])
     out = tmp_path / "out"
@@ -618,7 +618,7 @@ def test_outputs_are_ranked_like_the_report(tmp_path):
 @pytest.mark.parametrize("failure", [RuntimeError("disk full"), KeyboardInterrupt()])
 def test_outputs_are_all_or_nothing(tmp_path, monkeypatch, failure):
     import sklearn_hypothesaes.app._report as report
-    from sklearn_hypothesaes.app._cli import write_outputs
+    from sklearn_hypothesaes.app._cli_run import write_outputs
 
     out = tmp_path / "out"
     write_outputs(fake_result(["old"], [1.0]), out, title="t")
@@ -640,7 +640,7 @@ def test_outputs_are_all_or_nothing(tmp_path, monkeypatch, failure):
 
 
 def test_credentials_in_urls_are_not_written(tmp_path):
-    from sklearn_hypothesaes.app._cli import write_outputs
+    from sklearn_hypothesaes.app._cli_run import write_outputs
 
     settings = {
         "hypotheses": {

@@ -507,7 +507,7 @@ def test_bad_options_exit_2(capsys, monkeypatch, argv, message):
 
 
 def test_interrupt_keeps_previous_outputs(data, tmp_path, capsys, monkeypatch):
-    from sklearn_hypothesaes.app import _toolkit_cli
+    from sklearn_hypothesaes.app import _toolkit_runs
 
     out = tmp_path / "out"
     out.mkdir()
@@ -516,7 +516,7 @@ def test_interrupt_keeps_previous_outputs(data, tmp_path, capsys, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(_toolkit_cli, "fit_embedder", interrupted)
+    monkeypatch.setattr(_toolkit_runs, "fit_embedder", interrupted)
     code, _, err = run(capsys, "cluster", data / "both.csv", *SMALL, "-o", out)
     assert code == 130
     assert "interrupted; the previous outputs are as they were." in err

@@ -340,7 +340,7 @@ def render_toolkit_report(command, result, path, *, settings, timings, args) -> 
     command : {"diff", "correlations", "cluster", "search"}
         Which page.
     result : dict
-        What the command computed (see :mod:`._toolkit_cli`): its tables, the
+        What the command computed (see :mod:`._toolkit_runs`): its tables, the
         fitted ``embedder`` (None for a dense search) and ``usage``.
     path : str or path-like
         The HTML file to write.
