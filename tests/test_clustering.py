@@ -410,3 +410,11 @@ def test_nearest_neighbour_affinity_keeps_the_most_similar_sets(monkeypatch):
     model = tone_model(n_neighbors=3).fit(Z, labels=LABELS)
     assert model.affinity_ == "nearest_neighbors"
     assert adjusted_rand_score(tone, model.labels_) == 1.0
+
+
+def test_jaccard_affinity_refuses_empty_sets():
+    from sklearn_hypothesaes.toolkit._clustering import jaccard_affinity
+
+    P = sp.csr_matrix(np.array([[1, 0], [0, 0]]))
+    with pytest.raises(ValueError, match=r"'patterns' .* non-empty sets; rows \[1\]"):
+        jaccard_affinity(P, [1, 1])
