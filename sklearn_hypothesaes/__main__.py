@@ -2,21 +2,14 @@
 
 The first argument ``diff``, ``correlations``, ``cluster`` or ``search`` runs an
 analysis of the toolkit (see ``app._toolkit_cli``); anything else runs the
-main method (see ``app._cli``).
+main method (see ``app._cli``, whose ``main`` makes that choice).
 """
 
 import sys
 
 
 def main(argv=None) -> int:
-    """Dispatch to the toolkit's subcommands or to the main command line."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    from .app._toolkit_cli import SUBCOMMANDS
-
-    if argv and argv[0] in SUBCOMMANDS:
-        from .app._toolkit_cli import toolkit_main
-
-        return toolkit_main(argv)
+    """Run the command line; returns the exit status."""
     from .app._cli import main as cli_main
 
     return cli_main(argv)

@@ -956,3 +956,22 @@ def test_llm_fixes_are_named_by_their_options(capsys, monkeypatch):
         r"'enable_thinking': False}}\)\. On the command line, --max-tokens sets "
         r"max_tokens and --extra-body sets extra_body\. \(run with --debug",
     )
+
+
+def test_toolkit_commands_reach_the_toolkit_from_this_main_too(capsys):
+    """``app._cli.main`` and the installed entry point dispatch alike."""
+    with pytest.raises(SystemExit) as exc:
+        main(["diff", "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith("usage: sklearn-hypothesaes diff [-h]")
+    assert "--summarize" in text and "--names NAME_A NAME_B" in text
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    assert "--target-column" in text
+    assert (
+        "Toolkit analyses (sklearn-hypothesaes COMMAND --help): diff A B | "
+        "correlations FILE | cluster FILE --axis AXIS | search FILE QUERY" in text
+    )

@@ -43,6 +43,7 @@ in ``_cli_common``.
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ._cli_common import (
     HelpFormatter,
@@ -76,7 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
             "      --target-column a_clicked_more   # pairs: which text wins\n"
             "  sklearn-hypothesaes reviews.parquet --target-column stars \\\n"
             "      --base-url http://localhost:8000/v1 "
-            "--interpreter-model Qwen/Qwen3-8B"
+            "--interpreter-model Qwen/Qwen3-8B\n\n"
+            "Toolkit analyses (sklearn-hypothesaes COMMAND --help): diff A B | "
+            "correlations FILE | cluster FILE --axis AXIS | search FILE QUERY"
         ),
         formatter_class=HelpFormatter,
     )
@@ -313,7 +316,14 @@ def main(argv=None) -> int:
     """Entry point of ``sklearn-hypothesaes`` and ``python -m sklearn_hypothesaes``.
 
     Returns the exit status: 0 on success, 1 on bad input or a failure, 2 on
-    bad options (argparse), 130 when interrupted.
+    bad options (argparse), 130 when interrupted. A first argument ``diff``,
+    ``correlations``, ``cluster`` or ``search`` runs that toolkit analysis
+    instead (:func:`toolkit_main`), as the installed command does.
     """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    from ._toolkit_cli import SUBCOMMANDS, toolkit_main
+
+    if argv and argv[0] in SUBCOMMANDS:
+        return toolkit_main(argv)
     args = parse_args(argv)
     return run_reporting_errors(run, args)
