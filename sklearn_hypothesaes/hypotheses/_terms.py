@@ -349,12 +349,10 @@ def document_terms(
 
 
 def text_fingerprint(texts: Sequence[str]) -> str:
-    """A hash of a sequence of texts (order and boundaries included)."""
-    digest = hashlib.blake2b(digest_size=16)
-    for text in texts:
-        data = text.encode("utf-8", "surrogatepass")
-        digest.update(len(data).to_bytes(8, "little"))
-        digest.update(data)
+    """A hash of a sequence of texts, their order and boundaries included."""
+    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    digest = hashlib.blake2b(lengths.tobytes(), digest_size=16)
+    digest.update("".join(texts).encode("utf-8", "surrogatepass"))
     return digest.hexdigest()
 
 
@@ -699,11 +697,16 @@ def _fdr_cuts(scores, alpha=_FDR, floor=_MIN_AUTO_SCORE):
     # Only p <= alpha can pass (every bound is <= alpha), and those are the
     # smallest p-values: sorting them alone gives their ranks in the vocabulary.
     small = p <= alpha
+    rows, last = [], []
     for row in np.flatnonzero(small.any(axis=1)):
         ranked = np.sort(p[row, small[row]])
         passed = np.flatnonzero(ranked <= bounds[: len(ranked)])
         if len(passed):
-            cuts[row] = max(float(norm.isf(alpha * (passed[-1] + 1) / n)), floor)
+            rows.append(row)
+            last.append(passed[-1])
+    if rows:
+        cut = norm.isf(alpha * (np.asarray(last) + 1) / n)
+        cuts[rows] = np.maximum(cut, floor)
     return cuts
 
 
