@@ -975,3 +975,46 @@ def test_toolkit_commands_reach_the_toolkit_from_this_main_too(capsys):
         "Toolkit analyses (sklearn-hypothesaes COMMAND --help): diff A B | "
         "correlations FILE | cluster FILE --axis AXIS | search FILE QUERY" in text
     )
+
+
+def test_a_rejected_request_parameter_is_one_line_with_the_options_fix(
+    tmp_path, capsys, monkeypatch
+):
+    """An endpoint that rejects max_tokens (as OpenAI's reasoning models do):
+    the run stops with the server's words and the options that fix it, which
+    then do."""
+    rng = np.random.default_rng(0)
+    words = np.array(["funny", "boring", "actors", "music"])
+    picks = rng.integers(0, 4, size=120)
+    texts = [f"The film is {w}, note {i}." for i, w in enumerate(words[picks])]
+    path = tmp_path / "data.csv"
+    pd.DataFrame({"text": texts, "target": (picks == 0).astype(int)}).to_csv(
+        path, index=False
+    )
+    monkeypatch.setenv("TEST_KEY", "sk-test")
+    with FakeOpenAIServer(chat=llm, reject_params=("max_tokens",)) as server:
+        argv = [path, "--base-url", server.base_url, "--interpreter-model", "m"]
+        argv += ["--api-key-env", "TEST_KEY", *SMALL, "--no-cache"]
+        code, out, err = run_cli(capsys, *argv, "-o", tmp_path / "out")
+        # The note of the data read, then the error in one line.
+        assert code == 1 and "Traceback" not in err and "--debug" not in err
+        note, error = err.strip().splitlines()
+        assert note.endswith("task binary, LLM hypotheses.")
+        assert re.fullmatch(
+            r"sklearn-hypothesaes: error: the LLM endpoint rejected 3 requests in "
+            r"a row with HTTP 400: \"Unsupported parameter: 'max_tokens' is not "
+            r"supported with this model\. Use 'max_completion_tokens' instead\.\"\. "
+            r"The run was stopped rather than left to end with every answer "
+            r"missing\. The server rejects 'max_tokens' \(OpenAI's reasoning models "
+            r"take 'max_completion_tokens'\): give --max-tokens none --extra-body "
+            r"'\{\"max_completion_tokens\": 4096\}'\.",
+            error,
+        ), error
+        assert out == "" and not (tmp_path / "out").exists()
+        fixed = ["--max-tokens", "none"]
+        fixed += ["--extra-body", '{"max_completion_tokens": 64}']
+        code, out, err = run_cli(capsys, *argv, *fixed, "-o", tmp_path / "out")
+        assert code == 0, err
+        sent = server.requests[-1]["body"]
+        assert "max_tokens" not in sent and sent["max_completion_tokens"] == 64
+    assert "hypotheses" in out and (tmp_path / "out" / "report.html").exists()

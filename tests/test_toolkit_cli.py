@@ -534,3 +534,18 @@ def test_help_lists_the_subcommands_and_other_arguments_reach_the_main_cli(capsy
         main(["--help"])
     assert exit.value.code == 0
     assert "--target-column" in capsys.readouterr().out
+
+
+def test_max_tokens_none_sends_none(capsys):
+    from sklearn_hypothesaes.app._toolkit_cli import parse_toolkit_args
+
+    args = parse_toolkit_args(["search", "d.csv", "q", "--max-tokens", "none"])
+    assert args.max_tokens is None
+    assert parse_toolkit_args(["search", "d.csv", "q"]).max_tokens == 512
+    with pytest.raises(SystemExit) as exit:
+        parse_toolkit_args(["search", "d.csv", "q", "--max-tokens", "0"])
+    assert exit.value.code == 2
+    assert (
+        "argument --max-tokens: must be a positive integer, or none to send no "
+        "max_tokens; got '0'" in capsys.readouterr().err
+    )

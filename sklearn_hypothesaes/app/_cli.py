@@ -50,6 +50,7 @@ from ._cli_common import (
     encoding,
     fraction,
     json_object,
+    max_tokens,
     positive_int,
     run_reporting_errors,
 )
@@ -215,11 +216,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     llm.add_argument(
         "--max-tokens",
-        type=positive_int,
+        type=max_tokens,
         default=512,
         metavar="N",
         help="most tokens per LLM answer; a thinking model needs room for its "
-        "thinking, or thinking turned off with --extra-body",
+        "thinking, or thinking turned off with --extra-body; none sends no "
+        "max_tokens (for servers that reject it, such as OpenAI's reasoning "
+        "models: give max_completion_tokens in --extra-body)",
     )
     llm.add_argument(
         "--extra-body",

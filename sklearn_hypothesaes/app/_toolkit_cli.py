@@ -45,6 +45,7 @@ from ._cli_common import (
     fraction,
     json_object,
     llm_mode,
+    max_tokens,
     note,
     positive_int,
     run_reporting_errors,
@@ -171,10 +172,11 @@ def _add_common(parser, command: str):
     )
     llm.add_argument(
         "--max-tokens",
-        type=positive_int,
+        type=max_tokens,
         default=512,
         metavar="N",
-        help="most tokens per LLM answer",
+        help="most tokens per LLM answer; none sends no max_tokens (for servers "
+        "that reject it: give max_completion_tokens in --extra-body)",
     )
     llm.add_argument(
         "--extra-body",
