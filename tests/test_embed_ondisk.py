@@ -190,6 +190,10 @@ def test_refuses_a_folder_of_other_files_and_bad_arguments(tmp_path, fake):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(ValueError, match="holds other files and no progress.json"):
         embedder().transform_to_disk(corpus(3), tmp_path)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "progress.json").write_text('{"chunk_size": 3}')
+    with pytest.raises(ValueError, match=r"bad.progress\.json is not a progress rec"):
+        embedder().transform_to_disk(corpus(3), tmp_path / "bad")
     with pytest.raises(ValueError, match="'chunk_size' parameter .* Got 0 instead"):
         embedder().transform_to_disk(corpus(3), tmp_path / "a", chunk_size=0)
     with pytest.raises(ValueError, match="'storage' parameter .* Got 'h5' instead"):

@@ -25,6 +25,7 @@ ARRAY_FILES = {"npy": "embeddings.npy", "zarr": "embeddings.zarr"}
 # Bump when the folder layout or the meaning of the record changes.
 _LAYOUT = 1
 DEFAULT_CHUNK_SIZE = 4096
+_RECORD_KEYS = {"fingerprint", "chunk_size", "chunks_done", "n_dims"}
 
 
 def _checked_rows(X, start: int, stop: int, check: Callable) -> list[str]:
@@ -128,13 +129,16 @@ class DiskArray:
             return None
         try:
             record = json.loads(self.record_path.read_text(encoding="utf-8"))
-            record["fingerprint"], record["chunk_size"], record["chunks_done"]
-        except (ValueError, KeyError, TypeError) as exc:
+            missing = sorted(_RECORD_KEYS - record.keys())
+            problem = f"no {', '.join(missing)}" if missing else None
+        except (ValueError, AttributeError) as exc:
+            record, problem = None, exc
+        if problem:
             raise ValueError(
                 f"{self.record_path} is not a progress record of "
-                f"TextEmbedder.transform_to_disk ({exc}). Delete the folder to "
-                "embed the texts there from the start."
-            ) from None
+                f"TextEmbedder.transform_to_disk ({problem}). Delete the folder "
+                "to embed the texts there from the start."
+            )
         return record
 
     @property
