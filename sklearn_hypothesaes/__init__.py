@@ -60,6 +60,8 @@ _LAZY = {
     "verify_differences": ".toolkit._summary",
     "DifferenceSummary": ".toolkit._summary",
     "concept_correlations": ".toolkit._correlations",
+    "ConceptClustering": ".toolkit._clustering",
+    "PropertySearch": ".toolkit._search",
 }
 
 __all__ = sorted(_LAZY)

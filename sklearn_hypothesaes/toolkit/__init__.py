@@ -12,9 +12,12 @@ become counting:
   write the top ones in words and :func:`verify_differences` checks each.
 - :func:`concept_correlations`: latent pairs ranked by NPMI of co-firing,
   with synonym pairs filtered by label similarity.
+- :class:`ConceptClustering` and :class:`PropertySearch`: clustering along a
+  named axis and retrieval by a property described in words.
 """
 
 from ._binarize import binarize_activations, latent_thresholds
+from ._clustering import ConceptClustering
 from ._correlations import concept_correlations
 from ._diff import (
     DifferenceSummary,
@@ -23,8 +26,11 @@ from ._diff import (
     verify_differences,
 )
 from ._embedder import CostEstimate, InterpretableEmbedder, default_describer
+from ._search import PropertySearch
 
 __all__ = [
+    "ConceptClustering",
+    "PropertySearch",
     "CostEstimate",
     "DifferenceSummary",
     "InterpretableEmbedder",
