@@ -30,6 +30,10 @@ _EXTRAS = {
     "huggingface_hub": "pretrained",
     "dask": "dask",
     "distributed": "dask",
+    "onnxruntime": "onnx",
+    "onnx": "onnx",
+    "openvino": "openvino",
+    "zarr": "zarr",
 }
 
 
