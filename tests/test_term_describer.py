@@ -1,6 +1,7 @@
 """Offline terms that keep a latent's signal: same sign as the latent, clean text."""
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.stats import norm
 
@@ -203,3 +204,90 @@ def test_exclusive_terms_go_to_the_latent_they_fit_best():
         texts, np.column_stack([acts, acts]), n_terms=10, exclusive=True
     )
     assert copy[0] == copy[1] == contrastive_terms(texts, acts, n_terms=10)[0]
+
+
+# -------------------------------------------- many latents: fast and unchanged
+def _noisy_corpus(n_texts=400, n_latents=10, seed=0):
+    """Random texts of 64 words; latent j fires on 80% of the texts with word
+    j and on 3% of all texts at random; the last latent never fires."""
+    rng = np.random.default_rng(seed)
+    words = [f"word{i}" for i in range(60)] + ["not", "very", "bad", "good"]
+    texts = [" ".join(rng.choice(words, rng.integers(3, 10))) for _ in range(n_texts)]
+    acts = np.zeros((n_texts, n_latents))
+    for i, text in enumerate(texts):
+        present = set(text.split())
+        for j in range(n_latents):
+            if f"word{j}" in present and rng.random() > 0.2:
+                acts[i, j] = rng.exponential() + 0.01
+    acts[rng.random(acts.shape) < 0.03] = 0.5
+    acts[:, -1] = 0.0
+    return texts, acts
+
+
+def test_noisy_corpus_table_is_the_one_of_the_reference_version():
+    # Computed by TermDescriber as of commit 9625776 (one latent at a time,
+    # per-latent fidelity_scores), before labelling was batched.
+    # F1, precision and recall are ratios of counts of texts: exact floats.
+    expected = [
+        (0, 'mentions "word0"', 36 / 43, 12 / 13, 36 / 47),
+        (1, 'mentions "word1"', 5 / 8, 5 / 9, 5 / 7),
+        (2, 'mentions "word2"', 58 / 73, 29 / 34, 29 / 39),
+        (3, 'mentions "word3"', 58 / 75, 29 / 34, 29 / 41),
+        (4, 'mentions "word4"', 4 / 5, 14 / 17, 7 / 9),
+        (5, 'mentions "word5"', 62 / 85, 31 / 46, 31 / 39),
+        (6, 'mentions "word6"', 15 / 26, 15 / 22, 1 / 2),
+        (7, 'mentions "word7"', 13 / 17, 13 / 18, 13 / 16),
+        (8, 'mentions "word8"', 64 / 85, 32 / 39, 16 / 23),
+    ]
+    texts, acts = _noisy_corpus()
+    found = TermDescriber(n_terms=3).describe(texts, acts, annotator=PhraseAnnotator())
+    columns = ["column", "description", "fidelity", "precision", "recall"]
+    assert list(found.table[columns].itertuples(index=False, name=None)) == expected
+    assert found.missing == {9: "never fires"}
+
+
+class _ReadingAnnotator(PhraseAnnotator):
+    """PhraseAnnotator that TermDescriber does not recognise: it reads the
+    texts, the way any other annotator is asked."""
+
+
+@pytest.mark.parametrize("sparse_input", [False, True])
+def test_phrase_annotations_read_off_the_terms_equal_reading_the_texts(sparse_input):
+    from scipy import sparse
+
+    texts, acts = _noisy_corpus(n_latents=40)
+    if sparse_input:
+        acts = sparse.csr_matrix(acts)
+    describer = TermDescriber(n_terms=8, min_score=1.0)
+    fast = describer.describe(texts, acts, annotator=PhraseAnnotator())
+    read = describer.describe(texts, acts, annotator=_ReadingAnnotator())
+    assert len(fast.table) == 39 and fast.table["terms"].map(len).max() > 1
+    pd.testing.assert_frame_equal(fast.table, read.table, check_exact=True)
+    assert fast.missing == read.missing
+
+
+def test_texts_are_read_once_per_describer_and_never_pickled():
+    import pickle
+
+    from sklearn.base import clone
+
+    texts, acts = _noisy_corpus()
+    describer = TermDescriber(n_terms=3, exclusive=False)
+    whole = describer.describe(texts, acts, annotator=PhraseAnnotator())
+    documents = describer._documents_cache
+    # Batches of latents on the same texts (a new list of them) reuse them ...
+    first = describer.describe(list(texts), acts[:, :4], annotator=PhraseAnnotator())
+    second = describer.describe(texts, acts[:, 4:], annotator=PhraseAnnotator())
+    assert describer._documents_cache is documents
+    batched = pd.concat(
+        [first.table, second.table.assign(column=second.table["column"] + 4)],
+        ignore_index=True,
+    )
+    pd.testing.assert_frame_equal(batched, whole.table, check_exact=True)
+    # ... other texts are read again.
+    other = [t + " extra" for t in texts]
+    describer.describe(other, acts, annotator=PhraseAnnotator())
+    assert describer._documents_cache is not documents
+    assert "_documents_cache" not in pickle.loads(pickle.dumps(describer)).__dict__
+    assert "_documents_cache" in describer.__dict__  # pickling left it alone
+    assert "_documents_cache" not in clone(describer).__dict__

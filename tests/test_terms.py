@@ -3,6 +3,7 @@
 import importlib.util
 import re
 
+import ftfy
 import numpy as np
 import pytest
 from scipy import sparse
@@ -203,3 +204,184 @@ def test_contractions_stay_whole_in_terms_and_matching():
     )
     np.testing.assert_array_equal(got, [[1, 0, 1], [0, 0, 0], [0, 1, 0], [0, 0, 0]])
     assert PhraseMatcher([["Doesn’t"]]).term_lists == [["doesn't"]]
+
+
+# ------------------------------------------------ the batched scoring is exact
+def _reference_terms(
+    texts, acts, y=None, *, n_terms=8, min_score="auto", exclusive=False, quantile=0.0
+):
+    """contrastive_terms as it was written before it scored latents in blocks
+    (commit 9625776): one latent at a time, every term of the vocabulary
+    scored, sorted and tested. Kept here to pin the batched version to it."""
+    from scipy.stats import norm
+
+    from sklearn_hypothesaes.hypotheses import _terms as T
+
+    vectorizer = CountVectorizer(
+        token_pattern=T.TOKEN_PATTERN,
+        preprocessor=T._normalize,
+        ngram_range=(1, 2),
+        min_df=3,
+        binary=True,
+    )
+    docs = vectorizer.fit_transform(texts).tocsr()
+    vocab = vectorizer.get_feature_names_out()
+    keep = T._literal_terms(vocab, T._stop_set("english"))
+    docs, vocab = docs[:, keep].toarray().astype(float), vocab[keep]
+    docs = (docs > 0).astype(float)
+    background = docs.sum(axis=0)
+    rate = background / max(background.sum(), 1.0)
+    if min_score == "bonferroni":
+        min_score = float(norm.isf(0.05 / max(len(vocab), 1)))
+    acts = np.asarray(acts, dtype=float)
+    if y is not None:
+        targets = np.asarray(y, dtype=float).reshape(len(texts), -1)
+        column, sign, term_sign = T._directions(
+            sparse.csc_matrix(acts), sparse.csr_matrix(docs), targets
+        )
+    results = []
+    for j in range(acts.shape[1]):
+        a = acts[:, j]
+        fires = a != 0
+        if fires.any():
+            fires = a >= np.quantile(a[a != 0], quantile)
+            fires &= a != 0
+        if not fires.any() or (a != 0).all():
+            results.append([])
+            continue
+        y_fire = fires @ docs
+        y_silent = background - (a != 0) @ docs
+        prior = 1.0 * y_fire.sum() * rate
+        n_i, n_j, p0 = y_fire.sum(), y_silent.sum(), prior.sum()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            delta = np.log((y_fire + prior) / (n_i + p0 - y_fire - prior)) - np.log(
+                (y_silent + prior) / (n_j + p0 - y_silent - prior)
+            )
+            z = delta / np.sqrt(1.0 / (y_fire + prior) + 1.0 / (y_silent + prior))
+        usable = y_fire > 0
+        if y is not None and sign[j] != 0:
+            usable &= term_sign[:, column[j]] == sign[j]
+        scores = np.where(usable, z, -np.inf)
+        cut = min_score
+        if min_score == "auto":
+            p = np.sort(norm.sf(scores))
+            passed = np.flatnonzero(p <= 0.1 * np.arange(1, len(p) + 1) / len(p))
+            cut = np.inf
+            if len(passed):
+                cut = max(float(norm.isf(0.1 * (passed[-1] + 1) / len(p))), 3.0)
+        wanted = 3 * n_terms if exclusive else n_terms
+        order = sorted(
+            range(len(vocab)),
+            key=lambda i: (-scores[i], -vocab[i].count(" "), vocab[i]),
+        )
+        picked = []
+        for i in order:
+            if len(picked) == wanted or not scores[i] >= cut:
+                break
+            term = f" {vocab[i]} "
+            if any(
+                f" {vocab[k]} " in term
+                or (
+                    term in f" {vocab[k]} "
+                    and y_fire[i] == y_fire[k]
+                    and y_silent[i] == y_silent[k]
+                )
+                for k in picked
+            ):
+                continue
+            picked.append(i)
+        results.append([(str(vocab[i]), float(scores[i])) for i in picked])
+    return T._exclusive(results, n_terms) if exclusive else results
+
+
+def _many_latents(n_texts=500, n_latents=150, seed=0):
+    """Random texts of 120 words; latent j fires (mostly) on texts with word
+    j, some latents fire at random, one never, one always."""
+    rng = np.random.default_rng(seed)
+    words = [f"word{i}" for i in range(120)] + ["not", "very", "bad"]
+    texts = [" ".join(rng.choice(words, rng.integers(3, 12))) for _ in range(n_texts)]
+    # "good" only ever in "not good": tied scores, and a redundant shorter term.
+    texts = [t + " not good" if "word0 " in t + " " else t for t in texts]
+    acts = np.zeros((n_texts, n_latents))
+    for i, text in enumerate(texts):
+        present = set(text.split())
+        for j in range(n_latents):
+            if f"word{j % 120}" in present and rng.random() > 0.15:
+                acts[i, j] = rng.exponential() + 0.01
+    acts[rng.random(acts.shape) < 0.01] = 0.5
+    acts[:, 3], acts[:, 4] = 0.0, 1.0
+    return texts, acts, rng.normal(size=n_texts)
+
+
+# Latent 4 fires everywhere: its variance rounds below zero in _directions.
+@pytest.mark.filterwarnings("ignore:invalid value encountered in sqrt")
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {},
+        {"exclusive": True, "n_terms": 3},
+        {"min_score": 1.0, "quantile": 0.5},
+        {"min_score": "bonferroni"},
+        {"y": "target", "exclusive": True},
+    ],
+)
+def test_many_latents_equal_the_one_at_a_time_reference(settings):
+    texts, acts, target = _many_latents()
+    settings = {k: target if v == "target" else v for k, v in settings.items()}
+    expected = _reference_terms(texts, acts, **settings)
+    assert sum(map(len, expected)) > 100  # many terms to compare
+    assert contrastive_terms(texts, acts, **settings) == expected
+    assert contrastive_terms(texts, sparse.csr_matrix(acts), **settings) == expected
+
+
+def test_documents_are_reused_and_refused_for_other_texts():
+    from sklearn_hypothesaes.hypotheses._terms import document_terms
+
+    texts, acts, _ = _many_latents(n_texts=200, n_latents=20)
+    documents = document_terms(texts)
+    assert documents.docs.shape == (200, len(documents.vocab))
+    expected = contrastive_terms(texts, acts)
+    assert contrastive_terms(texts, acts, documents=documents) == expected
+    with pytest.raises(ValueError, match="built from other texts than the 200"):
+        contrastive_terms(texts[::-1], acts, documents=documents)
+    # Same texts joined differently are other texts.
+    with pytest.raises(ValueError, match="other texts"):
+        contrastive_terms(
+            [texts[0] + texts[1], "", *texts[2:]], acts, documents=documents
+        )
+    with pytest.raises(ValueError, match=r"built with \(ngram_range, min_df"):
+        contrastive_terms(texts, acts, min_df=2, documents=documents)
+
+
+def test_blanking_only_skipped_where_nothing_could_match():
+    from sklearn_hypothesaes.hypotheses._terms import _NOT_WORDS, _normalize
+
+    samples = [
+        "Call (555) 123-4567 now",
+        "see https://example.com/x or www.example.org",
+        "mail me: a.b+c@example.co.uk",
+        "ftp://files here",
+        "rated 4 out of 5",
+        "no digits, no links",
+        "café &amp; crème",
+        "\u0661\u0662\u0663\u0664\u0665\u0666\u0667 arabic digits",
+    ]
+    for text in samples:
+        if not text.isascii() or "&" in text:
+            text = ftfy.fix_text(text)
+        assert _normalize(text) == _NOT_WORDS.sub(" ", text).lower()
+    assert _normalize("Call (555) 123-4567 now") == "call   now"
+
+
+def test_annotations_read_off_the_document_terms_equal_the_texts():
+    from sklearn_hypothesaes.hypotheses._terms import document_terms
+
+    texts, acts, _ = _many_latents(n_texts=300, n_latents=40)
+    terms = contrastive_terms(texts, acts, min_score=1.0)
+    matcher = PhraseMatcher([t for t in terms if t])
+    documents = document_terms(texts)
+    np.testing.assert_array_equal(
+        matcher.annotate_documents(documents), matcher.annotate(texts)
+    )
+    # A term that is no column (too rare here) cannot be read off.
+    assert PhraseMatcher([["word1 word2 word3"]]).annotate_documents(documents) is None
