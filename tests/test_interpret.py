@@ -291,3 +291,34 @@ def test_a_prompt_too_long_for_a_short_context_is_flagged(make_client):
         with warnings.catch_warnings():
             warnings.simplefilter("error", UserWarning)
             interpret_latents(texts, acts, client=client, n_fidelity=0, n_examples=7)
+
+
+def test_candidates_scored_at_once_equal_one_at_a_time():
+    from sklearn_hypothesaes.hypotheses._interpret import _candidate_scores
+
+    rng = np.random.default_rng(0)
+    keys, answers = [], []
+    for j in range(60):
+        acts = rng.random(80) * (rng.random(80) < 0.3)
+        if j % 7 == 0:
+            acts[:] = 0.5  # constant: correlation 0.0
+        held = np.sort(rng.choice(80, rng.integers(1, 30), replace=False))
+        named = [c for c in range(3) if rng.random() > 0.3] or [1]
+        for _ in held:
+            row = (rng.random(len(named)) > 0.5).astype(float)
+            row[rng.random(len(named)) < 0.1] = np.nan  # no usable answer
+            if j % 11 == 0:
+                row[:] = np.nan  # none at all: every score NaN
+            answers.append(row)
+        keys.append((j, named, held, acts))
+    got = _candidate_scores(keys, answers)
+    offset = 0
+    for j, named, held, acts in keys:
+        block = np.vstack(answers[offset : offset + len(held)])
+        offset += len(held)
+        for col, c in enumerate(named):
+            expected = fidelity_scores(block[:, col], acts[held])
+            assert got[(j, c)].keys() == expected.keys()
+            for key, value in expected.items():  # the same floats, NaN included
+                assert np.array_equal(got[(j, c)][key], value, equal_nan=True)
+    assert len(got) == sum(len(named) for _, named, _, _ in keys)
