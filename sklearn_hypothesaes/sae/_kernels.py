@@ -372,7 +372,7 @@ class TrainState:
         # Multiplies a fixed coefficient during warmup (as Gemma Scope and
         # Anthropic ramp the penalty up); set by the training loop.
         self.coef_factor = 1.0
-        self._n_dead = 0
+        self._n_dead, self._dead = 0, None
         self._steps = 0
         # Active-latent count and rows, summed as tensors to avoid a sync per step.
         self.nnz = 0
@@ -644,19 +644,23 @@ class TrainState:
         return grads, loss, code, vals
 
     def _n_dead_update(self):
-        # Reading the count is a device sync: on a GPU, once every 8 steps.
+        # Reading the dead latents is a device sync: on a GPU, once every 8
+        # steps (in between, a latent revived meanwhile still gets AuxK's
+        # gradient, which does no harm).
         if self._steps % 8 == 0 or self.rows_since_fired.device.type == "cpu":
-            self._n_dead = int(self.dead_mask().sum())
+            self._dead = torch.nonzero(self.dead_mask()).squeeze(1)
+            self._n_dead = len(self._dead)
 
     def _aux_grads(self, xc, resid, pre, aux_k, coef):
         """AuxK: dead latents learn to reconstruct the main residual
         ``resid = x - x_hat``. Returns the gradients of ``coef * aux_loss``."""
         p = self.params
         n_rows, n_features = xc.shape
-        masked = pre.masked_fill(~self.dead_mask(), float("-inf"))
+        # The top-k among the dead columns only: usually a few of thousands,
+        # where masking the others would copy and search all B x M values.
         rows = self._topk_rows(n_rows, aux_k, pre.device)
-        rows, cols, pre_vals = select_topk(masked, aux_k, rows)
-        code = Code(rows, cols, pre_vals, n_rows, pre.shape[1])
+        rows, pos, pre_vals = select_topk(pre.index_select(1, self._dead), aux_k, rows)
+        code = Code(rows, self._dead[pos], pre_vals, n_rows, pre.shape[1])
         active = pre_vals > 0
         vals = pre_vals.clamp(min=0)
         diff = code.decode(vals, p["w_dec"]) - resid
