@@ -130,29 +130,29 @@ def train(args):
 
 def epoch(args):
     """Rows/s of one more epoch (``partial_fit`` of the fitted model) over the
-    on-disk array, or over its first ``--slice-rows`` rows in memory: the same
-    work per row (the epoch, then the pass for ``fvu_``)."""
+    on-disk array, between two epochs over its first ``--slice-rows`` rows as
+    an in-memory array: the same work per row (the epoch, then the pass for
+    ``fvu_``), measured in one process so that both see the same machine."""
     import torch
 
     from sklearn_hypothesaes.sae import load_sae
 
     torch.set_num_threads(args.threads)
-    X = np.load(args.path, mmap_mode="r")
-    if args.in_memory:
-        X = np.array(X[: args.slice_rows])
+    on_disk = np.load(args.path, mmap_mode="r")
+    in_memory = np.array(on_disk[: args.slice_rows])
     sae = load_sae(args.model)
     # Untimed: a first partial_fit starts the optimiser state that the timed
-    # one resumes from (so neither reads a sample for the loss's scale).
-    sae.partial_fit(np.array(X[:1000]))
-    start = time.perf_counter()
-    with PeakAnon() as peak:
+    # ones resume from (so none reads a sample for the loss's scale).
+    sae.partial_fit(in_memory[:1000])
+    rates = {}
+    for name, X in (("ram", in_memory), ("disk", on_disk), ("ram2", in_memory)):
+        start = time.perf_counter()
         sae.partial_fit(X)
-    seconds = time.perf_counter() - start
+        rates[name] = X.shape[0] / (time.perf_counter() - start)
     return {
-        "seconds": seconds,
-        "rows_per_s": X.shape[0] / seconds,
-        "peak_anon_gb": peak.peak / 1e9,
-        "data_gb": X.nbytes / 1e9 if args.in_memory else 0.0,
+        "disk_rows_per_s": rates["disk"],
+        "ram_rows_per_s": [rates["ram"], rates["ram2"]],
+        "data_gb": in_memory.nbytes / 1e9,
     }
 
 
@@ -262,24 +262,15 @@ def main():
             f"{trained['validation_rows']:,} held out; FVU {trained['fvu']:.3f}, "
             f"validation {trained['validation_fvu']:.3f})"
         )
-        disk = run_phase("epoch", argv)
-        memory = run_phase("epoch", [*argv, "--in-memory"])
+        rates = run_phase("epoch", argv)
+        ram = float(np.mean(rates["ram_rows_per_s"]))
         print(
-            f"epoch,disk {disk['seconds']:8.1f} s  "
-            f"{disk['rows_per_s']:8.0f} rows/s  "
-            f"peak RssAnon {disk['peak_anon_gb']:.2f} GB  "
-            f"(partial_fit of the fitted model over all {args.rows:,} rows)"
-        )
-        print(
-            f"epoch,RAM  {memory['seconds']:8.1f} s  "
-            f"{memory['rows_per_s']:8.0f} rows/s  "
-            f"peak RssAnon {memory['peak_anon_gb']:.2f} GB  "
-            f"(the same over the first {args.slice_rows:,} rows as an in-memory "
-            f"array, {memory['data_gb']:.2f} GB)"
-        )
-        print(
-            f"           on-disk / in-memory rows/s: "
-            f"{disk['rows_per_s'] / memory['rows_per_s']:.2f}"
+            f"epoch      disk {rates['disk_rows_per_s']:8.0f} rows/s (all "
+            f"{args.rows:,} rows), in memory {ram:8.0f} rows/s (first "
+            f"{args.slice_rows:,} rows, {rates['data_gb']:.2f} GB; mean of one "
+            f"epoch before and one after: "
+            + ", ".join(f"{r:.0f}" for r in rates["ram_rows_per_s"])
+            + f"); on-disk / in-memory: {rates['disk_rows_per_s'] / ram:.2f}"
         )
         result = run_phase("transform", argv)
         print(
@@ -293,7 +284,8 @@ def main():
             "Each phase ran in its own process. The fit's time includes reading "
             "the 65,536-row starting sample and the validation slice, and the "
             "pass that computes fvu_ and latent_frequency_ after the epoch; the "
-            "epoch lines include that pass, not the sample or validation."
+            "epoch line's epochs (partial_fit, one process) include that pass, "
+            "not the sample or validation."
         )
     finally:
         if args.keep:
