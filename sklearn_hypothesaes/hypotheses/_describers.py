@@ -120,6 +120,16 @@ class TermDescriber(Strategy):
         scores fidelity; None scores on every text, which is what a cheap
         annotator always does.
 
+    Notes
+    -----
+    Reading the texts (repairing, tokenising, counting phrases) is most of
+    the cost of offline labelling, so the describer keeps the document-term
+    matrix of the last texts it described (recognised by a hash of the
+    texts; never pickled or cloned): calls on the same texts, such as the
+    batches of latents of :class:`InterpretableEmbedder`, read them once.
+    With :class:`PhraseAnnotator`, fidelity is read off the same matrix; the
+    numbers are those of annotating the texts.
+
     See Also
     --------
     LLMDescriber : Descriptions in words, by an LLM.
