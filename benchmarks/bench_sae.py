@@ -31,7 +31,6 @@ import subprocess
 import sys
 import time
 
-
 # Wall-clock time, or with --cpu-time this process's CPU time: with one
 # thread, the work done, which other processes on a shared machine inflate
 # much less than the wall clock.
