@@ -121,13 +121,21 @@ class DistributedFeed(StreamFeed):
                 f"{self.n_rows} rows); the shards hold {self.counts} training "
                 "rows. Give every process a similar share of the rows."
             )
-        self.state_class = partial(DistributedTrainState, comm=comm)
+        self.global_sizes = None
+        self.state_class = partial(DistributedTrainState, comm=comm, feed=self)
 
     def sizes(self, batch):
         # Every process takes the same number of steps, each about its share
         # of the global batch.
         steps = math.ceil(self.n_rows / batch)
-        base, extra = divmod(self.local_rows, steps)
+        shares = [self._split(count, steps) for count in self.counts]
+        # Every process knows every step's global batch size without asking.
+        self.global_sizes = [int(sum(step)) for step in zip(*shares, strict=True)]
+        return shares[self.comm.rank]
+
+    @staticmethod
+    def _split(count, steps):
+        base, extra = divmod(count, steps)
         return [base + 1] * extra + [base] * (steps - extra)
 
     def sample(self, seed):
@@ -192,17 +200,21 @@ class DistributedFeed(StreamFeed):
 class DistributedTrainState(TrainState):
     """A :class:`TrainState` whose steps act on the global batch of all processes."""
 
-    def __init__(self, params, *, comm, **kwargs):
+    def __init__(self, params, *, comm, feed, **kwargs):
         super().__init__(params, **kwargs)
-        self.comm = comm
+        self.comm, self.feed = comm, feed
         self._global_rows = None
+        self._step_in_epoch = 0
 
     def loss_and_grads(self, x, k=None):
         import torch
 
         n_local = x.shape[0]
-        rows = self.comm.all_reduce(torch.tensor([n_local], dtype=torch.long))
-        self._global_rows = int(rows)
+        # Every epoch takes the same steps: the feed's sizes, in turn (known
+        # to every process, so no collective and no device sync here).
+        sizes = self.feed.global_sizes
+        self._global_rows = sizes[self._step_in_epoch % len(sizes)]
+        self._step_in_epoch += 1
         grads, loss, code, vals = super().loss_and_grads(x, k=k)
         # Each process's loss is a mean over its rows: the global batch's mean
         # weighs them by their share. One all-reduce for every gradient.
