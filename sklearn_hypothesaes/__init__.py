@@ -31,6 +31,8 @@ _LAZY = {
     "load_sae": ".sae._io",
     "load_pretrained": ".sae._pretrained",
     "save_pretrained": ".sae._pretrained",
+    "ChunkSource": ".sae._streaming",
+    "fit_distributed": ".sae._distributed",
     "LLMClient": ".llm._client",
     "LLMRequestError": ".llm._client",
     "CacheError": ".utils._store",

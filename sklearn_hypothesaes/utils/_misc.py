@@ -33,7 +33,8 @@ _EXTRAS = {
     "onnxruntime": "onnx",
     "onnx": "onnx",
     "openvino": "openvino",
-    "zarr": "zarr",
+    "zarr": "ondisk",
+    "h5py": "ondisk",
 }
 
 
