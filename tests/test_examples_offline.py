@@ -95,3 +95,20 @@ def test_quickstart_openai_against_a_local_endpoint():
     assert "held-out AUC" in out
     calls = int(re.search(r"'calls': (\d+)", out).group(1))
     assert calls == n_requests > 0
+
+
+@pytest.mark.timeout(600)
+def test_toolkit_convention_speeches():
+    out = run_example("toolkit_convention_speeches.py")
+    assert "1418 passages: 814 democrat, 604 republican" in out
+    assert int(re.search(r"; (\d+) of the top 8 significant", out).group(1)) >= 1
+    # Democrat passages name the president more often (a fact of the data).
+    fidelity, freq_dem, freq_rep = map(
+        float, re.search(r'"obama".*?\s([\d.]+)\s+([\d.]+)\s+([\d.]+)\s', out).groups()
+    )
+    assert 0 < fidelity <= 1 and freq_dem > freq_rep
+    assert int(re.search(r"concept_correlations: (\d+) significant", out).group(1)) > 0
+    # Every passage is in one cluster (-1 included).
+    sizes = re.findall(r"cluster +-?\d+ \((\d+) passages\)", out)
+    assert sum(map(int, sizes)) == 1418
+    assert len(re.findall(r"^\d\. \[(?:democrat|republican)\] ", out, re.M)) == 4

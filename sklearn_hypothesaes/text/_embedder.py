@@ -298,7 +298,7 @@ class TextEmbedder(TransformerMixin, BaseEstimator):
         storage : {"npy", "zarr"}, default="npy"
             ``embeddings.npy`` (a NumPy file, returned as a read-only
             ``np.memmap``) or ``embeddings.zarr`` (a Zarr array, needs the
-            ``zarr`` extra).
+            ``ondisk`` extra).
 
         Returns
         -------
