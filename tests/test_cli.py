@@ -789,7 +789,9 @@ def test_pairs_of_texts_from_two_columns(tmp_path, capsys, pairs_csv):
     assert re.search(r"\d+ hypotheses, 1 significant on 150 held-out pairs", stdout)
     table = pd.read_csv(out / "hypotheses.csv")
     best = table.loc[table["coef"].idxmax()]
-    assert best["hypothesis"] == 'mentions "zebra"'
+    # The planted word leads the latent's terms (a tiny autoencoder may add a
+    # chance term or two after it).
+    assert best["hypothesis"].startswith('mentions "zebra"')
     assert best["significant"] and best["pvalue_corrected"] < 1e-4
     assert set(table["separation_test"]) == {"lr"}
     assert table["significant"].sum() == 1
@@ -803,7 +805,7 @@ def test_pairs_of_texts_from_two_columns(tmp_path, capsys, pairs_csv):
     new = np.array([["A zebra made news.", "The weather made news."]], dtype=object)
     with sklearn.config_context(enable_metadata_routing=True):
         differences = pipeline.transform(new, texts=new)
-    zebra = table.sort_values("column")["hypothesis"].eq('mentions "zebra"')
+    zebra = table.sort_values("column")["hypothesis"].str.startswith('mentions "zebra"')
     np.testing.assert_array_equal(differences[0], zebra.to_numpy(dtype=float))
 
 

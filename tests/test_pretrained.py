@@ -621,11 +621,6 @@ def test_we_open_what_saelens_saves(sae_lens, tmp_path, X, architecture):
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sae/_io.py's load_sae requires latent_frequency_, which a loaded "
-    "pretrained SAE cannot know (None); _check_shapes should accept None for it",
-)
 def test_a_loaded_sae_survives_save_sae(tmp_path, train_X):
     from sklearn_hypothesaes.sae import load_sae, save_sae
 

@@ -200,6 +200,10 @@ def _check_shapes(sae, path):
     }
     for name, shape in expected.items():
         got = getattr(sae, name, None)
+        # A pretrained SAE (load_pretrained) never saw its training rows, so
+        # it has no latent frequencies to store.
+        if name == "latent_frequency_" and got is None:
+            continue
         if not isinstance(got, np.ndarray) or got.shape != shape:
             found = None if got is None else getattr(got, "shape", type(got).__name__)
             raise _corrupt(path, f"'{name}' should have shape {shape}, got {found}")
