@@ -580,3 +580,58 @@ def test_save_sae_errors(tmp_path, blobs):
     ):
         save_sae(sae, tmp_path / "a.npz")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_centred_squares_of_tensors_match_numpy():
+    from sklearn_hypothesaes.sae._training import CentredSquares
+
+    rng = np.random.default_rng(0)
+    # A large offset: a plain sum of squares would cancel badly.
+    X = (rng.normal(size=(1000, 7)) + 1e4).astype(np.float32)
+    host, device = CentredSquares(), CentredSquares()
+    for lo in range(0, len(X), 300):
+        host.add(X[lo : lo + 300])
+        device.add(torch.from_numpy(X[lo : lo + 300]))
+    expected = ((X.astype(np.float64) - X.astype(np.float64).mean(0)) ** 2).sum()
+    assert device.value() == pytest.approx(expected, rel=1e-12)
+    assert device.value() == pytest.approx(host.value(), rel=1e-12)
+    np.testing.assert_allclose(device.mean(), X.astype(np.float64).mean(0), rtol=1e-14)
+    assert isinstance(device.mean(), np.ndarray)
+    assert CentredSquares().mean() is None
+
+
+def test_statistics_from_rows_on_the_device_match_the_host_path():
+    X, _ = planted_dictionary(n=900, d=16, m=24, k=2)
+    sae = small(n_latents=24, k=2, max_epochs=2, transform_batch_size=100).fit(X)
+    idx = np.arange(3, 900, 2)
+    host = sae._data_stats(X, idx)
+    device = sae._data_stats(torch.from_numpy(X), idx)
+    assert device["n"] == host["n"] == len(idx)
+    assert device["sse"] == host["sse"]
+    assert device["fvu"] == pytest.approx(host["fvu"], rel=1e-12)
+    np.testing.assert_array_equal(device["frequency"], host["frequency"])
+    np.testing.assert_allclose(device["mean"], X[idx].astype(np.float64).mean(0))
+
+
+def test_batches_gathered_on_the_device_equal_the_host_batches(tmp_path):
+    from sklearn_hypothesaes.sae._training import _Batches, rows_to_device
+
+    X, _ = planted_dictionary(n=500, d=8, m=12, k=2)
+    path = tmp_path / "rows.npy"
+    np.save(path, X)
+    X = np.load(path, mmap_mode="r")  # read-only: copied block by block
+    rows = rows_to_device(X, torch.device("cpu"), block=64)
+    np.testing.assert_array_equal(rows.numpy(), X)
+    train_idx = np.sort(np.random.default_rng(1).permutation(500)[:430])
+    host = _Batches(X, train_idx, 1.7, torch.device("cpu"))
+    gathered = _Batches(X, train_idx, 1.7, torch.device("cpu"))
+    # The GPU branch, on the CPU: all rows held, batches gathered by position.
+    gathered.on_device = rows
+    gathered.train_on_device = torch.from_numpy(train_idx)
+    expected = list(host.epoch(torch.Generator().manual_seed(3), 64))
+    got = list(gathered.epoch(torch.Generator().manual_seed(3), 64))
+    assert len(got) == len(expected) == 7
+    for a, b in zip(got, expected, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # The held rows stay unscaled, for the statistics after training.
+    np.testing.assert_array_equal(rows.numpy(), X)

@@ -542,7 +542,11 @@ class SparseAutoencoder(
         self.l0_ = result["l0"]
         if feed is None:
             idx = None if len(train_idx) == n_samples else train_idx
-            stats = self._data_stats(X, idx)
+            # The rows training copied to the GPU, when it did: the same
+            # float32 values, with no second host-to-device copy.
+            rows = result.pop("rows_on_device")
+            stats = self._data_stats(X if rows is None else rows, idx)
+            del rows
         else:
             stats = feed.combine_stats(self._data_stats(feed.rows))
         self.fvu_ = stats["fvu"]
@@ -636,7 +640,11 @@ class SparseAutoencoder(
         return "threshold", float(threshold)
 
     def _encode_on_device(self, X, idx=None):
-        """Yield (start, block, x, rows, cols, vals), the last four as tensors."""
+        """Yield (start, block, x, rows, cols, vals), the last four as tensors.
+
+        X may also be a tensor (rows already on the device): blocks are then
+        gathered there.
+        """
         torch = _torch()
         from ._kernels import as_tensor, encode
 
@@ -647,6 +655,12 @@ class SparseAutoencoder(
         size = self.transform_batch_size
         if isinstance(X, ChunkSource):
             blocks = X.blocks(size)
+        elif isinstance(X, torch.Tensor):
+            at = None if idx is None else torch.from_numpy(idx).to(X.device)
+            blocks = (
+                (lo, X[lo : lo + size] if at is None else X[at[lo : lo + size]])
+                for lo in range(0, n, size)
+            )
         else:
             blocks = (
                 (lo, X[lo : lo + size] if idx is None else X[idx[lo : lo + size]])
@@ -654,7 +668,8 @@ class SparseAutoencoder(
             )
         with torch.no_grad():
             for start, block in blocks:
-                x = as_tensor(block).to(device)
+                x = block if isinstance(block, torch.Tensor) else as_tensor(block)
+                x = x.to(device)
                 rows, cols, vals = encode(x, params, self.k, mode, threshold)
                 yield start, block, x, rows, cols, vals
 
@@ -713,7 +728,13 @@ class SparseAutoencoder(
         return np.asarray(Z @ self.decoder_weight_) + self.decoder_bias_
 
     def _data_stats(self, X, idx=None):
-        """FVU over all rows (of ``idx``), L0 and latent frequency, in batches."""
+        """FVU over all rows (of ``idx``), L0 and latent frequency, in batches.
+
+        X is a numpy array, a ChunkSource or a tensor of rows on the device.
+        Every sum (the total variance too) is taken on the model's device, in
+        float64, and read back once at the end: a host-side pass over all rows
+        in float64 cost more than the encoding itself on a GPU.
+        """
         torch = _torch()
         from ._kernels import sparse_decode
         from ._training import CentredSquares
@@ -726,16 +747,16 @@ class SparseAutoencoder(
         # Sums stay on the device: one transfer at the end, not one per batch.
         sse = torch.zeros((), dtype=torch.float64, device=device)
         fired = torch.zeros(self.n_latents, dtype=torch.long, device=device)
-        for _, block, x, rows, cols, vals in self._encode_on_device(X, idx):
+        for _, _, x, rows, cols, vals in self._encode_on_device(X, idx):
             recon = sparse_decode(rows, cols, vals, w_dec, x.shape[0]) + b_dec
             sse += (recon - x).double().square().sum()
-            sst.add(block)
+            sst.add(x)
             fired += torch.bincount(cols, minlength=self.n_latents)
         sse = float(sse)
         fired = fired.cpu().numpy()
         nnz = int(fired.sum())
         # Identical rows have no variance to explain: report 0 unexplained.
-        mean = sst.shift + sst.total / sst.n if sst.n else None
+        mean = sst.mean()
         sst = sst.value()
         fvu = sse / sst if sst > 0 else (0.0 if sse == 0 else math.inf)
         # The sums too, for processes that combine their shards' statistics.

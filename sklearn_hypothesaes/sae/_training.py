@@ -23,6 +23,8 @@ _QUANTILE_SAMPLE = 2048
 # On a GPU the training rows are copied to device memory once when they take
 # at most this share of the free memory; otherwise each batch is copied.
 _DEVICE_DATA_SHARE = 0.25
+# Rows per host-to-device copy when the rows are moved to the GPU once.
+_COPY_BLOCK = 65_536
 
 
 class CentredSquares:
@@ -30,6 +32,11 @@ class CentredSquares:
 
     Sums are taken around the first block's mean (a fixed shift), so one pass
     suffices without the cancellation of a plain sum of squares.
+
+    Blocks are numpy arrays or tensors. A tensor's sums are taken in float64
+    on its own device and stay there until :meth:`value` (no transfer or
+    synchronisation per block): on a GPU a host-side float64 pass over every
+    row would cost more than encoding them.
     """
 
     def __init__(self):
@@ -37,6 +44,15 @@ class CentredSquares:
         self.total = self.squares = 0.0
 
     def add(self, block):
+        if isinstance(block, torch.Tensor):
+            block = block.double()
+            if self.shift is None:
+                self.shift = block.mean(0)
+            centred = block - self.shift
+            self.n += len(block)
+            self.total = self.total + centred.sum(0)
+            self.squares = self.squares + centred.square().sum()
+            return
         block = np.asarray(block, dtype=np.float64)
         if self.shift is None:
             self.shift = block.mean(0)
@@ -48,7 +64,14 @@ class CentredSquares:
     def value(self):
         if not self.n:
             return 0.0
-        return self.squares - float((self.total**2).sum()) / self.n
+        return float(self.squares) - float((self.total**2).sum()) / self.n
+
+    def mean(self):
+        """Mean row (float64 numpy), or None before any row."""
+        if not self.n:
+            return None
+        mean = self.shift + self.total / self.n
+        return mean.cpu().numpy() if isinstance(mean, torch.Tensor) else mean
 
 
 def _init_params(est, X, train_idx, generator, device):
@@ -58,7 +81,11 @@ def _init_params(est, X, train_idx, generator, device):
     if len(pick) > _INIT_SAMPLE:
         sub = torch.randperm(len(pick), generator=generator)[:_INIT_SAMPLE].numpy()
         pick = pick[np.sort(sub)]
-    sample = as_tensor(X[pick]).double()
+    # The sample's statistics and the geometric median (20 float64 passes over
+    # it) are computed on the model's device: on a GPU host they took seconds
+    # of CPU time. The random decoder rows still come from the CPU generator,
+    # so that a seed gives the same start on every device.
+    sample = as_tensor(X[pick]).to(device).double()
     mean_norm = float(sample.norm(dim=1).mean())
     scale = math.sqrt(n_features) / mean_norm if mean_norm > 0 else 1.0
     sample *= scale
@@ -66,15 +93,16 @@ def _init_params(est, X, train_idx, generator, device):
     b_dec = geometric_median(sample).float()
     w_dec = torch.randn(est.n_latents, n_features, generator=generator)
     w_dec /= w_dec.norm(dim=1, keepdim=True)
+    w_dec = w_dec.to(device)
     params = {
         "w_enc": w_dec.clone(),
-        "b_enc": torch.zeros(est.n_latents),
+        "b_enc": torch.zeros(est.n_latents, device=device),
         "w_dec": w_dec,
         "b_dec": b_dec,
     }
     if est.activation in ("relu", "jumprelu"):
         params.update(_start_at_target_sparsity(est, sample.float(), params))
-    return {n: p.to(device) for n, p in params.items()}, scale, row_var
+    return params, scale, row_var
 
 
 def _start_at_target_sparsity(est, sample, params):
@@ -133,24 +161,41 @@ def encode_mode(activation):
     )
 
 
+def rows_to_device(X, device, block=_COPY_BLOCK):
+    """All rows of the numpy array X as a float32 tensor on ``device``.
+
+    Copied block by block from contiguous slices: no host copy of X as a whole
+    (as a fancy-indexed or converted X would be), and a read-only X (memmap)
+    is copied one block at a time.
+    """
+    out = torch.empty(X.shape, dtype=torch.float32, device=device)
+    for lo in range(0, X.shape[0], block):
+        out[lo : lo + block].copy_(as_tensor(np.ascontiguousarray(X[lo : lo + block])))
+    return out
+
+
 class _Batches:
     """Training batches on the device, scaled to the training frame.
 
-    On a GPU the training rows are copied to device memory once when they fit
+    On a GPU all rows of X (the validation rows too: at most
+    ``max_validation_rows``) are copied to device memory once when they fit
     in a quarter of the free memory, so that a step does not wait for a
-    host-to-device copy of its batch; otherwise (and on CPU) each batch is
-    gathered from X as it comes.
+    host-to-device copy of its batch; a batch is then gathered on the device
+    from the training positions. The rows stay unscaled (``on_device``) so
+    that the statistics after training can read them without another copy;
+    each batch is scaled as it is gathered, the same float32 product as
+    scaling them all once. Otherwise (and on CPU) each batch is gathered from
+    X as it comes.
     """
 
     def __init__(self, X, train_idx, scale, device):
         self.X, self.train_idx, self.scale, self.device = X, train_idx, scale, device
-        self.on_device = None
+        self.on_device = self.train_on_device = None
         if device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(device)
-            if len(train_idx) * X.shape[1] * 4 <= _DEVICE_DATA_SHARE * free:
-                rows = X if len(train_idx) == X.shape[0] else X[train_idx]
-                self.on_device = as_tensor(np.ascontiguousarray(rows)).to(device)
-                self.on_device *= scale
+            if X.shape[0] * X.shape[1] * 4 <= _DEVICE_DATA_SHARE * free:
+                self.on_device = rows_to_device(X, device)
+                self.train_on_device = torch.from_numpy(train_idx).to(device)
 
     def epoch(self, generator, batch):
         n_train = len(self.train_idx)
@@ -159,7 +204,7 @@ class _Batches:
             order = order.to(self.device)
             for start in range(0, n_train, batch):
                 pos = order[start : start + batch].sort().values
-                yield self.on_device[pos]
+                yield self.on_device[self.train_on_device[pos]].mul_(self.scale)
             return
         perm = self.train_idx[order.numpy()]
         for start in range(0, n_train, batch):
@@ -369,6 +414,9 @@ def train(
         "sparsity_coef": coef if est.activation in ("relu", "jumprelu") else None,
         "state": state,
         "l0": nnz / max(rows_total, 1),
+        # All rows of X on the device (unscaled) or None: the statistics after
+        # training read them there.
+        "rows_on_device": None if feed is not None else batches.on_device,
     }
 
 
