@@ -294,6 +294,21 @@ def test_rejected_max_tokens_stops_the_run(make_client):
     assert pickle.loads(pickle.dumps(error)).fix == error.fix
 
 
+def test_the_stop_pickles_the_way_dask_pickles_exceptions(make_client):
+    # Dask workers send exceptions back pickled by tblib, with their causes;
+    # the openai error a stop came from cannot be unpickled, so the stop must
+    # not carry it.
+    pickling_support = pytest.importorskip("tblib.pickling_support")
+    pickling_support.install(LLMRequestError)
+    with FakeOpenAIServer(default_reply=ANSWER, reject_params=("max_tokens",)) as srv:
+        client = make_client(srv, n_concurrent=1)
+        with pytest.raises(LLMRequestError) as info:
+            client.complete(["text 0", "text 1", "text 2"])
+    error = info.value
+    assert error.__cause__ is None and error.__context__ is None
+    assert pickle.loads(pickle.dumps(error)).server_message == error.server_message
+
+
 def test_rejected_temperature_stops_the_run(make_client):
     with FakeOpenAIServer(default_reply=ANSWER, reject_params=("temperature",)) as srv:
         client = make_client(srv, n_concurrent=2)

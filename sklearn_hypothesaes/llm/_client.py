@@ -768,8 +768,13 @@ class LLMClient:
                             if rt.no_response_format is None:
                                 rt.no_response_format = _server_message(exc)
                         continue
-                    self._client_error(rt, tally, exc)
-                    return None
+                    stop = self._client_error(rt, tally, exc)
+                    if stop is None:
+                        return None
+                    # Raised outside the handler, so that it carries no
+                    # chained openai error: those cannot be unpickled, and
+                    # Dask (tblib) pickles an exception with its causes.
+                    break
                 wait = retry_after(exc)
                 error = exc
             else:
@@ -782,18 +787,21 @@ class LLMClient:
             tally.add(retries=1)
             time.sleep(backoff_delay(attempt, wait))
             attempt += 1
+        raise stop
 
     def _client_error(self, rt: _Runtime, tally: _Tally, exc):
-        """Count a rejected request; stop the run when it keeps happening."""
+        """Count a rejected request; the error that stops the run when it keeps
+        happening, else None."""
         message = _server_message(exc)
         tally.last_error = f"HTTP {exc.status_code}: {message}"
         tally.add(failures=1)
         count = rt.count_client_error(exc.status_code, message)
         if count >= SAME_ERROR_LIMIT:
             tally.stopped = True
-            raise LLMRequestError(
+            return LLMRequestError(
                 exc.status_code, message, _client_error_fix(message), count
-            ) from exc
+            )
+        return None
 
     def _record(self, resp, tally: _Tally) -> dict:
         usage = getattr(resp, "usage", None)
