@@ -818,6 +818,36 @@ class SparseAutoencoder(
         state.pop("_device_params", None)
         return state
 
+    @classmethod
+    def from_pretrained(cls, path_or_hub_id, **kwargs):
+        """Load a SAELens folder (``cfg.json`` + ``sae_weights.safetensors``)
+        or hub id as a fitted SparseAutoencoder.
+
+        ``kwargs`` (``device``, ``dtype``, ``norm_scaling_factor``,
+        ``force_download``) are those of :func:`load_pretrained`.
+
+        Returns
+        -------
+        sae : SparseAutoencoder
+        """
+        from ._pretrained import load_pretrained
+
+        return load_pretrained(path_or_hub_id, **kwargs)
+
+    def save_pretrained(self, path, **kwargs):
+        """Write this fitted autoencoder as a SAELens folder.
+
+        ``kwargs`` (``model_name``, ``hook_name``, ``overwrite``) are those of
+        :func:`save_pretrained`.
+
+        Returns
+        -------
+        path : Path
+        """
+        from ._pretrained import save_pretrained
+
+        return save_pretrained(self, path, **kwargs)
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float32"]
