@@ -119,7 +119,7 @@ class SparseAutoencoder(
         Maximum number of passes over the training data.
     learning_rate : float, default=None
         Adam step size. ``None`` scales it with width:
-        ``min(8e-3, 0.25 / sqrt(n_latents))``.
+        ``min(4e-3, 0.25 / sqrt(n_latents))``.
     warmup_fraction : float, default=0.02
         Fraction of the planned steps over which the learning rate ramps up.
     decay_fraction : float, default=0.2

@@ -320,8 +320,8 @@ class InterpretableEmbedder(TransformerMixin, BaseEstimator):
     ...     ["sun on day 7 by the volcano", "fog on day 8 by the lake"]
     ... ).iloc[:, :3].round(2)
        mentions "hail"  mentions "wind"  mentions "volcano"
-    0              0.0              0.0                3.14
-    1              0.0              0.0                0.25
+    0              0.0              0.0                3.11
+    1              0.0              0.0                0.22
     """
 
     _parameter_constraints: dict = {
