@@ -107,7 +107,8 @@ def redact_settings(settings):
     return settings
 
 
-def _missing(value) -> bool:
+def is_missing(value) -> bool:
+    """None, NaN or NA (pandas' missing values), as a report leaves blank."""
     if value is None:
         return True
     try:
@@ -120,7 +121,7 @@ def fmt(value, digits: int = 3) -> str:
     """A short human reading of a number (or any value); '—' when missing."""
     if isinstance(value, list | tuple | np.ndarray):
         return ", ".join(fmt(v, digits) for v in value)
-    if _missing(value):
+    if is_missing(value):
         return "—"
     if isinstance(value, bool | np.bool_):
         return "yes" if value else "no"
@@ -137,7 +138,7 @@ def fmt(value, digits: int = 3) -> str:
 
 
 def fmt_pvalue(value) -> str:
-    if _missing(value):
+    if is_missing(value):
         return "—"
     value = float(value)
     return "< 0.0001" if value < 1e-4 else f"{value:.4f}"
@@ -161,22 +162,24 @@ def _svg(draw, *args, name: str, size, **kwargs) -> str:
     return re.sub(r'<svg([^>]*?) width="[^"]*" height="[^"]*"', r"<svg\1", svg, count=1)
 
 
-def _flatten(settings, prefix="") -> list[tuple[str, str]]:
+def flatten_settings(settings, prefix="") -> list[tuple[str, str]]:
+    """Nested settings as (dotted name, formatted value) rows."""
     rows = []
     for key, value in (settings or {}).items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
-            rows.extend(_flatten(value, prefix=f"{name}."))
+            rows.extend(flatten_settings(value, prefix=f"{name}."))
         else:
             rows.append((name, fmt(value)))
     return rows
 
 
-def _shorten(text) -> str:
+def shorten_example(text, max_chars: int = _MAX_EXAMPLE_CHARS) -> str:
+    """An example text cut at a word boundary to at most ``max_chars``."""
     text = str(text)
-    if len(text) <= _MAX_EXAMPLE_CHARS:
+    if len(text) <= max_chars:
         return text
-    return text[:_MAX_EXAMPLE_CHARS].rsplit(" ", 1)[0] + " …"
+    return text[:max_chars].rsplit(" ", 1)[0] + " …"
 
 
 def _rows(table: pd.DataFrame, examples) -> list[dict]:
@@ -200,19 +203,19 @@ def _rows(table: pd.DataFrame, examples) -> list[dict]:
                 "coef_text": fmt(row.get("coef")),
                 "ci": (
                     f"[{fmt(row.get('coef_ci_low'))}, {fmt(row.get('coef_ci_high'))}]"
-                    if not _missing(row.get("coef_ci_low"))
+                    if not is_missing(row.get("coef_ci_low"))
                     else "—"
                 ),
                 "pvalue": fmt_pvalue(row.get("pvalue")),
                 "marginal_coef": fmt(row.get("marginal_coef")),
                 "test": _TESTS.get(row.get("separation_test"), ""),
                 "test_pvalue": fmt_pvalue(row.get("separation_pvalue")),
-                "sign_flip": not _missing(row.get("sign_flip"))
+                "sign_flip": not is_missing(row.get("sign_flip"))
                 and bool(row.get("sign_flip")),
                 "vif": fmt(row.get("vif")),
                 "model": _MODELS.get(row.get("model"), fmt(row.get("model"))),
                 "pvalue_corrected": fmt_pvalue(row.get("pvalue_corrected")),
-                "significant": not _missing(row.get("significant"))
+                "significant": not is_missing(row.get("significant"))
                 and bool(row.get("significant")),
                 "prevalence": fmt(row.get("prevalence")),
                 "mean_with": fmt(row.get("mean_with")),
@@ -222,9 +225,9 @@ def _rows(table: pd.DataFrame, examples) -> list[dict]:
                 "precision": fmt(row.get("precision")),
                 "recall": fmt(row.get("recall")),
                 "stability": fmt(row.get("stability"), 2),
-                "note": "" if _missing(row.get("note")) else str(row.get("note")),
-                "present": [_shorten(t) for t in example.get("present", [])],
-                "absent": [_shorten(t) for t in example.get("absent", [])],
+                "note": "" if is_missing(row.get("note")) else str(row.get("note")),
+                "present": [shorten_example(t) for t in example.get("present", [])],
+                "absent": [shorten_example(t) for t in example.get("absent", [])],
             }
         )
     return rows
@@ -300,7 +303,7 @@ def signal_summary(metrics: dict) -> dict | None:
     >>> found["share"], found["formula"]
     ('52%', "(hypotheses' AUC − 0.5) / (probe's AUC − 0.5)")
     """
-    if _missing(metrics.get("embedding_score")):
+    if is_missing(metrics.get("embedding_score")):
         return None
     name = _SCORE_NAMES.get(metrics.get("task"), "score")
     probe = metrics.get("embedding_probe") or "linear probe"
@@ -310,7 +313,7 @@ def signal_summary(metrics: dict) -> dict | None:
         "score_name": name,
         "embedding_score": fmt(metrics["embedding_score"]),
         "score": fmt(metrics.get("score")),
-        "share": "—" if _missing(share) or not has_signal else f"{share:.0%}",
+        "share": "—" if is_missing(share) or not has_signal else f"{share:.0%}",
         "has_signal": has_signal,
         "probe": probe,
         "formula": (
@@ -327,7 +330,7 @@ def signal_summary(metrics: dict) -> dict | None:
     if not has_signal:
         test = (
             f" (one-sided p = {float(pvalue):.2g} against 0.5)"
-            if not _missing(pvalue)
+            if not is_missing(pvalue)
             else ""
         )
         out["text"] = (
@@ -448,7 +451,9 @@ def _context(result, title) -> dict:
         "stability": _stability(table, getattr(result, "settings", None)),
         "figures": figures,
         "sae_rows": sae_rows,
-        "settings": _flatten(redact_settings(getattr(result, "settings", None))),
+        "settings": flatten_settings(
+            redact_settings(getattr(result, "settings", None))
+        ),
         "usage": _pairs(usage, _USAGE, getter=get),
         "timings": [(step, f"{float(s):.1f} s") for step, s in timings.items()],
         "total_time": (

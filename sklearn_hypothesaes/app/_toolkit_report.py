@@ -12,10 +12,8 @@ import datetime as _dt
 import os
 from pathlib import Path
 
-import pandas as pd
-
 from ..utils._misc import import_optional
-from ._report import fmt, fmt_pvalue
+from ._report import flatten_settings, fmt, fmt_pvalue, is_missing, shorten_example
 
 __all__ = ["render_toolkit_report"]
 
@@ -38,46 +36,25 @@ _USAGE = [
 ]
 
 
-def _missing(value) -> bool:
-    try:
-        return value is None or bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
-
-
 def _short(text) -> str:
-    text = str(text)
-    if len(text) <= _MAX_EXAMPLE_CHARS:
-        return text
-    return text[:_MAX_EXAMPLE_CHARS].rsplit(" ", 1)[0] + " …"
+    return shorten_example(text, _MAX_EXAMPLE_CHARS)
 
 
 def _percent(value) -> str:
-    return "—" if _missing(value) else f"{float(value):.1%}"
+    return "—" if is_missing(value) else f"{float(value):.1%}"
 
 
 def _width(value) -> str:
     """A share in [0, 1] as a CSS width."""
-    if _missing(value):
+    if is_missing(value):
         return "0%"
     return f"{100 * min(max(float(value), 0.0), 1.0):.1f}%"
 
 
 def _interval(low, high) -> str:
-    if _missing(low) or _missing(high):
+    if is_missing(low) or is_missing(high):
         return "—"
     return f"[{fmt(low)}, {fmt(high)}]"
-
-
-def _flatten(settings, prefix="") -> list[tuple[str, str]]:
-    rows = []
-    for key, value in (settings or {}).items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            rows.extend(_flatten(value, prefix=f"{name}."))
-        else:
-            rows.append((name, fmt(value)))
-    return rows
 
 
 def _latent_rows(embedder) -> list[dict]:
@@ -88,11 +65,11 @@ def _latent_rows(embedder) -> list[dict]:
     return [
         {
             "latent": int(row.latent),
-            "label": "—" if _missing(row.label) else str(row.label),
-            "labelled": not _missing(row.label),
+            "label": "—" if is_missing(row.label) else str(row.label),
+            "labelled": not is_missing(row.label),
             "fidelity": fmt(row.fidelity),
             "frequency": _percent(row.frequency),
-            "reason": "" if _missing(row.reason) else str(row.reason),
+            "reason": "" if is_missing(row.reason) else str(row.reason),
         }
         for row in live.itertuples()
     ]
@@ -162,7 +139,7 @@ def _diff(result, args) -> dict:
         "rows": rows,
         "summary": summary_rows,
         "share_verified": None
-        if summary is None or _missing(summary.share_verified)
+        if summary is None or is_missing(summary.share_verified)
         else f"{summary.share_verified:.0%}",
     }
 
@@ -259,7 +236,7 @@ def _cluster(result, args) -> dict:
         {
             "row": int(r["row"]),
             "id": "" if id_column is None else fmt(r[id_column]),
-            "text": "" if _missing(r["text"]) else _short(r["text"]),
+            "text": "" if is_missing(r["text"]) else _short(r["text"]),
             "cluster": int(r["cluster"]),
             "axis_latents": str(r["axis_latents"]),
         }
@@ -294,7 +271,7 @@ def _search(result, args) -> dict:
             "rank": int(r["rank"]),
             "row": int(r["row"]),
             "id": "" if id_column is None else fmt(r[id_column]),
-            "text": "" if _missing(r["text"]) else _short(r["text"]),
+            "text": "" if is_missing(r["text"]) else _short(r["text"]),
             "score": f"{float(r['score']):.3f}",
             "contributions": str(r["contributions"] or ""),
         }
@@ -375,7 +352,7 @@ def render_toolkit_report(command, result, path, *, settings, timings, args) -> 
         "n_latents": None
         if result.get("embedder") is None
         else len(result["embedder"].labels_),
-        "settings": _flatten(settings),
+        "settings": flatten_settings(settings),
         "usage": [
             (label, fmt(usage.get(key), 4))
             for key, label in _USAGE
