@@ -28,7 +28,7 @@ CHROMIUM_FLAGS = [
 ]
 
 
-def _chromium() -> str:
+def chromium() -> str:
     path = os.environ.get("CHROMIUM") or shutil.which("chromium")
     try:
         import playwright.sync_api  # noqa: F401
@@ -63,7 +63,7 @@ def report(tmp_path_factory):
 
 
 def test_report_in_headless_chromium(report):
-    executable = _chromium()
+    executable = chromium()
     from playwright.sync_api import sync_playwright
 
     path, table = report

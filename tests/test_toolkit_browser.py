@@ -5,31 +5,14 @@ line. As in tests/test_browser.py, the test is skipped locally when chromium
 or playwright is missing and fails under CI (``CI=true``).
 """
 
-import os
-import shutil
-
 import pandas as pd
 import pytest
-from test_browser import ARTIFACTS, CHROMIUM_FLAGS
+from test_browser import ARTIFACTS, CHROMIUM_FLAGS, chromium
 from test_toolkit_cli import write_corpora
 
 from sklearn_hypothesaes.__main__ import main
 
 SMALL = ["--n-latents", "16", "--k", "2", "--quiet"]
-
-
-def chromium() -> str:
-    path = os.environ.get("CHROMIUM") or shutil.which("chromium")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        path = None
-    if path is None:
-        message = "needs Debian's chromium and the playwright package (make test)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
 
 
 @pytest.fixture(scope="module")
