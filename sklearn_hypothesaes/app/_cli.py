@@ -47,10 +47,10 @@ import sys
 
 from ._cli_common import (
     HelpFormatter,
+    add_output_options,
+    add_request_options,
     encoding,
     fraction,
-    json_object,
-    max_tokens,
     positive_int,
     run_reporting_errors,
 )
@@ -209,30 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="model that annotates texts (default: the interpreter model)",
     )
-    llm.add_argument(
-        "--api-key-env",
-        default="OPENAI_API_KEY",
-        help="name of the environment variable holding the API key",
-    )
-    llm.add_argument(
-        "--max-tokens",
-        type=max_tokens,
-        default=512,
-        metavar="N",
-        help="most tokens per LLM answer; a thinking model needs room for its "
-        "thinking, or thinking turned off with --extra-body; none sends no "
-        "max_tokens (for servers that reject it, such as OpenAI's reasoning "
-        "models: give max_completion_tokens in --extra-body)",
-    )
-    llm.add_argument(
-        "--extra-body",
-        type=json_object,
-        default=None,
-        metavar="JSON",
-        help="extra request parameters merged into every LLM request, e.g. "
-        '\'{"chat_template_kwargs": {"enable_thinking": false}}\' to turn '
-        "thinking off on vLLM or llama.cpp server (default: none)",
-    )
+    add_request_options(llm)
     llm.add_argument(
         "--concepts-per-request",
         type=positive_int,
@@ -254,30 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     llm.add_argument(
         "--offline", action="store_true", help="never call an LLM, even if configured"
     )
-    out = parser.add_argument_group("output")
-    out.add_argument(
-        "--output",
-        "-o",
-        default="hypothesaes_output",
-        help="output folder: new, or written by an earlier run (each run "
-        "replaces its content)",
-    )
-    out.add_argument(
-        "--cache-dir",
-        default=None,
-        help="cache folder for embeddings, LLM answers and fitted autoencoders "
-        "(default: $SKLEARN_HYPOTHESAES_CACHE_DIR or the user cache folder)",
-    )
-    out.add_argument(
-        "--no-cache",
-        action="store_true",
-        help="cache nothing on disk: embeddings, LLM answers and the "
-        "autoencoder are computed anew",
-    )
-    out.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
-    out.add_argument(
-        "--debug", action="store_true", help="show full tracebacks on errors"
-    )
+    add_output_options(parser, "hypothesaes_output")
     return parser
 
 

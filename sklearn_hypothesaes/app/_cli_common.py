@@ -425,3 +425,61 @@ def _with_options(message: str) -> str:
             "--extra-body sets extra_body."
         )
     return message
+
+
+def add_request_options(group) -> None:
+    """LLM request options both command lines take: the key's variable,
+    ``--max-tokens`` and ``--extra-body``."""
+    group.add_argument(
+        "--api-key-env",
+        default="OPENAI_API_KEY",
+        help="name of the environment variable holding the API key",
+    )
+    group.add_argument(
+        "--max-tokens",
+        type=max_tokens,
+        default=512,
+        metavar="N",
+        help="most tokens per LLM answer; a thinking model needs room for its "
+        "thinking, or thinking turned off with --extra-body; none sends no "
+        "max_tokens (for servers that reject it, such as OpenAI's reasoning "
+        "models: give max_completion_tokens in --extra-body)",
+    )
+    group.add_argument(
+        "--extra-body",
+        type=json_object,
+        default=None,
+        metavar="JSON",
+        help="extra request parameters merged into every LLM request, e.g. "
+        '\'{"chat_template_kwargs": {"enable_thinking": false}}\' to turn '
+        "thinking off on vLLM or llama.cpp server (default: none)",
+    )
+
+
+def add_output_options(parser, default_output: str) -> None:
+    """The "output" group both command lines take: the folder, the cache,
+    progress bars and tracebacks."""
+    out = parser.add_argument_group("output")
+    out.add_argument(
+        "--output",
+        "-o",
+        default=default_output,
+        help="output folder: new, or written by an earlier run (each run "
+        "replaces its content)",
+    )
+    out.add_argument(
+        "--cache-dir",
+        default=None,
+        help="cache folder for embeddings, LLM answers and fitted autoencoders "
+        "(default: $SKLEARN_HYPOTHESAES_CACHE_DIR or the user cache folder)",
+    )
+    out.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="cache nothing on disk: embeddings, LLM answers and the "
+        "autoencoder are computed anew",
+    )
+    out.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    out.add_argument(
+        "--debug", action="store_true", help="show full tracebacks on errors"
+    )

@@ -39,13 +39,13 @@ import time
 
 from ._cli_common import (
     HelpFormatter,
+    add_output_options,
+    add_request_options,
     check_cache,
     check_output_folder,
     encoding,
     fraction,
-    json_object,
     llm_mode,
-    max_tokens,
     note,
     positive_int,
     run_reporting_errors,
@@ -165,27 +165,7 @@ def _add_common(parser, command: str):
         help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 "
         "(default: $OPENAI_BASE_URL, else OpenAI's API when --model is given)",
     )
-    llm.add_argument(
-        "--api-key-env",
-        default="OPENAI_API_KEY",
-        help="name of the environment variable holding the API key",
-    )
-    llm.add_argument(
-        "--max-tokens",
-        type=max_tokens,
-        default=512,
-        metavar="N",
-        help="most tokens per LLM answer; none sends no max_tokens (for servers "
-        "that reject it: give max_completion_tokens in --extra-body)",
-    )
-    llm.add_argument(
-        "--extra-body",
-        type=json_object,
-        default=None,
-        metavar="JSON",
-        help="extra request parameters merged into every LLM request, e.g. "
-        '\'{"chat_template_kwargs": {"enable_thinking": false}}\' (default: none)',
-    )
+    add_request_options(llm)
     llm.add_argument(
         "--n-fidelity",
         type=positive_int,
@@ -203,25 +183,7 @@ def _add_common(parser, command: str):
     llm.add_argument(
         "--offline", action="store_true", help="never call an LLM, even if configured"
     )
-    out = parser.add_argument_group("output")
-    out.add_argument(
-        "--output",
-        "-o",
-        default=f"{command}_output",
-        help="output folder: new, or written by an earlier run (each run replaces "
-        "its content)",
-    )
-    out.add_argument(
-        "--cache-dir",
-        default=None,
-        help="cache folder for embeddings, LLM answers and fitted autoencoders "
-        "(default: $SKLEARN_HYPOTHESAES_CACHE_DIR or the user cache folder)",
-    )
-    out.add_argument("--no-cache", action="store_true", help="cache nothing on disk")
-    out.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
-    out.add_argument(
-        "--debug", action="store_true", help="show full tracebacks on errors"
-    )
+    add_output_options(parser, f"{command}_output")
 
 
 def _add_tests(group):
