@@ -385,3 +385,74 @@ def test_annotations_read_off_the_document_terms_equal_the_texts():
     )
     # A term that is no column (too rare here) cannot be read off.
     assert PhraseMatcher([["word1 word2 word3"]]).annotate_documents(documents) is None
+
+
+# ------------------------------------------- markers: properties, not words
+def _replies(n=240, seed=0):
+    """Latent 0 fires on replies (texts opening with "@name", every handle a
+    different one), latent 1 on texts with a link; the words are filler."""
+    rng = np.random.default_rng(seed)
+    texts, acts = [], np.zeros((n, 2))
+    for i in range(n):
+        text = FILLER[rng.integers(len(FILLER))]
+        if i % 4 == 0:
+            text, acts[i, 0] = f"@fan{i} {text}", rng.exponential() + 0.1
+        elif i % 4 == 1:
+            text = f"{text} with @guest{i}"  # a mention that is no reply
+        if i % 5 == 0:
+            text, acts[i, 1] = f"{text} https://t.co/x{i}", 1.0
+        texts.append(text)
+    return texts, acts
+
+
+def test_markers_describe_a_property_no_word_has():
+    texts, acts = _replies()
+    reply, link = contrastive_terms(texts, acts)
+    # No word distinguishes these texts (each handle is in one text, "http"
+    # and "t.co" are blanked): before markers, both lists were empty.
+    # Every reply holds an @name too, which is next best (100% of the firing
+    # texts against a third of the others).
+    assert [t for t, _ in reply] == ["[starts with @name]", "[@name]"]
+    assert [t for t, _ in link] == ["[link]"]
+    assert [round(z, 2) for _, z in reply + link] == [7.84, 3.81, 7.74]
+    hypothesis = format_hypothesis(reply[:1])
+    assert hypothesis == 'mentions "[starts with @name]"'
+    # When "[@name]" comes first, the reply marker adds nothing and is skipped.
+    (mention,) = contrastive_terms(texts, (acts[:, 0] > 0) | (np.arange(240) % 4 == 1))
+    assert [t for t, _ in mention] == ["[@name]"]
+    # The annotator finds the marker by its pattern on new texts.
+    from sklearn_hypothesaes import PhraseAnnotator
+
+    new = [
+        "@zoe thanks",
+        "thanks @zoe",
+        "a link to the site",
+        "see www.x.org",
+        "mail a@b.org",
+        ".@zoe hi",
+    ]
+    got = PhraseAnnotator().annotate(new, [hypothesis, 'mentions "[link]"'])
+    np.testing.assert_array_equal(
+        got.values, [[1, 0], [0, 0], [0, 0], [0, 1], [0, 0], [0, 0]]
+    )
+    # The word "link" is a word, not the marker.
+    np.testing.assert_array_equal(
+        match_terms(new, [["link"], ["[@name]"], ["[e-mail address]"]]),
+        [[0, 1, 0], [0, 1, 0], [1, 0, 0], [0, 0, 0], [0, 0, 1], [0, 1, 0]],
+    )
+
+
+def test_markers_read_off_the_document_terms_equal_the_texts():
+    from sklearn_hypothesaes.hypotheses._terms import document_terms
+
+    texts, acts = _replies()
+    documents = document_terms(texts)
+    assert {"[starts with @name]", "[@name]", "[link]"} <= set(documents.vocab)
+    assert "[#hashtag]" not in set(documents.vocab)  # under min_df
+    matcher = PhraseMatcher([["[starts with @name]", "story"], ["[link]"]])
+    np.testing.assert_array_equal(
+        matcher.annotate_documents(documents), matcher.annotate(texts)
+    )
+    assert matcher.annotate(texts)[:, 0].sum() == 60 + sum(
+        "story" in t and not t.startswith("@") for t in texts
+    )

@@ -48,6 +48,26 @@ _NOT_WORDS = re.compile(
 )
 # What every match of _NOT_WORDS contains: "://" or "www.", "@", or a digit.
 _MAY_HOLD_NOT_WORDS = re.compile(r"://|www\.|@|\d")
+# Properties of a text that are not words but may be what a latent detects,
+# each a term of its own written in brackets. On the Trump tweets a latent
+# for replies (texts that open with "@name", which few share) carries a
+# quarter of the selected latents' R^2, and no word describes it: the
+# handles differ from reply to reply. Links, e-mail addresses and phone
+# numbers are blanked from the words (so "http" and digits are never terms),
+# and counted here instead, as a whole.
+MARKERS = {
+    "[starts with @name]": re.compile(r"^\s*@\w"),
+    "[@name]": re.compile(r"(?<![\w@])@\w"),
+    "[#hashtag]": re.compile(r"(?<![\w&#])#[^\W\d_]"),
+    "[link]": re.compile(r"(?:https?://|www\.)\S"),
+    "[e-mail address]": re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"),
+    "[phone number]": re.compile(r"(?<!\w)\+?\(?\d[\d ().-]{5,}\d(?!\w)"),
+}
+# A reply always holds an @name: once "[@name]" is a term, the reply marker
+# would match nothing more (as a phrase containing a term).
+_IMPLIES = {"[starts with @name]": "[@name]"}
+# What every text with a marker contains.
+_MAY_HOLD_MARKERS = re.compile(r"[@#]|://|www\.|\d")
 # The "auto" threshold's false discovery rate, and the "bonferroni" one's
 # family-wise error rate, over the vocabulary.
 _FDR = 0.1
@@ -99,6 +119,14 @@ def contrastive_terms(
     entities are unescaped; by ``ftfy``), and URLs, e-mail addresses and
     phone numbers are blanked; terms made of numbers alone are never
     returned. :class:`PhraseMatcher` reads texts the same way.
+
+    Besides words, properties that are not words are terms too, written in
+    brackets (``MARKERS``): ``[starts with @name]`` (a reply),
+    ``[@name]``, ``[#hashtag]``, ``[link]``, ``[e-mail address]`` and
+    ``[phone number]``, each present in a text when its pattern is. A latent
+    for replies fires on texts whose handles all differ, which no word
+    describes; on the Trump tweets this marker raised the offline
+    hypotheses' held-out R^2 from 0.38 to 0.57 on one seed.
 
     Parameters
     ----------
@@ -343,9 +371,54 @@ def document_terms(
     vocab = vectorizer.get_feature_names_out()
     keep = _literal_terms(vocab, _stop_set(stop_words))
     docs, vocab = docs[:, keep], vocab[keep]
+    markers = marker_matrix(texts)
+    frequent = np.asarray(markers.sum(axis=0)).ravel() >= min_df
+    if frequent.any():
+        docs = sparse.hstack([docs, markers[:, frequent]], format="csr")
+        vocab = np.concatenate([vocab, np.asarray(list(MARKERS))[frequent]])
     docs.data = np.ones_like(docs.data, dtype=np.float64)
     background = np.asarray(docs.sum(axis=0), dtype=np.float64).ravel()
     return DocumentTerms(docs, vocab, background, fingerprint, settings)
+
+
+def marker_matrix(texts: Sequence[str], markers=None) -> sparse.csr_matrix:
+    """Which texts have each marker (a property that is not a word).
+
+    Parameters
+    ----------
+    texts : sequence of str
+        The texts, read as repaired text (as the words are).
+    markers : list of str, default=None
+        Names from :data:`MARKERS`; None takes them all, in their order.
+
+    Returns
+    -------
+    found : scipy.sparse.csr_matrix of shape (n_texts, n_markers)
+        1.0 where a text has the marker.
+
+    Examples
+    --------
+    >>> from sklearn_hypothesaes.hypotheses._terms import marker_matrix
+    >>> marker_matrix(["@ann Thanks!", "See https://x.org #news", "e-mail a@b.org"],
+    ...               ["[starts with @name]", "[@name]", "[#hashtag]", "[link]",
+    ...                "[e-mail address]"]).toarray().astype(int).tolist()
+    [[1, 1, 0, 0, 0], [0, 0, 1, 1, 0], [0, 0, 0, 0, 1]]
+    """
+    names = list(MARKERS) if markers is None else list(markers)
+    patterns = [MARKERS[name] for name in names]
+    rows, cols = [], []
+    for i, text in enumerate(texts):
+        if not _MAY_HOLD_MARKERS.search(text):
+            continue
+        if not text.isascii() or "&" in text:
+            text = ftfy.fix_text(text)
+        for j, pattern in enumerate(patterns):
+            if pattern.search(text):
+                rows.append(i)
+                cols.append(j)
+    return sparse.csr_matrix(
+        (np.ones(len(rows)), (rows, cols)), shape=(len(texts), len(names))
+    )
 
 
 def text_fingerprint(texts: Sequence[str]) -> str:
@@ -423,7 +496,8 @@ class PhraseMatcher:
     whole phrase: case-insensitive, on word boundaries, with the tokenisation
     of :func:`contrastive_terms` (so "best film" matches "Best film!" but not
     "best films", words of one letter are ignored and contractions such as
-    "doesn't" are one word).
+    "doesn't" are one word). A bracketed marker such as ``"[link]"`` (see
+    :func:`contrastive_terms`) is matched by its pattern instead.
 
     Parameters
     ----------
@@ -443,21 +517,24 @@ class PhraseMatcher:
         tokenize = CountVectorizer(
             token_pattern=TOKEN_PATTERN, preprocessor=_normalize
         ).build_analyzer()
-        self.term_lists = [
-            [
-                " ".join(tokenize(t[0] if isinstance(t, tuple | list) else str(t)))
-                for t in terms
-            ]
-            for terms in term_lists
-        ]
-        vocab = sorted({t for terms in self.term_lists for t in terms if t})
-        self._terms = vocab
-        index = {t: i for i, t in enumerate(vocab)}
+
+        def read(term):
+            term = term[0] if isinstance(term, tuple | list) else str(term)
+            return term if term in MARKERS else " ".join(tokenize(term))
+
+        self.term_lists = [[read(t) for t in terms] for terms in term_lists]
+        used = {t for terms in self.term_lists for t in terms if t}
+        # Markers (found by their patterns) after the words (by the vectorizer).
+        markers = [name for name in MARKERS if name in used]
+        vocab = sorted(used - set(markers))
+        self._terms = vocab + markers
+        self._markers = markers
+        index = {t: i for i, t in enumerate(self._terms)}
         rows = [index[t] for terms in self.term_lists for t in terms if t]
         cols = [j for j, terms in enumerate(self.term_lists) for t in terms if t]
         self._membership = sparse.csr_matrix(
             (np.ones(len(rows)), (rows, cols)),
-            shape=(len(vocab), len(self.term_lists)),
+            shape=(len(self._terms), len(self.term_lists)),
         )
         self._vectorizer = None
         if vocab:
@@ -473,9 +550,14 @@ class PhraseMatcher:
     def annotate(self, texts) -> np.ndarray:
         """0/1 matrix of shape (n_texts, n_hypotheses), as float like an LLM's."""
         texts = check_texts(texts, caller="PhraseMatcher.annotate")
-        if self._vectorizer is None:
+        if not self._terms:
             return np.zeros((len(texts), len(self.term_lists)))
-        hits = self._vectorizer.transform(texts) @ self._membership
+        found = []
+        if self._vectorizer is not None:
+            found.append(self._vectorizer.transform(texts))
+        if self._markers:
+            found.append(marker_matrix(texts, self._markers))
+        hits = sparse.hstack(found, format="csr") @ self._membership
         return (hits.toarray() > 0).astype(np.float64)
 
     def annotate_documents(self, documents) -> np.ndarray | None:
@@ -754,6 +836,7 @@ def _pick_in(vocab, scores, counts, candidates, n_terms, min_score):
         term = f" {vocab[i]} "
         if any(
             f" {vocab[k]} " in term  # matched whenever a picked term is
+            or _IMPLIES.get(vocab[i]) == vocab[k]
             or (
                 term in f" {vocab[k]} "
                 and fire[i] == fire[k]
