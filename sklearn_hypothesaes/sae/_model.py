@@ -736,7 +736,7 @@ class SparseAutoencoder(
         in float64 cost more than the encoding itself on a GPU.
         """
         torch = _torch()
-        from ._kernels import sparse_decode
+        from ._kernels import sparse_decode, workspace
         from ._training import CentredSquares
 
         n = X.shape[0] if idx is None else len(idx)
@@ -747,9 +747,16 @@ class SparseAutoencoder(
         # Sums stay on the device: one transfer at the end, not one per batch.
         sse = torch.zeros((), dtype=torch.float64, device=device)
         fired = torch.zeros(self.n_latents, dtype=torch.long, device=device)
+        diff64 = None
         for _, _, x, rows, cols, vals in self._encode_on_device(X, idx):
-            recon = sparse_decode(rows, cols, vals, w_dec, x.shape[0]) + b_dec
-            sse += (recon - x).double().square().sum()
+            # (recon - x).double().square().sum(), in place and in one reused
+            # float64 buffer: fresh blocks of that size cost more in page
+            # faults than the arithmetic.
+            diff = sparse_decode(rows, cols, vals, w_dec, x.shape[0])
+            diff.add_(b_dec).sub_(x)
+            if diff64 is None or diff64.shape[0] < diff.shape[0]:
+                diff64 = workspace(diff.shape, torch.float64, device)
+            sse += diff64[: diff.shape[0]].copy_(diff).square_().sum()
             sst.add(x)
             fired += torch.bincount(cols, minlength=self.n_latents)
         sse = float(sse)
