@@ -15,6 +15,7 @@ from ._kernels import (
     geometric_median,
     jumprelu_bandwidth,
     sparse_decode,
+    total_variance,
     workspace,
 )
 
@@ -108,8 +109,10 @@ def _init_params(est, X, train_idx, generator, device):
     mean_norm = float(sample.norm(dim=1).mean())
     scale = math.sqrt(n_features) / mean_norm if mean_norm > 0 else 1.0
     sample *= scale
-    row_var = float(sample.var(0, correction=0).sum())
-    b_dec = geometric_median(sample).float()
+    buf = workspace(sample.shape, sample.dtype, device)
+    row_var = total_variance(sample, buf)
+    b_dec = geometric_median(sample, buf=buf).float()
+    del buf
     w_dec = torch.randn(est.n_latents, n_features, generator=generator)
     w_dec /= w_dec.norm(dim=1, keepdim=True)
     w_dec = w_dec.to(device)
@@ -152,7 +155,7 @@ def _start_at_target_sparsity(est, sample, params):
 
 def _row_var(X, idx, scale):
     pick = idx[:_INIT_SAMPLE]
-    return float((as_tensor(X[pick]).double() * scale).var(0, correction=0).sum())
+    return total_variance(as_tensor(X[pick]).double() * scale)
 
 
 @torch.no_grad()
