@@ -22,6 +22,7 @@ from sklearn.utils._param_validation import Interval, StrOptions, validate_param
 from ._binarize import binarize_activations
 from ._diff import latent_inputs, resolve_labels, resolve_thresholds
 from ._fisher import CORRECTIONS, correct_pvalues, fisher_greater
+from ._search import text_vectors
 
 #: Columns of the table :func:`concept_correlations` returns, in this order
 #: (``label_similarity`` only when label embeddings were given).
@@ -73,39 +74,6 @@ def npmi(count_ab, count_a, count_b, n_documents):
     score = np.log(ab * n_documents / (a * b)) / -np.log(p_ab)
     # The bound is exact; rounding can step past it (1.0000000000000002).
     return np.clip(score, -1.0, 1.0)
-
-
-def _label_vectors(embed, labels, caller):
-    """Unit vectors of the labels from an array, a callable or an embedder."""
-    if isinstance(embed, str | bytes):
-        vectors = None  # a model name: str.encode is not an embedder
-    elif isinstance(embed, list | tuple) or (
-        hasattr(embed, "shape") and not callable(embed)
-    ):
-        vectors = np.asarray(embed, dtype=np.float32)
-    elif callable(getattr(embed, "transform", None)):
-        vectors = embed.transform(list(labels))
-    elif callable(getattr(embed, "encode", None)):
-        vectors = embed.encode(list(labels))
-    elif callable(embed):
-        vectors = embed(list(labels))
-    else:
-        vectors = None
-    if vectors is None:
-        raise TypeError(
-            f"The 'label_similarity' parameter of {caller} must be None, a "
-            "callable texts -> vectors, an embedder (with transform or encode, "
-            "such as TextEmbedder) or an array of label vectors. Got "
-            f"{type(embed).__name__} instead."
-        )
-    vectors = np.asarray(vectors, dtype=np.float32)
-    if vectors.ndim != 2 or vectors.shape[0] != len(labels):
-        raise ValueError(
-            f"The 'label_similarity' parameter of {caller} must give one vector "
-            f"per label ({len(labels)}). Got an array of shape {vectors.shape}."
-        )
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.where(norms > 0, norms, 1.0)
 
 
 def _cooccurrence(Fx, Fy, keep_x, keep_y, within):
@@ -344,7 +312,14 @@ or None, default=None
     similarity = None
     if label_similarity is not None:
         all_labels = names_x if within else names_x + names_y
-        vectors = _label_vectors(label_similarity, all_labels, caller)
+        vectors = text_vectors(
+            label_similarity,
+            all_labels,
+            param="label_similarity",
+            caller=caller,
+            precomputed=True,
+            item="label",
+        )
         vx = vectors[: len(names_x)]
         vy = vx if within else vectors[len(names_x) :]
         similarity = np.empty(len(i), dtype=np.float64)

@@ -14,7 +14,8 @@ cosine similarity of the query embedding with the document embeddings.
 
 The helpers that embed texts and match latents to a description
 (:func:`text_vectors`, :func:`match_latents`, :func:`llm_relevance`) are
-shared with :mod:`._clustering`.
+shared with :mod:`._clustering`; :func:`text_vectors` also embeds the labels
+of :func:`concept_correlations`.
 """
 
 from __future__ import annotations
@@ -49,19 +50,32 @@ Answer yes or no."""
 _SCALE_PERCENTILE = 90
 
 
-def text_vectors(embed, texts, *, param: str, caller: str) -> np.ndarray:
+def text_vectors(
+    embed,
+    texts,
+    *,
+    param: str,
+    caller: str,
+    precomputed: bool = False,
+    item: str = "text",
+) -> np.ndarray:
     """Unit vectors of texts, from a callable or a text embedder.
 
     Parameters
     ----------
-    embed : callable or object with ``transform`` or ``encode``
+    embed : callable, object with ``transform`` or ``encode``, or array-like
         ``texts -> vectors`` (list of str in, 2-d array out), a fitted
         transformer such as :class:`TextEmbedder`, or a sentence-transformers
-        model (``encode``).
+        model (``encode``); with ``precomputed``, also the vectors themselves
+        (one row per text).
     texts : list of str
         What to embed.
     param, caller : str
         Named in error messages.
+    precomputed : bool, default=False
+        Accept an array (or list) of vectors as ``embed``.
+    item : str, default="text"
+        What a text is, in error messages ("one vector per label").
 
     Returns
     -------
@@ -77,7 +91,13 @@ def text_vectors(embed, texts, *, param: str, caller: str) -> np.ndarray:
            [0.5, 0.5, 0.5, 0.5]], dtype=float32)
     """
     texts = list(texts)
-    if callable(getattr(embed, "transform", None)):
+    # Checked first: a DataFrame of vectors has a transform method too.
+    if precomputed and (
+        isinstance(embed, list | tuple)
+        or (hasattr(embed, "shape") and not callable(embed))
+    ):
+        vectors = embed
+    elif callable(getattr(embed, "transform", None)):
         vectors = embed.transform(texts)
     elif callable(getattr(embed, "encode", None)) and not isinstance(embed, str):
         vectors = embed.encode(texts)
@@ -87,7 +107,9 @@ def text_vectors(embed, texts, *, param: str, caller: str) -> np.ndarray:
         raise TypeError(
             f"The {param!r} parameter of {caller} must be a callable texts -> "
             "vectors or a text embedder (an object with transform or encode, "
-            f"such as TextEmbedder). Got {type(embed).__name__} instead."
+            "such as TextEmbedder)"
+            + (f", or an array of one vector per {item}" if precomputed else "")
+            + f". Got {type(embed).__name__} instead."
         )
     if hasattr(vectors, "to_numpy"):
         vectors = vectors.to_numpy()
@@ -96,7 +118,7 @@ def text_vectors(embed, texts, *, param: str, caller: str) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
     if vectors.ndim != 2 or vectors.shape[0] != len(texts):
         raise ValueError(
-            f"The {param!r} parameter of {caller} must give one vector per text "
+            f"The {param!r} parameter of {caller} must give one vector per {item} "
             f"({len(texts)}). Got an array of shape {vectors.shape} instead."
         )
     if not np.isfinite(vectors).all():
