@@ -29,13 +29,22 @@ from ..text._tokens import TokenStates
 _METHODS = ("max", "mean", "count")
 
 
-def _check_states(X, caller: str) -> TokenStates:
+def _check_states(X, estimator, *, fitted: bool = False) -> TokenStates:
+    """X as a TokenStates; with ``fitted``, of the width ``estimator`` was fit on."""
+    caller = type(estimator).__name__
+    if fitted:
+        check_is_fitted(estimator)
     if not isinstance(X, TokenStates):
         raise TypeError(
             f"{caller} expects a TokenStates (token rows and document offsets, "
             f"as TokenEmbedder returns); got {type(X).__name__}. Put "
             "TokenEmbedder before it in the pipeline, or wrap your own rows as "
             "TokenStates(values, offsets)."
+        )
+    if fitted and X.n_features != estimator.n_features_in_:
+        raise ValueError(
+            f"X has token rows of width {X.n_features}, but {caller} was fitted "
+            f"on width {estimator.n_features_in_}."
         )
     return X
 
@@ -225,7 +234,7 @@ class TokenwiseTransformer(TransformerMixin, BaseEstimator, auto_wrap_output_key
         -------
         self : TokenwiseTransformer
         """
-        X = _check_states(X, type(self).__name__)
+        X = _check_states(X, self)
         if X.n_tokens == 0:
             raise ValueError(
                 f"TokenwiseTransformer got {X.n_documents} documents with 0 tokens "
@@ -260,13 +269,7 @@ class TokenwiseTransformer(TransformerMixin, BaseEstimator, auto_wrap_output_key
             The estimator's output rows (dense or sparse, as it returns them)
             with X's offsets and token ids.
         """
-        check_is_fitted(self)
-        X = _check_states(X, type(self).__name__)
-        if X.n_features != self.n_features_in_:
-            raise ValueError(
-                f"X has token rows of width {X.n_features}, but "
-                f"TokenwiseTransformer was fitted on width {self.n_features_in_}."
-            )
+        X = _check_states(X, self, fitted=True)
         values = self.estimator_.transform(X.values)
         try:
             names = self.estimator_.get_feature_names_out(X.feature_names)
@@ -374,7 +377,7 @@ class DocumentPooler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         -------
         self : DocumentPooler
         """
-        X = _check_states(X, type(self).__name__)
+        X = _check_states(X, self)
         self.n_features_in_ = X.n_features
         if X.feature_names is not None:
             self.feature_names_in_ = X.feature_names
@@ -394,13 +397,7 @@ class DocumentPooler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         pooled : ndarray or scipy.sparse.csr_matrix of shape \
                 (n_documents, n_features)
         """
-        check_is_fitted(self)
-        X = _check_states(X, type(self).__name__)
-        if X.n_features != self.n_features_in_:
-            raise ValueError(
-                f"X has token rows of width {X.n_features}, but DocumentPooler "
-                f"was fitted on width {self.n_features_in_}."
-            )
+        X = _check_states(X, self, fitted=True)
         pooled = pool_documents(X.values, X.offsets, self.method, self.threshold)
         if self.sparse_output:
             return sp.csr_matrix(pooled)
