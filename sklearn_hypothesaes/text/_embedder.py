@@ -41,7 +41,34 @@ def split_words(text: str, chunk_words: int) -> list[str]:
     ]
 
 
-class TextEmbedder(TransformerMixin, BaseEstimator):
+class TextEmbedderMixin:
+    """Mixin of the estimators that embed texts (TextEmbedder, TokenEmbedder).
+
+    Declares what is true of them all: X is a 1-d sequence of str, the output
+    is numbers whatever the input, and ``transform`` needs no ``fit``; and
+    checks X as at least one text.
+    """
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.one_d_array = True
+        tags.input_tags.string = True
+        tags.requires_fit = False
+        tags.transformer_tags.preserves_dtype = []
+        return tags
+
+    def _texts(self, X, *, empty="error", empty_hint=None) -> list[str]:
+        name = type(self).__name__
+        texts = check_texts(
+            X, caller=name, param="X", empty=empty, empty_hint=empty_hint
+        )
+        if not texts:
+            raise ValueError(f"{name} got 0 texts; at least 1 is required.")
+        return texts
+
+
+class TextEmbedder(TextEmbedderMixin, TransformerMixin, BaseEstimator):
     """Embed texts with a sentence-transformers model or an OpenAI-compatible API.
 
     Each distinct text is embedded once per model and options and stored in a
@@ -204,17 +231,12 @@ class TextEmbedder(TransformerMixin, BaseEstimator):
 
     # scikit-learn API ------------------------------------------------------
     def _texts(self, X):
-        texts = check_texts(
+        return super()._texts(
             X,
-            caller=type(self).__name__,
-            param="X",
             empty="fill" if self.allow_empty else "error",
             empty_hint="Drop those rows, or set allow_empty=True to embed them as "
             "empty text.",
         )
-        if not texts:
-            raise ValueError("TextEmbedder got 0 texts; at least 1 is required.")
-        return texts
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -375,11 +397,6 @@ class TextEmbedder(TransformerMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
-        tags.input_tags.one_d_array = True
-        tags.input_tags.string = True
-        tags.requires_fit = False
-        tags.transformer_tags.preserves_dtype = []
         # API models and GPU kernels need not return bit-identical vectors.
         tags.non_deterministic = self._backend_kind() == "openai"
         return tags

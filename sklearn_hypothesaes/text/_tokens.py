@@ -21,8 +21,8 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
 from ..utils._misc import warn_user
-from ..utils._validation import check_texts
 from ._backends import DEFAULT_MODEL, SentenceTransformerBackend
+from ._embedder import TextEmbedderMixin
 
 
 class TokenStates:
@@ -184,7 +184,9 @@ class TokenStates:
 
 
 # The output is a TokenStates, never a DataFrame: set_output is not offered.
-class TokenEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
+class TokenEmbedder(
+    TextEmbedderMixin, TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
+):
     """Texts to the hidden states of their tokens at one layer of a local model.
 
     The per-token counterpart of :class:`TextEmbedder`: instead of one vector
@@ -404,27 +406,12 @@ class TokenEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
         tokenizer = self._get_backend().tokenizer
         return tokenizer.convert_ids_to_tokens(np.asarray(token_ids).tolist())
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
-        tags.input_tags.one_d_array = True
-        tags.input_tags.string = True
-        tags.requires_fit = False
-        tags.transformer_tags.preserves_dtype = []
-        return tags
-
     def __getstate__(self):
         state = super().__getstate__()
         state.pop("_backend_obj", None)  # the model is rebuilt on demand
         return state
 
     # Internals -------------------------------------------------------------
-    def _texts(self, X) -> list[str]:
-        texts = check_texts(X, caller=type(self).__name__, param="X", empty="error")
-        if not texts:
-            raise ValueError("TokenEmbedder got 0 texts; at least 1 is required.")
-        return texts
-
     def _get_backend(self) -> SentenceTransformerBackend:
         config = (os.fspath(self.model), self.device, self.trust_remote_code)
         held = getattr(self, "_backend_obj", None)
