@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import sys
 import threading
+import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterable
@@ -37,6 +40,12 @@ _READERS = {
     ".json": "json",
 }
 _COMPRESSION = {".gz", ".bz2", ".xz", ".zst", ".zip"}
+_LOCK = ".lock"  # suffix of a writer's lock file, next to its staging folder
+
+try:  # POSIX; elsewhere writers take no lock and nothing stale is removed
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
 
 
 class InputError(Exception):
@@ -207,8 +216,10 @@ def check_output_folder(output, names: Iterable[str], *, example=None) -> Path:
     It must be a folder (or not exist yet) holding only files in ``names``
     (outputs of earlier runs, or their ``.partial`` leftovers), must not be
     the current folder or one above it, and a sibling must be creatable
-    next to it; nothing is created here but the parent folders. ``example``
-    is a folder name suggested when the current folder is given.
+    next to it; nothing is created here but the parent folders. What runs
+    killed while writing it left next to it is removed, and said in one line
+    (:func:`remove_stale_partials`). ``example`` is a folder name suggested
+    when the current folder is given.
     """
     output = Path(output)
     where = Path(os.path.abspath(output))
@@ -248,6 +259,12 @@ def check_output_folder(output, names: Iterable[str], *, example=None) -> Path:
             f"--output '{output}' cannot be written: cannot create a folder in "
             f"'{parent}' ({exc.strerror or exc}). Give a writable folder."
         ) from None
+    done = remove_stale_partials(output)
+    if done:
+        note(
+            f"removed {', '.join(done)}: left next to --output '{output}' by an "
+            "earlier run that was killed while writing it."
+        )
     return output
 
 
@@ -307,17 +324,139 @@ def jsonable(value):
 def write_folder(output, fill: Callable[[Path], None]) -> Path:
     """Write a run's outputs all at once: ``fill(folder)`` writes them into a
     new hidden sibling of ``output``, which then replaces it. A failure or
-    Ctrl-C on the way leaves ``output`` as it was and no sibling behind."""
+    Ctrl-C on the way leaves ``output`` as it was and no sibling behind.
+
+    The sibling, ``.NAME.partial-ID``, comes with a lock file,
+    ``.NAME.partial-ID.lock``, locked while this process writes: a run killed
+    by SIGKILL leaves both behind with the lock released, and the next
+    :func:`check_output_folder` of that output removes them
+    (:func:`remove_stale_partials`) while never touching a live writer's.
+    """
     where = Path(os.path.abspath(output))
     where.parent.mkdir(parents=True, exist_ok=True)
-    staging = where.parent / f".{where.name}.partial-{uuid.uuid4().hex[:8]}"
-    try:
-        staging.mkdir()
-        fill(staging)
-        replace_folder(staging, where)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with _writer_lock(where) as staging:
+        try:
+            staging.mkdir()
+            fill(staging)
+            replace_folder(staging, where)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return Path(output)
+
+
+@contextmanager
+def _writer_lock(where: Path):
+    """A fresh staging path for ``where``, with its lock file held throughout.
+
+    The lock file is unlinked before it is released, once the staging folder
+    and the old output are gone: a lock file that can be locked belongs to a
+    writer that is gone (see :func:`remove_stale_partials`).
+    """
+    while True:
+        tag = uuid.uuid4().hex[:8]
+        staging = where.parent / f".{where.name}.partial-{tag}"
+        lock_path = staging.with_name(staging.name + _LOCK)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        if fcntl is None:  # no flock (Windows): no clean-up of others either
+            break
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            held = os.fstat(fd).st_ino == os.stat(lock_path).st_ino
+        except FileNotFoundError:
+            held = False
+        if held:
+            break
+        # A clean-up took the lock file between its creation and the lock,
+        # judged it stale and removed it: draw another name.
+        os.close(fd)
+    try:
+        yield staging
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            lock_path.unlink()
+        os.close(fd)
+
+
+def remove_stale_partials(output) -> list[str]:
+    """Remove what killed writers of ``output`` left next to it.
+
+    A writer killed by SIGKILL (or a power cut) leaves its staging folder
+    ``.NAME.partial-ID``, possibly the previous output moved aside as
+    ``.NAME.old-ID``, and its lock file ``.NAME.partial-ID.lock``. Those whose
+    lock can be taken are removed: a live writer holds its lock, so two runs
+    never remove each other's folders. If a writer died between moving the
+    previous output aside and moving the new one in, the previous output is
+    put back. Folders of versions that wrote no lock file are removed once
+    untouched for an hour (such a writer works for seconds).
+
+    Returns
+    -------
+    done : list of str
+        What was done, one item per folder: its name, with " (put back as
+        NAME)" for a previous output put back. Lock files are not listed.
+    """
+    if fcntl is None:
+        return []
+    where = Path(os.path.abspath(output))
+    pattern = re.compile(
+        rf"\.{re.escape(where.name)}\.(?:partial|old)-([0-9a-f]{{8}})"
+        rf"(?:{re.escape(_LOCK)})?"
+    )
+    try:
+        names = [p.name for p in where.parent.iterdir()]
+    except OSError:
+        return []
+    tags = sorted({m.group(1) for n in names if (m := pattern.fullmatch(n))})
+    stale, held, busy, done = [], [], False, []
+    try:
+        for tag in tags:
+            staging = where.parent / f".{where.name}.partial-{tag}"
+            lock_path = staging.with_name(staging.name + _LOCK)
+            old = where.parent / f".{where.name}.old-{tag}"
+            try:
+                fd = os.open(lock_path, os.O_RDWR)
+            except FileNotFoundError:
+                if _untouched(staging, old, seconds=3600):
+                    stale.append((staging, old, None))
+                continue
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # held: its writer is alive
+                os.close(fd)
+                busy = True
+                continue
+            held.append(fd)
+            stale.append((staging, old, lock_path))
+        for staging, old, lock_path in stale:
+            # With a live writer about, the missing output may be its doing.
+            if old.is_dir() and not busy and not os.path.lexists(where):
+                old.rename(where)
+                done.append(f"{old.name} (put back as {where.name})")
+            for folder in (staging, old):
+                if folder.is_dir() and not folder.is_symlink():
+                    shutil.rmtree(folder, ignore_errors=True)
+                    done.append(folder.name)
+            if lock_path is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    lock_path.unlink()
+    finally:
+        for fd in held:
+            os.close(fd)
+    return done
+
+
+def _untouched(*paths: Path, seconds: float) -> bool:
+    """Whether none of ``paths`` that exist was modified in the last ``seconds``."""
+    now = time.time()
+    for path in paths:
+        try:
+            if now - path.lstat().st_mtime < seconds:
+                return False
+        except FileNotFoundError:
+            pass
+    return True
 
 
 def replace_folder(new: Path, output: Path):
