@@ -6,6 +6,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
+from planted import planted_dictionary
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
@@ -16,18 +17,6 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from sklearn_hypothesaes import SparseAutoencoder
 from sklearn_hypothesaes.sae import load_sae, save_sae
 from sklearn_hypothesaes.sae._kernels import TrainState, select_topk
-
-
-def planted_dictionary(n=6000, d=32, m=48, k=3, noise=0.01, seed=0):
-    """Rows = sparse non-negative codes times random unit atoms, plus noise."""
-    rng = np.random.default_rng(seed)
-    atoms = rng.normal(size=(m, d))
-    atoms /= np.linalg.norm(atoms, axis=1, keepdims=True)
-    codes = np.zeros((n, m))
-    for i in range(n):
-        codes[i, rng.choice(m, k, replace=False)] = rng.uniform(0.5, 2.0, k)
-    X = codes @ atoms + noise * rng.normal(size=(n, d))
-    return X.astype(np.float32), atoms
 
 
 @pytest.fixture(scope="module")

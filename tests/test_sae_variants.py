@@ -7,24 +7,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from planted import planted_dictionary, recovered
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import sklearn_hypothesaes.sae._training as training
 from sklearn_hypothesaes import SparseAutoencoder
 from sklearn_hypothesaes.sae import load_sae, save_sae
 from sklearn_hypothesaes.sae._kernels import TrainState, jumprelu_bandwidth
-
-
-def planted_dictionary(n=6000, d=32, m=48, k=3, noise=0.01, seed=0):
-    """Rows = k sparse non-negative codes times random unit atoms, plus noise."""
-    rng = np.random.default_rng(seed)
-    atoms = rng.normal(size=(m, d))
-    atoms /= np.linalg.norm(atoms, axis=1, keepdims=True)
-    codes = np.zeros((n, m))
-    for i in range(n):
-        codes[i, rng.choice(m, k, replace=False)] = rng.uniform(0.5, 2.0, k)
-    X = codes @ atoms + noise * rng.normal(size=(n, d))
-    return X.astype(np.float32), atoms
 
 
 @pytest.fixture(scope="module")
@@ -53,12 +42,6 @@ def small(**kw):
 )
 def test_sklearn_compatible(estimator, check):
     check(estimator)
-
-
-def recovered(sae, atoms):
-    """Share of planted atoms matched by a decoder row at cosine >= 0.9."""
-    D = sae.decoder_weight_ / np.linalg.norm(sae.decoder_weight_, axis=1)[:, None]
-    return float(((atoms @ D.T).max(axis=1) >= 0.9).mean())
 
 
 def fit_planted(X, **kw):
