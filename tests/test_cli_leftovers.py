@@ -1,4 +1,5 @@
-"""Command lines: what killed runs leave behind is removed by the next run."""
+"""Command lines: what killed runs and earlier versions left behind is
+removed by the next run."""
 
 import os
 import signal
@@ -6,6 +7,8 @@ import subprocess
 import sys
 import time
 
+import joblib
+import numpy as np
 import pytest
 
 from sklearn_hypothesaes.app._cli import main
@@ -15,7 +18,7 @@ from sklearn_hypothesaes.app._cli_common import (
     write_folder,
 )
 
-pytestmark = pytest.mark.skipif(
+posix_only = pytest.mark.skipif(
     sys.platform == "win32", reason="writers lock with flock, POSIX only"
 )
 
@@ -37,6 +40,7 @@ def hidden(parent):
     return sorted(p.name for p in parent.iterdir() if p.name.startswith("."))
 
 
+@posix_only
 def test_sigkilled_writer_is_cleaned_by_the_next_run_never_while_alive(
     tmp_path, capsys
 ):
@@ -82,6 +86,7 @@ def test_sigkilled_writer_is_cleaned_by_the_next_run_never_while_alive(
     assert capsys.readouterr().err == ""
 
 
+@posix_only
 def test_previous_output_moved_aside_is_put_back(tmp_path):
     """Killed between its two renames: the previous output is aside, the new
     one complete but not in place. The promise is the previous outputs."""
@@ -97,6 +102,7 @@ def test_previous_output_moved_aside_is_put_back(tmp_path):
     assert hidden(tmp_path) == []
 
 
+@posix_only
 def test_only_this_outputs_leftovers_are_removed(tmp_path):
     keep = [
         ".out.partial-fresh000",  # not a writer's name
@@ -122,6 +128,7 @@ def test_only_this_outputs_leftovers_are_removed(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(keep)
 
 
+@posix_only
 def test_a_finished_or_failed_writer_leaves_no_lock(tmp_path):
     out = tmp_path / "out"
     write_folder(out, lambda f: (f / "a.csv").write_text("1"))
@@ -133,3 +140,82 @@ def test_a_finished_or_failed_writer_leaves_no_lock(tmp_path):
         write_folder(out, broken)
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
     assert (out / "a.csv").read_text() == "1"
+
+
+# ------------------------------------------------ pickles of earlier versions
+def old_cache(location, module, n_calls):
+    """What versions before ArrayMemory wrote: joblib.Memory(location) over
+    the command line's ``_fit_sae``, in ``module``."""
+
+    def _fit_sae(params, X, verbose):
+        return {"W": np.full((4, 3), params["k"], dtype=np.float32)}
+
+    _fit_sae.__module__, _fit_sae.__qualname__ = module, "_fit_sae"
+    cached = joblib.Memory(location, verbose=0).cache(_fit_sae, ignore=["verbose"])
+    for k in range(n_calls):
+        cached({"k": k}, np.ones(5), 0)
+
+
+def files_under(folder):
+    return {
+        str(p.relative_to(folder)): p.lstat().st_size
+        for p in folder.rglob("*")
+        if p.is_file() or p.is_symlink()
+    }
+
+
+def test_old_pickled_fits_are_deleted_and_nothing_else(tmp_path, capsys):
+    cache = tmp_path / "cache"
+    sae_cache = cache / "fitted_sae"
+    old_cache(sae_cache, "sklearn_hypothesaes.app._cli", 2)  # a Path: no joblib/
+    old_cache(str(sae_cache), "sklearn_hypothesaes._cli", 1)  # a str: joblib/
+    old = files_under(sae_cache)
+    assert len(old) == 1 + 5 + 3  # .gitignore, func_code.py and two files a fit
+    # What stays: today's fits, a call folder holding something else, and a
+    # layout behind a link.
+    keep = {
+        f"SparseAutoencoder-{'a' * 64}.npz": b"PK",
+        f"sklearn_hypothesaes/app/_cli/_fit_sae/{'0' * 32}/output.pkl": b"x",
+        f"sklearn_hypothesaes/app/_cli/_fit_sae/{'0' * 32}/extra.txt": b"notes",
+    }
+    for name, content in keep.items():
+        (sae_cache / name).parent.mkdir(parents=True, exist_ok=True)
+        (sae_cache / name).write_bytes(content)
+    outside = tmp_path / "elsewhere"
+    old_cache(outside, "sklearn_hypothesaes.app._cli", 1)
+    linked = sae_cache / "joblib/sklearn_hypothesaes/app/_cli/_fit_sae"
+    linked.parent.mkdir(parents=True)
+    linked.symlink_to(outside / "sklearn_hypothesaes/app/_cli/_fit_sae")
+    elsewhere = files_under(outside)
+
+    argv = [str(tmp_path / "missing.csv"), "-o", str(tmp_path / "out")]
+    code = main([*argv, "--cache-dir", str(cache)])
+    assert code == 1
+    note, error = capsys.readouterr().err.strip().splitlines()
+    n_bytes = sum(size for name, size in old.items() if name != ".gitignore")
+    assert note == (
+        f"sklearn-hypothesaes: deleted 3 pickled autoencoder fits "
+        f"({n_bytes / 1e6:.1f} MB) that an earlier version cached in "
+        f"'{sae_cache}'; no version loads them (fits are cached as arrays now)."
+    )
+    assert "does not exist" in error
+    assert files_under(sae_cache) == {
+        ".gitignore": old[".gitignore"],  # the old layout is not all gone
+        **{name: len(content) for name, content in keep.items()},
+        "joblib/sklearn_hypothesaes/app/_cli/_fit_sae": linked.lstat().st_size,
+    }
+    assert files_under(outside) == elsewhere
+
+    # Said once: the next run has nothing to delete.
+    assert main([*argv, "--cache-dir", str(cache)]) == 1
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_an_old_cache_alone_goes_entirely(tmp_path):
+    from sklearn_hypothesaes.app._memory import remove_pickled_fits
+
+    old_cache(tmp_path / "fitted_sae", "sklearn_hypothesaes.app._cli", 2)
+    n_bytes = sum(files_under(tmp_path / "fitted_sae").values())
+    assert remove_pickled_fits(tmp_path / "fitted_sae") == (2, n_bytes)
+    assert list((tmp_path / "fitted_sae").iterdir()) == []
+    assert remove_pickled_fits(tmp_path / "fitted_sae") == (0, 0)

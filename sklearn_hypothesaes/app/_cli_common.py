@@ -40,6 +40,8 @@ _READERS = {
     ".json": "json",
 }
 _COMPRESSION = {".gz", ".bz2", ".xz", ".zst", ".zip"}
+#: The autoencoder cache, in the cache folder (an ArrayMemory's location).
+SAE_CACHE = "fitted_sae"
 _LOCK = ".lock"  # suffix of a writer's lock file, next to its staging folder
 
 try:  # POSIX; elsewhere writers take no lock and nothing stale is removed
@@ -299,7 +301,33 @@ def check_cache(args) -> Path | None:
         finally:
             if store is not None:
                 store.close()
+    remove_old_fits(folder / SAE_CACHE)
     return folder
+
+
+def remove_old_fits(folder: Path):
+    """Delete the pickled autoencoder fits of earlier versions in ``folder``
+    (:func:`~sklearn_hypothesaes.app._memory.remove_pickled_fits`), saying so
+    in one line; if they cannot be deleted, say how to."""
+    from ._memory import remove_pickled_fits
+
+    try:
+        n_fits, n_bytes = remove_pickled_fits(folder)
+    except OSError as exc:
+        old = [folder / "sklearn_hypothesaes", folder / "joblib"]
+        command = " ".join(f"'{p}'" for p in old if os.path.lexists(p))
+        note(
+            f"could not delete the pickled autoencoder fits that an earlier "
+            f"version cached in '{folder}' ({exc.strerror or exc}); no version "
+            f"loads them: delete them with rm -r {command}"
+        )
+        return
+    if n_fits:
+        note(
+            f"deleted {n_fits} pickled autoencoder fit{'s' * (n_fits > 1)} "
+            f"({n_bytes / 1e6:.1f} MB) that an earlier version cached in "
+            f"'{folder}'; no version loads them (fits are cached as arrays now)."
+        )
 
 
 # ------------------------------------------------------------------- output

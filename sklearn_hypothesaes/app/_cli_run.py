@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ._cli_common import (
+    SAE_CACHE,
     InputError,
     check_cache,
     check_output_folder,
@@ -255,7 +256,7 @@ def run(args) -> int:
         y_train,
         holdout_texts=X_test,
         holdout_y=y_test,
-        memory=None if cache is None else cache / "fitted_sae",
+        memory=None if cache is None else cache / SAE_CACHE,
         check_signal=not args.no_signal_check,
         n_seeds=args.stability_seeds,
         pairwise=pairwise,

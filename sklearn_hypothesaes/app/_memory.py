@@ -9,10 +9,13 @@ fits every other step as if there were no cache.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import inspect
 import json
+import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -22,6 +25,18 @@ from ..sae import SparseAutoencoder, load_sae, save_sae
 from ..sae._io import to_json_value
 from ..utils._misc import warn_user
 from ..utils._store import CacheError
+
+# Where versions before ArrayMemory cached fits: joblib.Memory(<cache>/fitted_sae)
+# over a ``_fit_sae`` function of the command line (in ``_cli``, then
+# ``app/_cli``), as pickles. A Path location has no "joblib" level; a str one has.
+_PICKLED_FITS = [
+    Path(*root, "sklearn_hypothesaes", *module, "_fit_sae")
+    for root in ((), ("joblib",))
+    for module in (("_cli",), ("app", "_cli"))
+]
+_JOBLIB_GITIGNORE = "# Created by joblib automatically.\n*\n"
+_CALL_FOLDER = re.compile(r"[0-9a-f]{32}")
+_CALL_FILES = {"output.pkl", "metadata.json"}
 
 _REMEDY = (
     "Pass another folder (--cache-dir on the command line) or run without a "
@@ -230,3 +245,74 @@ def cache_key(sae, X):
     h = hashlib.sha256(json.dumps(head, sort_keys=True).encode())
     _array_digest(h, "X", X)
     return h.hexdigest()
+
+
+def remove_pickled_fits(folder) -> tuple[int, int]:
+    """Delete the pickled fits that earlier versions cached in ``folder``.
+
+    Before :class:`ArrayMemory`, the command line cached fitted autoencoders
+    with ``joblib.Memory(folder)`` as pickles, which no version loads any
+    more. Only that layout is deleted: ``[joblib/]sklearn_hypothesaes/
+    [app/]_cli/_fit_sae/`` with its ``func_code.py`` and its call folders
+    (32 hex digits) holding nothing but ``output.pkl`` and ``metadata.json``;
+    then the folders left empty, and joblib's own ``.gitignore``. Anything
+    else, and anything behind a link, stays.
+
+    Parameters
+    ----------
+    folder : str or Path
+        The autoencoder cache folder (``<cache>/fitted_sae`` on the command
+        line).
+
+    Returns
+    -------
+    n_fits, n_bytes : int
+        Call folders (fits) deleted, and the bytes their files held.
+    """
+    folder = Path(folder)
+    n_fits = n_bytes = 0
+    found = False
+    for relative in _PICKLED_FITS:
+        depth = len(relative.parts)
+        levels = [folder.joinpath(*relative.parts[:i]) for i in range(1, depth + 1)]
+        if not all(level.is_dir() and not level.is_symlink() for level in levels):
+            continue
+        found = True
+        for entry in os.scandir(levels[-1]):
+            if entry.name == "func_code.py" and entry.is_file(follow_symlinks=False):
+                n_bytes += _unlink(entry.path)
+            elif _CALL_FOLDER.fullmatch(entry.name) and _is_call(entry):
+                for file in os.scandir(entry.path):
+                    n_bytes += _unlink(file.path)
+                os.rmdir(entry.path)
+                n_fits += 1
+        for level in reversed(levels):  # those left empty, up to ``folder``
+            try:
+                level.rmdir()
+            except OSError:
+                break
+    gitignore = folder / ".gitignore"
+    leftover = [folder / "sklearn_hypothesaes", folder / "joblib"]
+    if found and not any(os.path.lexists(p) for p in leftover):
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            if not gitignore.is_symlink() and gitignore.read_text() == (
+                _JOBLIB_GITIGNORE
+            ):
+                n_bytes += _unlink(gitignore)
+    return n_fits, n_bytes
+
+
+def _is_call(entry) -> bool:
+    """A joblib call folder: a real folder holding only its two files."""
+    if not entry.is_dir(follow_symlinks=False):
+        return False
+    files = list(os.scandir(entry.path))
+    return bool(files) and all(
+        f.name in _CALL_FILES and f.is_file(follow_symlinks=False) for f in files
+    )
+
+
+def _unlink(path) -> int:
+    size = os.lstat(path).st_size
+    os.unlink(path)
+    return size

@@ -11,7 +11,7 @@ import time
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from ._cli_common import InputError, note, read_table
+from ._cli_common import SAE_CACHE, InputError, note, read_table
 
 
 # ------------------------------------------------------------------ the data
@@ -128,7 +128,7 @@ def _fit_sae(E, args, cache):
     # A passthrough step lets Pipeline's memory cache the autoencoder's fit.
     pipe = Pipeline(
         [("sae", sae), ("output", "passthrough")],
-        memory=ArrayMemory(cache / "fitted_sae"),
+        memory=ArrayMemory(cache / SAE_CACHE),
     )
     return pipe.fit(E).named_steps["sae"]
 
