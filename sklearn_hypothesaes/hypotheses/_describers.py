@@ -110,7 +110,12 @@ class TermDescriber(Strategy):
         per latent (10% false discovery rate over the vocabulary),
         "bonferroni" a stricter bound (see :func:`contrastive_terms`). A
         latent with no term this distinctive gets no description; on a few
-        hundred texts a lower bound such as 2.0 finds more.
+        hundred texts a lower bound such as 2.0 finds more. On the 132
+        training speeches of ``load_convention_speeches`` (about 700 words
+        each, so a vocabulary of thousands of terms to correct for), "auto"
+        describes one latent of 20 or none, while 2.0 describes all 20 with
+        a held-out AUC of 0.78-0.88 against the latents' 0.85-0.93
+        (``benchmarks/bench_offline.py``).
     exclusive : bool, default=True
         Each term describes only the latent where it scores highest, so two
         latents' descriptions (and annotations) share few words; a latent
