@@ -250,6 +250,15 @@ def test_bad_inputs_name_the_parameter():
         concept_correlations(Z, labels=labels, label_similarity=np.ones((3, 4)))
     with pytest.raises(TypeError, match=r"'label_similarity' parameter .* Got str"):
         concept_correlations(Z, labels=labels, label_similarity="minilm")
+    # A NaN vector used to give NaN similarities: never redundant, silently.
+    with_nan = np.ones((20, 4))
+    with_nan[3, 1] = np.nan
+    with pytest.raises(
+        ValueError,
+        match=r"'label_similarity' parameter of concept_correlations returned "
+        r"NaN or infinite vectors",
+    ):
+        concept_correlations(Z, labels=labels, label_similarity=with_nan)
     with pytest.raises(
         ValueError,
         match=r"'labels_y' parameter .* one label per "
