@@ -1001,7 +1001,10 @@ def test_a_rejected_request_parameter_is_one_line_with_the_options_fix(
         # The note of the data read, then the error in one line.
         assert code == 1 and "Traceback" not in err and "--debug" not in err
         note, error = err.strip().splitlines()
-        assert note.endswith("task binary, LLM hypotheses.")
+        assert note.endswith(
+            "task binary, LLM hypotheses: m describes the latents and annotates "
+            "the texts."
+        )
         assert re.fullmatch(
             r"sklearn-hypothesaes: error: the LLM endpoint rejected 3 requests in "
             r"a row with HTTP 400: \"Unsupported parameter: 'max_tokens' is not "

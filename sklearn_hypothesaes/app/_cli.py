@@ -43,6 +43,7 @@ in ``_cli_common``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ._cli_common import (
@@ -201,13 +202,16 @@ def build_parser() -> argparse.ArgumentParser:
     llm.add_argument(
         "--interpreter-model",
         default=None,
-        help="model that describes latents (default: gpt-4o-mini when an "
-        "endpoint is set)",
+        help="model that describes latents; it, or an endpoint, turns LLM "
+        "hypotheses on (default: gpt-4o-mini when an endpoint is set)",
     )
     llm.add_argument(
         "--annotator-model",
         default=None,
-        help="model that annotates texts (default: the interpreter model)",
+        help="model that annotates texts with the LLM's hypotheses; it does not "
+        "turn LLM hypotheses on: alone (no --interpreter-model, no endpoint) it "
+        "is refused, since offline hypotheses are annotated by their words "
+        "(default: the interpreter model)",
     )
     add_request_options(llm)
     llm.add_argument(
@@ -255,6 +259,20 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(
             f"--pair-column {args.pair_column!r} is also the --text-column; give "
             "the column of the second text of each pair."
+        )
+    if (
+        args.annotator_model
+        and not (args.interpreter_model or args.base_url or args.offline)
+        and not (args.demo or os.environ.get("OPENAI_BASE_URL"))
+    ):
+        parser.error(
+            f"--annotator-model {args.annotator_model} sets the model that "
+            "annotates texts with an LLM's hypotheses, but no LLM describes the "
+            "latents (no --interpreter-model, no --base-url or $OPENAI_BASE_URL), "
+            "so the hypotheses would be offline ones, annotated by their words. "
+            "Give --interpreter-model too (e.g. --interpreter-model "
+            f"{args.annotator_model} for one model doing both), or leave "
+            "--annotator-model out for offline hypotheses."
         )
     if args.demo and args.pair_column is not None:
         parser.error(

@@ -136,12 +136,13 @@ def max_tokens(value: str) -> int | None:
 
 
 def llm_mode(args) -> bool:
-    """Whether a run of either command line calls an LLM: an endpoint or a
-    model is given (or ``$OPENAI_BASE_URL`` set), and neither ``--offline``
-    nor the offline ``--demo``."""
+    """Whether a run of either command line calls an LLM: an endpoint or the
+    model that describes latents is given (or ``$OPENAI_BASE_URL`` set), and
+    neither ``--offline`` nor the offline ``--demo``. ``--annotator-model``
+    alone does not count (the main parser refuses it)."""
     if args.offline or getattr(args, "demo", False):
         return False
-    models = ("model", "interpreter_model", "annotator_model")
+    models = ("model", "interpreter_model")
     return bool(
         args.base_url
         or os.environ.get("OPENAI_BASE_URL")

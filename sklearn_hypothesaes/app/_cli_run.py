@@ -37,6 +37,22 @@ OUTPUT_FILES = {
 }
 
 
+#: The model that describes latents when only an endpoint is given.
+DEFAULT_INTERPRETER = "gpt-4o-mini"
+
+
+def llm_roles(args) -> str:
+    """Which model describes the latents and which annotates the texts, in
+    words, for an LLM run."""
+    model = args.interpreter_model or DEFAULT_INTERPRETER
+    named = model + (
+        "" if args.interpreter_model else " (the default with an endpoint)"
+    )
+    if args.annotator_model in (None, model):
+        return f"{named} describes the latents and annotates the texts"
+    return f"{named} describes the latents, {args.annotator_model} annotates the texts"
+
+
 def build_steps(args, task):
     """The four estimators of the method, from the command-line options."""
     from .. import (
@@ -68,7 +84,7 @@ def build_steps(args, task):
             "--base-url or --interpreter-model, or leave it out."
         )
     if llm_mode(args):
-        interpreter_model = args.interpreter_model or "gpt-4o-mini"
+        interpreter_model = args.interpreter_model or DEFAULT_INTERPRETER
         common = dict(
             base_url=args.base_url,
             api_key_env=args.api_key_env,
@@ -244,9 +260,10 @@ def run(args) -> int:
     mode = "LLM" if llm_mode(args) else "offline"
     pairwise = args.pair_column is not None
     rows = "pairs of texts" if pairwise else "texts"
+    roles = f": {llm_roles(args)}" if mode == "LLM" else ""
     note(
         f"{len(X_train)} training and {len(X_test)} held-out {rows}, task {task}, "
-        f"{mode} hypotheses."
+        f"{mode} hypotheses{roles}."
     )
     from . import _method
 
