@@ -109,10 +109,8 @@ def _init_params(est, X, train_idx, generator, device):
     mean_norm = float(sample.norm(dim=1).mean())
     scale = math.sqrt(n_features) / mean_norm if mean_norm > 0 else 1.0
     sample *= scale
-    buf = workspace(sample.shape, sample.dtype, device)
-    row_var = total_variance(sample, buf)
-    b_dec = geometric_median(sample, buf=buf).float()
-    del buf
+    row_var = total_variance(sample)
+    b_dec = geometric_median(sample).float()
     w_dec = torch.randn(est.n_latents, n_features, generator=generator)
     w_dec /= w_dec.norm(dim=1, keepdim=True)
     w_dec = w_dec.to(device)
