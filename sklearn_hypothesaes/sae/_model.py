@@ -26,6 +26,9 @@ from ._streaming import (
     validation_size,
 )
 
+# Rows per block of the statistics after training, for in-memory rows on CPU.
+_CPU_STATS_BLOCK = 1024
+
 
 def _torch():
     import torch
@@ -639,11 +642,12 @@ class SparseAutoencoder(
             return "threshold", self._params_on(self._torch_device())["threshold"]
         return "threshold", float(threshold)
 
-    def _encode_on_device(self, X, idx=None):
+    def _encode_on_device(self, X, idx=None, size=None):
         """Yield (start, block, x, rows, cols, vals), the last four as tensors.
 
         X may also be a tensor (rows already on the device): blocks are then
-        gathered there.
+        gathered there. ``size``: rows per block (default
+        ``transform_batch_size``); a row's code does not depend on it.
         """
         torch = _torch()
         from ._kernels import as_tensor, encode
@@ -652,7 +656,7 @@ class SparseAutoencoder(
         params = self._params_on(device)
         mode, threshold = self._encode_mode()
         n = X.shape[0] if idx is None else len(idx)
-        size = self.transform_batch_size
+        size = size or self.transform_batch_size
         if isinstance(X, ChunkSource):
             blocks = X.blocks(size)
         elif isinstance(X, torch.Tensor):
@@ -748,10 +752,15 @@ class SparseAutoencoder(
         sse = torch.zeros((), dtype=torch.float64, device=device)
         fired = torch.zeros(self.n_latents, dtype=torch.long, device=device)
         diff64 = None
-        for _, _, x, rows, cols, vals in self._encode_on_device(X, idx):
+        size = None
+        if device.type == "cpu" and not isinstance(X, ChunkSource):
+            # In-memory rows on CPU: blocks whose temporaries (codes,
+            # reconstructions, float64 copies) stay in cache; at 8192 rows
+            # each was a fresh allocation of up to 25 MB, paid in page faults.
+            size = min(self.transform_batch_size, _CPU_STATS_BLOCK)
+        for _, _, x, rows, cols, vals in self._encode_on_device(X, idx, size):
             # (recon - x).double().square().sum(), in place and in one reused
-            # float64 buffer: fresh blocks of that size cost more in page
-            # faults than the arithmetic.
+            # float64 buffer.
             diff = sparse_decode(rows, cols, vals, w_dec, x.shape[0])
             diff.add_(b_dec).sub_(x)
             if diff64 is None or diff64.shape[0] < diff.shape[0]:

@@ -157,13 +157,17 @@ def _row_var(X, idx, scale):
 
 
 @torch.no_grad()
-def validation_fvu(params, X_val, scale, k, mode, threshold, sst, batch_size=8192):
+def validation_fvu(params, X_val, scale, k, mode, threshold, sst, batch_size=None):
     """FVU of the current weights over all validation rows (scaled frame).
 
     ``sst`` is the rows' total variance in the scaled frame, computed once.
+    ``batch_size``: rows per block, by default 1024 on CPU (temporaries that
+    stay in cache) and 8192 elsewhere.
     """
-    sse = torch.zeros((), dtype=torch.float64, device=params["w_enc"].device)
     device = params["w_enc"].device
+    sse = torch.zeros((), dtype=torch.float64, device=device)
+    if batch_size is None:
+        batch_size = 1024 if device.type == "cpu" else 8192
     for start in range(0, X_val.shape[0], batch_size):
         x = as_tensor(X_val[start : start + batch_size]).to(device) * scale
         rows, cols, vals = encode(x, params, k, mode, threshold)
