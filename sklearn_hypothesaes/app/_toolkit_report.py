@@ -9,11 +9,16 @@ archived. User texts are escaped by Jinja's autoescape.
 from __future__ import annotations
 
 import datetime as _dt
-import os
 from pathlib import Path
 
-from ..utils._misc import import_optional
-from ._report import flatten_settings, fmt, fmt_pvalue, is_missing, shorten_example
+from ._report import (
+    flatten_settings,
+    fmt,
+    fmt_pvalue,
+    is_missing,
+    shorten_example,
+    write_html,
+)
 
 __all__ = ["render_toolkit_report"]
 
@@ -334,14 +339,6 @@ def render_toolkit_report(command, result, path, *, settings, timings, args) -> 
     """
     from .. import __version__
 
-    jinja2 = import_optional("jinja2", "The HTML report")
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("sklearn_hypothesaes.app", "templates"),
-        autoescape=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        undefined=jinja2.StrictUndefined,
-    )
     usage = result.get("usage") or {}
     context = {
         **_CONTEXTS[command](result, args),
@@ -365,8 +362,4 @@ def render_toolkit_report(command, result, path, *, settings, timings, args) -> 
         if timings
         else None,
     }
-    html = env.get_template(_TEMPLATES[command]).render(**context)
-    path = Path(os.fspath(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(html, encoding="utf-8")
-    return path
+    return write_html(_TEMPLATES[command], context, path)

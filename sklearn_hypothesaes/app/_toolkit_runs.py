@@ -12,9 +12,9 @@ import pandas as pd
 
 from ._cli_common import InputError, note
 from ._toolkit_fit import (
-    KnownEmbeddings,
     check_size,
     column_texts,
+    embed_texts,
     fit_embedder,
     read_corpus,
     with_usage,
@@ -287,7 +287,6 @@ def run_cluster(args, cache, client, timings) -> dict:
 def run_search(args, cache, client, timings) -> dict:
     """The rows that best match the query (``search``), by latents or, with
     ``--method dense``, by cosine similarity of embeddings."""
-    from ..text import TextEmbedder
     from ..toolkit._search import PropertySearch
 
     frame, texts = read_corpus(args.input, args)
@@ -309,16 +308,7 @@ def run_search(args, cache, client, timings) -> dict:
         _check_labelled(embedder, "the query")
         search = PropertySearch(embedder, n_latents=args.n_query_latents, llm=client)
     else:
-        start = time.perf_counter()
-        known = KnownEmbeddings(
-            TextEmbedder(
-                model=args.embedding_model,
-                cache_dir=False if cache is None else cache,
-                verbose=not args.quiet,
-            )
-        )
-        known.fit(present.tolist())
-        timings["embedding"] = time.perf_counter() - start
+        known, _ = embed_texts(present.tolist(), args, cache, timings)
         search = PropertySearch(text_embedder=known, method="dense")
     start = time.perf_counter()
     found = search.fit(series).search(args.query, k=args.top)
