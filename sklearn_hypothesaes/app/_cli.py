@@ -28,12 +28,19 @@ Rows are in the report's order: largest absolute coefficient first. The
 output and cache folders are checked before any work, and the outputs are
 written all at once: into a new hidden sibling folder that then replaces
 ``--output``, so a failed or interrupted run leaves the previous outputs as
-they were.
+they were. A run killed outright (SIGKILL) cannot remove its hidden folder;
+the next run into the same output does, and says so (the lock file a writer
+holds tells a live run's folder apart).
 
 Embeddings, LLM answers and the fitted autoencoder (as arrays, never a pickle)
 are cached durably, so a second run on the same inputs reuses them, and an
 interrupted run loses nothing that was already computed; ``--no-cache`` keeps
-nothing on disk.
+nothing on disk. Autoencoder fits that earlier versions pickled in the cache
+are deleted, once, with a line saying how much.
+
+LLM hypotheses are on when an endpoint (``--base-url``, ``$OPENAI_BASE_URL``)
+or ``--interpreter-model`` is given; ``--annotator-model`` only picks another
+model for the annotations, and alone it is refused.
 
 This module holds the parser; the run and its outputs are in ``_cli_run``,
 reading the data in ``_cli_data``, and what the toolkit's command line shares
