@@ -466,7 +466,8 @@ def remove_stale_partials(output) -> list[str]:
             for folder in (staging, old):
                 if folder.is_dir() and not folder.is_symlink():
                     shutil.rmtree(folder, ignore_errors=True)
-                    done.append(folder.name)
+                    if not os.path.lexists(folder):
+                        done.append(folder.name)
             if lock_path is not None:
                 with contextlib.suppress(FileNotFoundError):
                     lock_path.unlink()
