@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from fake_openai import FakeOpenAIServer, concept_judge, last_user_message
+from fake_openai import FakeOpenAIServer, last_user_message
+from test_cli import SMALL, llm
 
 from sklearn_hypothesaes.app._cli import main, parse_args
 
-SMALL = ["--n-latents", "16", "--k", "2", "--n-hypotheses", "4", "--quiet"]
 ALONE = (
     "--annotator-model gpt-4o sets the model that annotates texts with an LLM's "
     "hypotheses, but no LLM describes the latents (no --interpreter-model, no "
@@ -67,17 +67,6 @@ def test_help_says_what_the_annotator_model_needs(capsys):
     ) in page
 
 
-def chat(body):
-    """Describes each latent as the keyword most of its shown texts share;
-    answers annotation questions by whether the text has the keyword."""
-    prompt = last_user_message(body)
-    if "Texts where it fires:" not in prompt:
-        return concept_judge(body)
-    fires = prompt.split("Texts where it fires:", 1)[1].lower()
-    counts = {w: fires.count(w) for w in ("funny", "boring", "actors", "music")}
-    return f"Mentions {max(counts, key=counts.get)}."
-
-
 @pytest.mark.filterwarnings("ignore:HypothesisGenerator dropped")
 def test_interpreter_describes_and_annotator_annotates(tmp_path, capsys):
     rng = np.random.default_rng(0)
@@ -90,7 +79,7 @@ def test_interpreter_describes_and_annotator_annotates(tmp_path, capsys):
             "target": (picks <= 1).astype(int),
         }
     ).to_csv(path, index=False)
-    with FakeOpenAIServer(chat=chat) as srv:
+    with FakeOpenAIServer(chat=llm) as srv:
         argv = [path, "--base-url", srv.base_url, *SMALL, "--no-cache"]
         argv += ["--concepts-per-request", "4", "--no-signal-check"]
         argv += ["--interpreter-model", "big", "--annotator-model", "small"]
