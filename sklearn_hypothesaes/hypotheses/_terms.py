@@ -410,7 +410,9 @@ def marker_matrix(texts: Sequence[str], markers=None) -> sparse.csr_matrix:
     for i, text in enumerate(texts):
         if not _MAY_HOLD_MARKERS.search(text):
             continue
-        if not text.isascii() or "&" in text:
+        # Markers are ASCII, which mojibake leaves alone; an HTML entity
+        # ("&#64;") may hide one, so only then is the text repaired.
+        if "&" in text:
             text = ftfy.fix_text(text)
         for j, pattern in enumerate(patterns):
             if pattern.search(text):
