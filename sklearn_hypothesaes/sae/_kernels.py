@@ -389,6 +389,9 @@ class TrainState:
         # Anthropic ramp the penalty up); set by the training loop.
         self.coef_factor = 1.0
         self._n_dead, self._dead = 0, None
+        # An upper bound on rows_since_fired.max() (CPU): its value at the
+        # last check plus the rows counted since; unknown at first.
+        self._silence_bound = math.inf
         self._steps = 0
         # Active-latent count and rows, summed as tensors to avoid a sync per step.
         self.nnz = 0
@@ -449,6 +452,7 @@ class TrainState:
                 moment.copy_(part.view_as(moment))
         opt.t = int(arrays["step"])
         self.rows_since_fired.copy_(torch.from_numpy(arrays["rows_since_fired"]))
+        self._silence_bound = math.inf
         if "log_sparsity_coef" in arrays:
             self.log_coef.fill_(float(arrays["log_sparsity_coef"]))
         self._threshold_steps = int(arrays["threshold_steps"])
@@ -529,7 +533,10 @@ class TrainState:
                 w_dec.div_(torch.linalg.vector_norm(w_dec, dim=1, keepdim=True))
             if self.activation == "jumprelu":
                 self.params["threshold"].clamp_(min=0.0)
+        rows_before = self.rows
         self._bookkeeping(code, vals, x.shape[0], k)
+        # No latent's silence grew by more than the rows just counted.
+        self._silence_bound += self.rows - rows_before
         return loss
 
     def _bookkeeping(self, code, vals, n_rows, k):
@@ -591,7 +598,7 @@ class TrainState:
         total_var = n_rows * self.row_var
         norm = 1.0 / (n_seg * total_var)
         flat = resid.view(-1)
-        loss = torch.dot(flat, flat) * norm
+        loss = torch.dot(flat, flat).mul_(norm)
 
         # d loss / d prefix reconstruction, then per segment: a segment's
         # latents appear in its own prefix and every later one. Summed in
@@ -661,10 +668,18 @@ class TrainState:
     def _n_dead_update(self):
         # Reading the dead latents is a device sync: on a GPU, once every 8
         # steps (in between, a latent revived meanwhile still gets AuxK's
-        # gradient, which does no harm).
-        if self._steps % 8 == 0 or self.rows_since_fired.device.type == "cpu":
+        # gradient, which does no harm). On CPU every step, except while the
+        # longest silence cannot have reached dead_rows yet: then no latent
+        # is dead, and the check (three small ops) is skipped.
+        on_cpu = self.rows_since_fired.device.type == "cpu"
+        if on_cpu and self._silence_bound < self.dead_rows:
+            self._n_dead = 0
+            return
+        if on_cpu or self._steps % 8 == 0:
             self._dead = torch.nonzero(self.dead_mask()).squeeze(1)
             self._n_dead = len(self._dead)
+            if on_cpu:
+                self._silence_bound = int(self.rows_since_fired.max())
 
     def _aux_grads(self, xc, resid, pre, aux_k, coef):
         """AuxK: dead latents learn to reconstruct the main residual
