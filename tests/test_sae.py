@@ -624,3 +624,92 @@ def test_batches_gathered_on_the_device_equal_the_host_batches(tmp_path):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     # The held rows stay unscaled, for the statistics after training.
     np.testing.assert_array_equal(rows.numpy(), X)
+
+
+def test_sort_and_offset_helpers_match_their_plain_torch_forms():
+    from sklearn_hypothesaes.sae._kernels import argsort_latents, group_starts
+
+    gen = torch.Generator().manual_seed(0)
+    for n_latents in (7, 256, 2**15, 2**15 + 1):
+        # Many repeats: the order among equal ids must be the stable one.
+        cols = torch.randint(0, n_latents, (4096,), generator=gen)
+        order = argsort_latents(cols, n_latents)
+        assert order.dtype == torch.int64
+        torch.testing.assert_close(
+            order, torch.argsort(cols, stable=True), rtol=0, atol=0
+        )
+        # Group starts of a sorted index, empty groups (ids absent) included.
+        starts = group_starts(cols[order], n_latents)
+        counts = torch.bincount(cols, minlength=n_latents)
+        expected = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
+        torch.testing.assert_close(starts, expected[:-1], rtol=0, atol=0)
+
+
+def test_init_statistics_match_the_plain_formulas():
+    from sklearn_hypothesaes.sae._kernels import geometric_median, total_variance
+
+    gen = torch.Generator().manual_seed(0)
+    # More rows than a block, an offset, and a few outliers.
+    x = torch.randn(2500, 6, generator=gen, dtype=torch.float64) * 2 + 30
+    x[:25] += 500
+    assert total_variance(x) == pytest.approx(
+        float(x.var(0, correction=0).sum()), rel=1e-12
+    )
+    # Weiszfeld on the whole array at once, as written in textbooks.
+    median = x.mean(0)
+    for _ in range(20):
+        weights = 1 / (x - median).norm(dim=1).clamp_min(1e-6)
+        new = (weights[:, None] * x).sum(0) / weights.sum()
+        done = (new - median).norm() < 1e-6 * median.norm().clamp_min(1.0)
+        median = new
+        if done:
+            break
+    torch.testing.assert_close(geometric_median(x), median, rtol=1e-12, atol=0)
+    # Robust: the outliers barely move it, unlike the mean.
+    assert float((median - 30).abs().max()) < 1.0 < float((x.mean(0) - 30).min())
+
+
+def test_skipped_dead_latent_checks_never_miss_a_dead_latent():
+    """The CPU check is skipped only while no latent can be dead: at every step
+    the dead latents AuxK uses are exactly those of a full check."""
+
+    class Checked(TrainState):
+        seen = []
+
+        def _n_dead_update(self):
+            expected = torch.nonzero(self.dead_mask()).squeeze(1)
+            super()._n_dead_update()
+            assert self._n_dead == len(expected)
+            if self._n_dead:
+                torch.testing.assert_close(self._dead, expected, rtol=0, atol=0)
+            self.seen.append(self._n_dead)
+
+    gen = torch.Generator().manual_seed(0)
+    d, m = 12, 40
+    params = {
+        "w_enc": torch.randn(m, d, generator=gen),
+        "b_enc": torch.zeros(m),
+        "w_dec": torch.nn.functional.normalize(torch.randn(m, d, generator=gen)),
+        "b_dec": torch.zeros(d),
+    }
+    state = Checked(
+        params,
+        row_var=float(d),
+        lr=1e-2,
+        k=2,
+        activation="topk",
+        prefixes=None,
+        aux_k=4,
+        aux_coef=1 / 32,
+        dead_rows=100,
+        clip_grad=1.0,
+        compute_dtype=torch.float32,
+    )
+    # Rows from a few directions only: most latents fall silent, and AuxK
+    # revives some of them.
+    basis = torch.randn(3, d, generator=gen)
+    for _ in range(80):
+        x = torch.randn(16, 3, generator=gen) @ basis
+        state.step(x)
+    assert max(state.seen) > 0
+    assert state.seen.count(0) > 0

@@ -735,7 +735,7 @@ def _row_blocks(x):
     """(start, stop) of the row blocks of x: one block off the CPU."""
     n = len(x)
     step = _SAMPLE_BLOCK if x.device.type == "cpu" else max(n, 1)
-    return [(lo, min(lo + step, n)) for lo in range(0, n, step)]
+    return [(lo, min(lo + step, n)) for lo in range(0, n, step)] or [(0, 0)]
 
 
 def total_variance(x):
@@ -749,7 +749,7 @@ def total_variance(x):
     for lo, hi in blocks:
         centred = torch.sub(x[lo:hi], mean, out=buf[: hi - lo]).view(-1)
         total += torch.dot(centred, centred)
-    return float(total) / len(x)
+    return float(total / len(x))
 
 
 def geometric_median(x, n_iter=20, eps=1e-6):
