@@ -11,7 +11,9 @@ one top-k per batch, timed on the fitted weights over the same batches (what a
 step cannot go below without a faster matmul or top-k). Then the time to
 equal quality: the fewest epochs (from 1, 2, 3, 5, 10, ...)
 after which our held-out FVU is at most the peer's after all its epochs, and
-the ratio of the peer's training time to ours at that point.
+the ratio of the peer's training time to ours at that point, and our fixed
+cost per fit (starting sample, final statistics, checks), estimated from the
+1- and 2-epoch fits as 2 t(1) - t(2).
 
 ``--memory`` also measures the peak resident memory of one epoch of training
 on 1,000,000 x 384 rows, each side in its own process.
@@ -114,13 +116,16 @@ def run_peer(X, X_hold, M, K, batch_size, epochs, seed):
 
 
 def time_to_fvu(X, X_hold, M, K, args, target):
-    """Fewest epochs (1, 2, 3, 5, 10, ...) at which ours reaches ``target``."""
+    """Fewest epochs (1, 2, 3, 5, 10, ...) at which ours reaches ``target``,
+    its time and held-out FVU, and the times of the fits tried by epochs."""
     schedule = [e for e in (1, 2, 3, 5, 10, 15, 20, 30, 50) if e < args.epochs]
+    times = {}
     for epochs in [*schedule, args.epochs]:
         seconds, hold, _ = run_ours(X, X_hold, M, K, args.batch_size, epochs, args.seed)
+        times[epochs] = seconds
         if hold <= target:
-            return epochs, seconds, hold
-    return None, None, None
+            return epochs, seconds, hold, times
+    return None, None, None, times
 
 
 def peak_memory(side, M, K, epochs=1):
@@ -237,7 +242,16 @@ def main():
         )
         rows.append(dict(M=M, K=K, ours_step_ms=step_ms, floor_ms=floor))
     print(f"\ntime to the peer's held-out FVU after {args.epochs} epochs:")
-    for M, K, peer, (epochs, seconds, reached) in equal:
+    for M, K, peer, (epochs, seconds, reached, times) in equal:
+        if 1 in times and 2 in times:
+            # A fit is a fixed cost (starting sample, geometric median, final
+            # statistics, checks) plus its epochs: 2 t(1) - t(2) is the former.
+            fixed = 2 * times[1] - times[2]
+            print(
+                f"  M={M} K={K}: fixed cost per fit about {1e3 * fixed:.0f} ms "
+                f"(2 t(1 epoch) - t(2 epochs); 1 epoch {1e3 * times[1]:.0f} ms)"
+            )
+            rows.append(dict(M=M, K=K, fixed_cost_s=fixed))
         if epochs is None:
             print(f"  M={M} K={K}: not reached within {args.epochs} epochs")
             continue
