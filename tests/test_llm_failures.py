@@ -9,6 +9,7 @@ structured output.
 
 import json
 import pickle
+import random
 import warnings
 
 import pytest
@@ -18,11 +19,13 @@ from sklearn.base import clone
 from sklearn_hypothesaes import LLMClient
 from sklearn_hypothesaes.llm import (
     LLMRequestError,
+    LLMUnusableAnswersError,
     Usage,
     answer_problem,
     parse_yes_no,
     strip_preamble,
 )
+from sklearn_hypothesaes.llm import _client as _llm
 
 ANSWER = "Mentions a refund that never arrived."
 THINKING_OFF = {"chat_template_kwargs": {"enable_thinking": False}}
@@ -331,6 +334,138 @@ def test_a_rare_client_error_does_not_stop_the_run(make_client):
             assert answers == [None, None, "ok"]
             assert answers.usage.failures == 2
         assert [r["status"] for r in srv.requests] == [400, 400, 200] * 2
+
+
+# Answers unusable the same way, request after request ------------------------
+def _items(n, tag="text"):
+    return [f"describe {tag} {i}" for i in range(n)]
+
+
+def test_answers_unusable_the_same_way_stop_the_run(make_client):
+    # max_tokens=3 cuts every answer off. Before the stop each of the 60
+    # requests was asked max_attempts=3 times (180 requests) and the call
+    # returned 60 Nones; now the 20th distinct request ends the run.
+    assert _llm.UNUSABLE_LIMIT == 20
+    with FakeOpenAIServer(default_reply=ANSWER) as srv:
+        client = make_client(srv, max_tokens=3, n_concurrent=1)
+        srv.default_reply = "Yes."
+        assert clone(client).complete(["answered before"]) == ["Yes."]
+        srv.reset()
+        srv.default_reply, srv.truncate = ANSWER, True
+        with pytest.raises(LLMUnusableAnswersError) as info:
+            client.complete(_items(60))
+        assert len(srv.requests) == 19 * 3 + 1
+        error = info.value
+        assert (error.reason, error.count, error.answers) == ("cut off", 20, 58)
+        assert error.completion_tokens == 58 * 3 == srv.usage["completion_tokens"]
+        assert error.prompt_tokens == srv.usage["prompt_tokens"]
+        assert str(error) == (
+            "The first 20 LLM requests got no usable answer: all 58 answers "
+            "(re-asks included) were unusable for one reason, cut off "
+            f"({error.prompt_tokens:,} prompt and 174 completion tokens spent). "
+            "The run was stopped rather than left to ask every request again and "
+            "end with every answer missing. To fix: the answer reached the token "
+            "limit (finish_reason='length'): raise max_tokens (now 3). Usable "
+            "answers received before the stop are cached."
+        )
+        assert isinstance(error, LLMRequestError)
+        assert client.usage()["calls"] == 58
+        assert client.usage()["unusable"] == {"cut off": 58}
+        # The same settings stop the next call at its first answer.
+        with pytest.raises(LLMUnusableAnswersError, match="first 21 LLM requests"):
+            client.complete(_items(5, "other"))
+        assert len(srv.requests) == 59
+        # What was answered before is still cached.
+        assert client.complete(["answered before"]) == ["Yes."]
+        assert len(srv.requests) == 59
+        # The fix it names works.
+        roomy = clone(client).set_params(max_tokens=50)
+        assert _no_warning(lambda: roomy.complete(_items(3))) == [ANSWER] * 3
+
+
+def test_the_unusable_stop_with_concurrent_requests_pickles(make_client):
+    # A thinking model behind a reasoning parser, max_tokens too small: every
+    # content is empty. 8 threads; before the stop: 200 x 3 requests.
+    pickling_support = pytest.importorskip("tblib.pickling_support")
+    pickling_support.install(LLMUnusableAnswersError)
+    with FakeOpenAIServer(default_reply=ANSWER, thinking="parser") as srv:
+        client = make_client(srv, max_tokens=10, n_concurrent=8)
+        with pytest.raises(LLMUnusableAnswersError) as info:
+            client.complete(_items(200))
+        # Each thread asks one item at a time: at most 20 + 7 items started.
+        assert len(srv.requests) <= (20 + 7) * 3
+        error = info.value
+        assert (error.reason, error.count) == ("unclosed thinking", 20)
+        assert 20 <= error.answers <= len(srv.requests)
+        assert (
+            "To fix: the model was still thinking when its answer ended: turn "
+            "thinking off with extra_body={'chat_template_kwargs': "
+            "{'enable_thinking': False}} (vLLM, llama.cpp server)" in str(error)
+        )
+        assert "raise max_tokens (now 10)" in str(error)
+    assert error.__cause__ is None and error.__context__ is None
+    restored = pickle.loads(pickle.dumps(error))
+    assert type(restored) is LLMUnusableAnswersError
+    assert str(restored) == str(error)
+    assert (restored.reason, restored.count, restored.fix) == (
+        error.reason,
+        error.count,
+        error.fix,
+    )
+
+
+def _truncating_judge(rate, bad=lambda body: False):
+    """Answers ANSWER, cut off at random at ``rate`` (seeded by the request)."""
+
+    def chat(body):
+        rng = random.Random(json.dumps(body["messages"]))
+        if bad(body) or rng.random() < rate:
+            return {"content": "Mentions a", "finish_reason": "length"}
+        return ANSWER
+
+    return chat
+
+
+def test_a_run_with_occasional_unusable_answers_is_not_stopped(make_client):
+    # 10% of answers cut off at random (seeded by each request's messages).
+    with FakeOpenAIServer(chat=_truncating_judge(0.1)) as srv:
+        client = make_client(srv, n_concurrent=4)
+        with pytest.warns(RuntimeWarning, match="Unusable LLM answers") as caught:
+            answers = client.complete(_items(200))
+        assert answers == [ANSWER] * 200
+        assert answers.unusable == {"cut off": 20}
+        assert answers.usage.reasks == 20
+        assert len(srv.requests) == 220
+        assert "got no usable answer" not in str(caught[-1].message)
+
+
+def _number(body):
+    """The item's number, from the first message (re-asks append others)."""
+    return int(body["messages"][0]["content"].split()[-1])
+
+
+def test_one_usable_answer_among_the_first_turns_the_stop_off(make_client):
+    # The first 19 requests (one at a time) and the last 5 are always cut off,
+    # the 20th is answered: the run is not misconfigured, and goes on.
+    def bad(body):
+        return _number(body) != 19
+
+    with FakeOpenAIServer(chat=_truncating_judge(0.0, bad)) as srv:
+        client = make_client(srv, n_concurrent=1, cache_dir=False)
+        with pytest.warns(RuntimeWarning, match="24 of 25 LLM requests"):
+            answers = client.complete(_items(25))
+        assert answers == [None] * 19 + [ANSWER] + [None] * 5
+        assert len(srv.requests) == 24 * 3 + 1
+        # Unusable for two reasons (cut off, then refused): no one setting to
+        # blame, no stop.
+        srv.chat = lambda body: (
+            {"content": "Mentions a", "finish_reason": "length"}
+            if _number(body) % 2
+            else REFUSAL_TEXT
+        )
+        fresh = clone(client).set_params(n_concurrent=4)
+        with pytest.warns(RuntimeWarning, match="24 of 24 LLM requests"):
+            assert fresh.complete(_items(24, "again")) == [None] * 24
 
 
 # Structured output -------------------------------------------------------------

@@ -5,7 +5,7 @@ the packaged prompts (``_prompts``) and the reading of answers (``_parsing``:
 thinking and lead-ins dropped, unusable answers named). It knows nothing of
 latents or hypotheses."""
 
-from ._client import LLMClient, LLMRequestError
+from ._client import LLMClient, LLMRequestError, LLMUnusableAnswersError
 from ._parsing import answer_problem, parse_yes_no, strip_preamble, strip_thinking
 from ._prompts import fill_prompt, load_prompt
 from ._usage import USAGE_KEYS, Completions, Usage
@@ -15,6 +15,7 @@ __all__ = [
     "Completions",
     "LLMClient",
     "LLMRequestError",
+    "LLMUnusableAnswersError",
     "Usage",
     "answer_problem",
     "fill_prompt",

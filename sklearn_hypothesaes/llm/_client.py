@@ -49,6 +49,15 @@ _REDACTED_URL = "_redacted_base_url"
 # that stop a run: a rejected parameter fails every request the same way, and a
 # run that goes on would end with every answer missing.
 SAME_ERROR_LIMIT = 3
+# Distinct requests of one kind (same sampling) whose every answer was unusable
+# for one reason, before any usable answer, that stop a run (see
+# LLMUnusableAnswersError): a setting that makes every answer unusable (a
+# max_tokens too small for a thinking model) would otherwise be paid
+# max_attempts times per request. One usable answer of that kind, from the
+# endpoint or the cache, or a second reason, disarms it for good, so a run
+# with occasional bad answers is never stopped: at a 10% rate of unusable
+# answers, twenty in a row from the start come once in 1e20 runs.
+UNUSABLE_LIMIT = 20
 _THINKING_OFF = "extra_body={'chat_template_kwargs': {'enable_thinking': False}}"
 _SEE_DOCS = "(other servers: see the 'LLM servers' page of the documentation)"
 
@@ -100,6 +109,96 @@ class LLMRequestError(RuntimeError):
 
     def __reduce__(self):
         args = (self.status_code, self.server_message, self.fix, self.count)
+        return type(self), args
+
+
+class LLMUnusableAnswersError(LLMRequestError):
+    """The first requests of a run got only unusable answers, all for one reason.
+
+    Raised by :class:`LLMClient` when the first ``UNUSABLE_LIMIT`` distinct
+    requests of one kind (same sampling parameters) sent by a client got no
+    usable answer, every answer unusable for the same reason (cut off by the
+    token limit, unclosed thinking, empty, refused), and no request of that
+    kind had a usable answer (from the endpoint or the cache). Such a run is
+    misconfigured (a ``max_tokens`` too small for a thinking model, thinking
+    left on), and would otherwise ask every request ``max_attempts`` times
+    and end with every answer missing. One usable answer, or a second reason,
+    turns the stop off for the rest of the run, so a run with occasional bad
+    answers is never stopped. Usable answers received before the stop are
+    cached. An :class:`LLMRequestError`, so that code which handles the
+    client's stops handles this one too.
+
+    Parameters
+    ----------
+    reason : str
+        Why the answers were unusable (a key of ``Usage.unusable``).
+    count : int
+        Distinct requests that got only unusable answers.
+    answers : int
+        Answers received for them (re-asks included).
+    prompt_tokens, completion_tokens : int
+        Tokens the endpoint reported for those answers.
+    fix : str
+        What to change, in words.
+
+    Attributes
+    ----------
+    reason, count, answers, prompt_tokens, completion_tokens, fix
+        As given.
+    status_code : None
+        No HTTP error: the endpoint answered, unusably.
+    server_message : str
+        ``"unusable answers: <reason>"``.
+
+    Examples
+    --------
+    >>> from sklearn_hypothesaes.llm import LLMUnusableAnswersError
+    >>> error = LLMUnusableAnswersError(
+    ...     "cut off", 20, 58, 1200, 174, "raise max_tokens (now 3)")
+    >>> print(error)  # doctest: +NORMALIZE_WHITESPACE
+    The first 20 LLM requests got no usable answer: all 58 answers (re-asks
+    included) were unusable for one reason, cut off (1,200 prompt and 174
+    completion tokens spent). The run was stopped rather than left to ask every
+    request again and end with every answer missing. To fix: raise max_tokens
+    (now 3). Usable answers received before the stop are cached.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        count: int,
+        answers: int,
+        prompt_tokens: int,
+        completion_tokens: int,
+        fix: str,
+    ):
+        self.reason = reason
+        self.answers = answers
+        self.prompt_tokens = prompt_tokens
+        self.completion_tokens = completion_tokens
+        self.status_code = None
+        self.server_message = f"unusable answers: {reason}"
+        self.fix = fix
+        self.count = count
+        RuntimeError.__init__(
+            self,
+            f"The first {count} LLM requests got no usable answer: all {answers} "
+            f"answers (re-asks included) were unusable for one reason, {reason} "
+            f"({prompt_tokens:,} prompt and {completion_tokens:,} completion tokens "
+            "spent). The run was stopped rather than left to ask every request "
+            f"again and end with every answer missing. To fix: {fix}. Usable "
+            "answers received before the stop are cached.",
+        )
+
+    def __reduce__(self):
+        args = (
+            self.reason,
+            self.count,
+            self.answers,
+            self.prompt_tokens,
+            self.completion_tokens,
+            self.fix,
+        )
         return type(self), args
 
 
@@ -278,6 +377,16 @@ class _Tally:
         return Usage(**counts, unusable=unusable, cost=cost(prompt, completion))
 
 
+class _UnusableRun:
+    """Requests of one kind, while every answer to them has been unusable for
+    one reason (see ``UNUSABLE_LIMIT``)."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        self.keys: set[str] = set()
+        self.answers = self.prompt_tokens = self.completion_tokens = 0
+
+
 class _Runtime:
     """Everything that is built lazily and left out of pickles."""
 
@@ -317,6 +426,8 @@ class _Runtime:
         self.no_response_format: str | None = None  # the server's refusal
         self.same_errors: dict[tuple[int, str], int] = {}
         self.warned: set[str] = set()
+        # Per kind of request (its sampling); None once the stop is off.
+        self.unusable_runs: dict[str, _UnusableRun | None] = {}
 
     def count_client_error(self, status: int, message: str) -> int:
         with self.lock:
@@ -328,6 +439,29 @@ class _Runtime:
         if self.same_errors:
             with self.lock:
                 self.same_errors.clear()
+
+    def count_unusable(self, kind: str, key: str, reason: str, tokens) -> tuple:
+        """Count an unusable answer to request ``key``; the distinct requests,
+        answers and tokens of the run so far, or None once the stop is off."""
+        with self.lock:
+            if kind in self.unusable_runs and self.unusable_runs[kind] is None:
+                return None
+            run = self.unusable_runs.get(kind) or _UnusableRun(reason)
+            if run.reason != reason:
+                self.unusable_runs[kind] = None  # no single setting to blame
+                return None
+            self.unusable_runs[kind] = run
+            run.keys.add(key)
+            run.answers += 1
+            run.prompt_tokens += tokens[0]
+            run.completion_tokens += tokens[1]
+            return len(run.keys), run.answers, run.prompt_tokens, run.completion_tokens
+
+    def disarm(self, kind: str):
+        """A usable answer of this kind: the settings work, never stop for it."""
+        if self.unusable_runs.get(kind, False) is not None:
+            with self.lock:
+                self.unusable_runs[kind] = None
 
     def first_time(self, note: str) -> bool:
         with self.lock:
@@ -387,6 +521,13 @@ class LLMClient:
     reason. The same client error (HTTP 4xx, e.g. a rejected ``max_tokens``
     or ``temperature``) ``SAME_ERROR_LIMIT`` times in a row stops the run with
     :class:`LLMRequestError`, which carries the server's message and the fix.
+    When the first ``UNUSABLE_LIMIT`` (20) distinct requests of one kind got
+    only answers unusable for one reason (every answer cut off: a thinking
+    model with too small a ``max_tokens``), the run stops with
+    :class:`LLMUnusableAnswersError`, which names the reason, the answers and
+    tokens spent and the fix, instead of asking every request again; one
+    usable answer of that kind turns this stop off for the client's lifetime
+    (until ``set_params``), so occasional bad answers never stop a run.
 
     Parameters
     ----------
@@ -805,11 +946,11 @@ class LLMClient:
 
     def _record(self, resp, tally: _Tally) -> dict:
         usage = getattr(resp, "usage", None)
-        tally.add(
-            calls=1,
-            prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
-            completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
+        spent = (
+            getattr(usage, "prompt_tokens", 0) or 0,
+            getattr(usage, "completion_tokens", 0) or 0,
         )
+        tally.add(calls=1, prompt_tokens=spent[0], completion_tokens=spent[1])
         choice = resp.choices[0] if resp.choices else None
         message = getattr(choice, "message", None)
         content = getattr(message, "content", None)
@@ -835,7 +976,25 @@ class LLMClient:
             problem = "unclosed thinking"
         elif problem is None and cut_off:
             problem = "cut off"  # the caller may accept it (see _answer)
-        return {"record": record, "problem": problem, "raw": content}
+        return {"record": record, "problem": problem, "raw": content, "tokens": spent}
+
+    def _unusable_stop(self, rt, tally, kind, key, got, reason, sampling, first_token):
+        """Count an unusable answer; the error that stops the run when the
+        first requests of this kind all got nothing else (see
+        ``UNUSABLE_LIMIT``), else None."""
+        if reason == "unparseable":
+            # The model did answer: a parser's complaint, not a setting.
+            rt.disarm(kind)
+            return None
+        run = rt.count_unusable(kind, key, reason, got["tokens"])
+        if run is None or run[0] < UNUSABLE_LIMIT:
+            return None
+        with tally.lock:
+            if tally.stopped:
+                return None  # another thread is stopping the run already
+            tally.stopped = True
+        fix = _unusable_fix(reason, sampling, first_token)
+        return LLMUnusableAnswersError(reason, *run, fix)
 
     def _run(
         self, messages_list, sampling, accept, desc, max_attempts, first_token=False
@@ -944,6 +1103,10 @@ class LLMClient:
             except Exception:
                 continue
         tally.add(cache_hits=sum(k in values for k in keys))
+        # Requests of one kind share the stop for unusable answers.
+        kind = stable_hash({"sampling": sampling, "first_token": first_token})
+        if values:
+            rt.disarm(kind)
         todo = [k for k in unique if k not in values]
 
         def work(key):
@@ -966,8 +1129,15 @@ class LLMClient:
                 if problem is None:
                     if rt.store is not None:
                         rt.store.put_json({key: got["record"]})
+                    rt.disarm(kind)
                     return value
                 tally.add_unusable(problem)
+                stop = self._unusable_stop(
+                    rt, tally, kind, key, got, problem, sampling, first_token
+                )
+                if stop is not None:
+                    tally.add(failures=1)
+                    raise stop  # no exception is being handled: no chained cause
                 if attempt + 1 < max_attempts:
                     tally.add(reasks=1)
                     messages = _reask_messages(messages, got["raw"], problem, detail)
@@ -1088,6 +1258,10 @@ class LLMClient:
         LLMRequestError
             When the endpoint rejected ``SAME_ERROR_LIMIT`` requests in a row
             with the same client error (HTTP 4xx).
+        LLMUnusableAnswersError
+            When the first ``UNUSABLE_LIMIT`` distinct requests of this kind
+            got only answers unusable for one reason (see
+            :class:`LLMUnusableAnswersError`).
         """
         if not (parse is None or callable(parse)) and len(parse) != len(messages_list):
             raise ValueError(
@@ -1154,6 +1328,10 @@ class LLMClient:
         LLMRequestError
             When the endpoint rejected ``SAME_ERROR_LIMIT`` requests in a row
             with the same client error (HTTP 4xx).
+        LLMUnusableAnswersError
+            When the first ``UNUSABLE_LIMIT`` distinct requests of this kind
+            got only answers unusable for one reason (see
+            :class:`LLMUnusableAnswersError`).
         """
         sampling = {"logprobs": True, "top_logprobs": 10, "max_tokens": 1, **sampling}
 
