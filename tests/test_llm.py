@@ -1,6 +1,7 @@
 """LLMClient against a real loopback OpenAI-compatible server."""
 
 import copy
+import html
 import pickle
 import threading
 
@@ -10,10 +11,11 @@ import pytest
 from fake_openai import FakeOpenAIServer, last_user_message
 from sklearn.base import BaseEstimator, clone
 from sklearn.model_selection import GridSearchCV
-from sklearn.utils import estimator_checks, get_tags
+from sklearn.pipeline import make_pipeline
+from sklearn.utils import estimator_checks, estimator_html_repr, get_tags
 from sklearn.utils._param_validation import InvalidParameterError
 
-from sklearn_hypothesaes import LLMClient
+from sklearn_hypothesaes import HypothesisGenerator, LLMClient, LLMDescriber
 from sklearn_hypothesaes.llm import (
     Completions,
     Usage,
@@ -502,6 +504,46 @@ def test_credentials_in_base_url_are_not_written(fake_server, tmp_path):
     restored.set_params(base_url=url)
     assert restored.complete(["hi"]) == ["no"]
     assert len(fake_server.requests) == 1  # from the cache
+
+
+def test_credentials_are_hidden_by_every_display_of_an_estimator_holding_it():
+    # scikit-learn's HTML display lists a parent's get_params(deep=True) by repr,
+    # describer__client__base_url among them: it showed 'pw' and 'abc'.
+    url = "https://u:pw@h/v1?api_key=abc"
+    shown = "https://u:***@h/v1?api_key=***"
+    generator = HypothesisGenerator(LLMDescriber(LLMClient(base_url=url)))
+    displays = {
+        "repr": repr(generator),
+        "html": estimator_html_repr(generator),
+        "_repr_html_": generator._repr_html_(),
+        "pipeline html": estimator_html_repr(make_pipeline(generator)),
+        "grid search html": estimator_html_repr(
+            GridSearchCV(generator, {"describer__client__model": ["a", "b"]})
+        ),
+        "params": repr(generator.get_params()),
+    }
+    for name, text in displays.items():
+        assert "pw" not in text and "abc" not in text, name
+        assert shown in html.unescape(text), name
+    # The parameters are the values given: equal strings, which clone copies.
+    params = generator.get_params()
+    assert params["describer__client__base_url"] == url
+    assert str(params["describer__client__base_url"]) == url
+    twin = clone(generator)
+    assert twin.get_params()["describer__client__base_url"] == url
+    assert type(twin.describer.client.base_url) is str
+    assert twin.describer.client.base_url == url
+    assert pickle.loads(pickle.dumps(params["describer__client__base_url"])) == url
+    again = clone(generator).set_params(
+        describer__client__base_url=params["describer__client__base_url"]
+    )
+    assert type(again.describer.client.base_url) is str
+    assert again.describer.client.cache_key("hi") == LLMClient(base_url=url).cache_key(
+        "hi"
+    )
+    # A URL without credentials is given back as it is.
+    plain = LLMClient(base_url="http://127.0.0.1:8000/v1").get_params()["base_url"]
+    assert type(plain) is str
 
 
 # Public functions validate their parameters -------------------------------------

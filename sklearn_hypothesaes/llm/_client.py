@@ -323,6 +323,26 @@ def _reask_messages(messages, bad_text, reason, detail) -> list[dict]:
     ]
 
 
+class _RedactedRepr(str):
+    """A URL that is the string given (equal, hashed, ``str()`` and sent as
+    it is) but whose ``repr`` hides its credentials.
+
+    ``LLMClient.get_params()`` gives ``base_url`` as one: a parent estimator's
+    repr and HTML display (scikit-learn's parameter table shows ``repr`` of
+    each of the parent's ``get_params(deep=True)`` values, ``client__base_url``
+    among them) then show ``***``, whoever holds the client, while clone and
+    set_params get the value itself. Copies and pickles are plain strings.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return repr(redact_url(str(self)))
+
+    def __reduce_ex__(self, protocol):
+        return str, (str(self),)
+
+
 class _RateLimiter:
     """Sliding one-minute window over requests and (estimated) tokens."""
 
@@ -536,9 +556,10 @@ class LLMClient:
     base_url : str or None, default=None
         Endpoint, e.g. ``"http://localhost:8000/v1"``. None reads
         ``$OPENAI_BASE_URL``, else OpenAI's API. Credentials written in it
-        (``https://user:secret@host/v1``) are replaced by ``***`` in the repr,
-        the cache key and pickles, but a parent estimator's ``get_params()``
-        (and so its HTML display) shows the value as given: prefer the
+        (``https://user:secret@host/v1``, ``?api-key=...``) are replaced by
+        ``***`` in the repr, the cache key and pickles, and in the repr and
+        HTML display of any estimator that holds the client (``get_params()``
+        gives the string as given, whose ``repr`` is redacted). Prefer the
         environment variable named by ``api_key_env``, or pass ``client``.
     api_key_env : str, default="OPENAI_API_KEY"
         Name of the environment variable holding the key. A key is only
@@ -670,14 +691,25 @@ class LLMClient:
     # Not a BaseEstimator: sklearn's pretty printer reads a nested estimator's
     # parameters directly, which would print a base_url's credentials inside
     # every parent's repr; a plain object is printed through __repr__ below.
+    # A parent's HTML display lists its get_params(deep=True), ours included,
+    # by repr: base_url comes as a string whose repr is redacted.
     @classmethod
     def _get_param_names(cls) -> list[str]:
         params = inspect.signature(cls.__init__).parameters
         return [name for name in params if name != "self"]
 
     def get_params(self, deep=True) -> dict:
-        """The constructor parameters (``deep`` is accepted for sklearn)."""
-        return {name: getattr(self, name) for name in self._get_param_names()}
+        """The constructor parameters (``deep`` is accepted for sklearn).
+
+        ``base_url`` is the string given, whose ``repr`` has its credentials
+        replaced by ``***`` (so that no parent's repr or HTML display shows
+        them).
+        """
+        params = {name: getattr(self, name) for name in self._get_param_names()}
+        url = params["base_url"]
+        if isinstance(url, str) and redact_url(url) != url:
+            params["base_url"] = _RedactedRepr(url)
+        return params
 
     def set_params(self, **params):
         """Set constructor parameters; the SDK client and cache are rebuilt."""
@@ -693,6 +725,8 @@ class LLMClient:
         if "client" in params:
             self.__dict__.pop(_CLIENT_DROPPED, None)
         for name, value in params.items():
+            if isinstance(value, _RedactedRepr):
+                value = str(value)
             setattr(self, name, value)
         return self
 
@@ -788,7 +822,8 @@ class LLMClient:
             )
 
     def _resolved_base_url(self) -> str | None:
-        return self.base_url or os.environ.get("OPENAI_BASE_URL") or None
+        url = self.base_url or os.environ.get("OPENAI_BASE_URL") or None
+        return None if url is None else str(url)
 
     def _runtime(self) -> _Runtime:
         rt = self.__dict__.get("_rt")
