@@ -403,6 +403,9 @@ def test_the_unusable_stop_with_concurrent_requests_pickles(make_client):
             "{'enable_thinking': False}} (vLLM, llama.cpp server)" in str(error)
         )
         assert "raise max_tokens (now 10)" in str(error)
+        assert str(error).endswith(
+            "Usable answers received before the stop are cached."
+        )
     assert error.__cause__ is None and error.__context__ is None
     restored = pickle.loads(pickle.dumps(error))
     assert type(restored) is LLMUnusableAnswersError
@@ -412,6 +415,11 @@ def test_the_unusable_stop_with_concurrent_requests_pickles(make_client):
         error.count,
         error.fix,
     )
+    uncached = LLMUnusableAnswersError("empty", 20, 20, 0, 0, "fix it", cached=False)
+    assert str(uncached).endswith(
+        "To fix: fix it. No answer was cached (cache_dir=False)."
+    )
+    assert pickle.loads(pickle.dumps(uncached)).cached is False
 
 
 def _truncating_judge(rate, bad=lambda body: False):

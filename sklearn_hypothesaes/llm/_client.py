@@ -140,10 +140,12 @@ class LLMUnusableAnswersError(LLMRequestError):
         Tokens the endpoint reported for those answers.
     fix : str
         What to change, in words.
+    cached : bool, default=True
+        Whether the client caches answers (``cache_dir`` is not False).
 
     Attributes
     ----------
-    reason, count, answers, prompt_tokens, completion_tokens, fix
+    reason, count, answers, prompt_tokens, completion_tokens, fix, cached
         As given.
     status_code : None
         No HTTP error: the endpoint answered, unusably.
@@ -171,8 +173,10 @@ class LLMUnusableAnswersError(LLMRequestError):
         prompt_tokens: int,
         completion_tokens: int,
         fix: str,
+        cached: bool = True,
     ):
         self.reason = reason
+        self.cached = cached
         self.answers = answers
         self.prompt_tokens = prompt_tokens
         self.completion_tokens = completion_tokens
@@ -186,8 +190,12 @@ class LLMUnusableAnswersError(LLMRequestError):
             f"answers (re-asks included) were unusable for one reason, {reason} "
             f"({prompt_tokens:,} prompt and {completion_tokens:,} completion tokens "
             "spent). The run was stopped rather than left to ask every request "
-            f"again and end with every answer missing. To fix: {fix}. Usable "
-            "answers received before the stop are cached.",
+            f"again and end with every answer missing. To fix: {fix}. "
+            + (
+                "Usable answers received before the stop are cached."
+                if cached
+                else "No answer was cached (cache_dir=False)."
+            ),
         )
 
     def __reduce__(self):
@@ -198,6 +206,7 @@ class LLMUnusableAnswersError(LLMRequestError):
             self.prompt_tokens,
             self.completion_tokens,
             self.fix,
+            self.cached,
         )
         return type(self), args
 
@@ -1029,7 +1038,7 @@ class LLMClient:
                 return None  # another thread is stopping the run already
             tally.stopped = True
         fix = _unusable_fix(reason, sampling, first_token)
-        return LLMUnusableAnswersError(reason, *run, fix)
+        return LLMUnusableAnswersError(reason, *run, fix, rt.store is not None)
 
     def _run(
         self, messages_list, sampling, accept, desc, max_attempts, first_token=False
