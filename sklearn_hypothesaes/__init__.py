@@ -35,6 +35,7 @@ _LAZY = {
     "fit_distributed": ".sae._distributed",
     "LLMClient": ".llm._client",
     "LLMRequestError": ".llm._client",
+    "LLMUnusableAnswersError": ".llm._client",
     "CacheError": ".utils._store",
     "LatentSelector": ".hypotheses._selection",
     "interpret_latents": ".hypotheses._interpret",

@@ -1023,3 +1023,36 @@ def test_a_rejected_request_parameter_is_one_line_with_the_options_fix(
         sent = server.requests[-1]["body"]
         assert "max_tokens" not in sent and sent["max_completion_tokens"] == 64
     assert "hypotheses" in out and (tmp_path / "out" / "report.html").exists()
+
+
+def test_answers_unusable_the_same_way_stop_with_the_fix_as_options(tmp_path, capsys):
+    """A thinking model with --max-tokens 8: every interpretation is cut off
+    mid-thought. Before, each of the 24 prompts was asked 3 times (72 requests)
+    before the run ended; now the 20th distinct prompt stops it, and the fix is
+    written as options."""
+    path = _llm_data(tmp_path)
+    with FakeOpenAIServer(chat=concept_judge, thinking="tags") as srv:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            code, out, err = run_cli(
+                capsys, path, "--base-url", srv.base_url, "--interpreter-model", "m",
+                "--n-latents", "32", "--k", "2", "--n-hypotheses", "24", "--quiet",
+                "-o", tmp_path / "out", "--no-cache", "--max-tokens", "8",
+            )  # fmt: skip
+        n_requests = len(srv.requests)
+    assert code == 1 and "Traceback" not in err
+    error = err.strip().splitlines()[-1]
+    assert error.startswith(
+        "sklearn-hypothesaes: error: the first 20 LLM requests got no usable "
+        "answer: all "
+    )
+    assert "were unusable for one reason, unclosed thinking (" in error
+    assert (
+        "turn thinking off with --extra-body "
+        '\'{"chat_template_kwargs": {"enable_thinking": false}}\'' in error
+    )
+    assert error.endswith(
+        "raise --max-tokens (now 8). No answer was cached (--no-cache)."
+    )
+    assert n_requests < 24 * 3
+    assert not (tmp_path / "out").exists()

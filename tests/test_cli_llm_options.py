@@ -38,13 +38,11 @@ def test_annotator_model_alone_is_refused(tmp_path, capsys, monkeypatch):
         ["--interpreter-model", "gpt-4o-mini"],
         ["--base-url", "http://127.0.0.1:9/v1"],
         ["--offline"],
-        ["--demo"],
     ],
 )
 def test_annotator_model_with_an_llm_or_offline_is_taken(extra, monkeypatch):
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    argv = [] if "--demo" in extra else ["data.csv"]
-    args = parse_args([*argv, "--annotator-model", "gpt-4o", *extra])
+    args = parse_args(["data.csv", "--annotator-model", "gpt-4o", *extra])
     assert args.annotator_model == "gpt-4o"
 
 
@@ -100,3 +98,21 @@ def test_interpreter_describes_and_annotator_annotates(tmp_path, capsys):
     assert payload["usage"]["calls"] == len(requests)
     hypotheses = {h["hypothesis"] for h in payload["hypotheses"]}
     assert hypotheses and hypotheses <= {f"mentions {w}" for w in words}
+
+
+def test_demo_with_llm_options_is_refused(capsys):
+    """Before, --demo ran offline and ignored them without a word."""
+    with pytest.raises(SystemExit) as exc:
+        parse_args(["--demo", "--interpreter-model", "gpt-4o", "--base-url", "x"])
+    assert exc.value.code == 2
+    assert (
+        "--demo runs offline, so --interpreter-model gpt-4o and --base-url x "
+        "would be ignored. Leave them out for the demo, or run the LLM method "
+        "on a file of your own (see --help)."
+    ) in " ".join(capsys.readouterr().err.split())
+    with pytest.raises(SystemExit):
+        parse_args(["--demo", "--annotator-model", "gpt-4o"])
+    assert "--demo runs offline, so --annotator-model gpt-4o would be ignored" in (
+        " ".join(capsys.readouterr().err.split())
+    )
+    assert parse_args(["--demo"]).demo

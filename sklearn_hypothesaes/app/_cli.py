@@ -281,6 +281,22 @@ def parse_args(argv=None) -> argparse.Namespace:
             f"{args.annotator_model} for one model doing both), or leave "
             "--annotator-model out for offline hypotheses."
         )
+    if args.demo:
+        given = [
+            f"{option} {value}"
+            for option, value in (
+                ("--interpreter-model", args.interpreter_model),
+                ("--annotator-model", args.annotator_model),
+                ("--base-url", args.base_url),
+            )
+            if value
+        ]
+        if given:
+            parser.error(
+                f"--demo runs offline, so {' and '.join(given)} would be ignored. "
+                "Leave them out for the demo, or run the LLM method on a file "
+                "of your own (see --help)."
+            )
     if args.demo and args.pair_column is not None:
         parser.error(
             "--demo runs on single reviews; --pair-column needs an input file "

@@ -564,6 +564,20 @@ def run_reporting_errors(run: Callable, args) -> int:
 def request_error_message(exc) -> str:
     """An :class:`~sklearn_hypothesaes.llm.LLMRequestError` in the command
     line's terms: its fix names options, not ``LLMClient``'s parameters."""
+    from ..llm import LLMUnusableAnswersError
+
+    if isinstance(exc, LLMUnusableAnswersError):
+        # The fix, written as this command line's options.
+        text = " ".join(str(exc).split())
+        text = text.replace(
+            "extra_body={'chat_template_kwargs': {'enable_thinking': False}}",
+            '--extra-body \'{"chat_template_kwargs": {"enable_thinking": false}}\'',
+        )
+        text = text.replace("raise max_tokens", "raise --max-tokens").replace(
+            "(cache_dir=False)", "(--no-cache)"
+        )
+        return text[0].lower() + text[1:]
+
     server = " ".join(exc.server_message.split())
     if "max_tokens" in server.lower():
         fix = (
