@@ -22,6 +22,8 @@ import numpy as np
 # Rows of the random sample that starts training (scale, decoder bias): the
 # training loop's own sample size, so that a sample is never subsampled again.
 INIT_SAMPLE_ROWS = 65_536
+# Batches between two returns of the allocator's free memory to the system.
+TRIM_EVERY = 64
 # Bytes of a chunk read from an array when ``chunk_rows`` is not given.
 CHUNK_BYTES = 64 * 2**20
 
@@ -276,6 +278,9 @@ class ChunkSource:
         else:
             pieces = self._with_starts(self._iterate())
         for start, chunk in pieces:
+            # Each pass (an epoch's windows, the statistics, a transform)
+            # frees the memory of the chunk before it: give it back.
+            release_free_memory()
             chunk = self._drop_excluded(start, chunk)
             if len(chunk):
                 yield chunk
@@ -386,6 +391,7 @@ class StreamBatches:
         window = []
         carry = torch.zeros((0, rows.shape[1]), device=self.device)
         chunks = rows.chunks(order)
+        n_batches = 0
         exhausted = False
         while want is not None:
             chunk = next(chunks, None)
@@ -415,6 +421,9 @@ class StreamBatches:
                 yield pool[used : used + want] * self.scale
                 used += want
                 want = next(sizes, None)
+                n_batches += 1
+                if n_batches % TRIM_EVERY == 0:
+                    release_free_memory()
             carry = pool[used:]
             if exhausted:
                 break
@@ -423,6 +432,42 @@ class StreamBatches:
                 "ChunkSource yielded fewer rows than it has: did the chunks "
                 "change between passes?"
             )
+
+
+def release_free_memory():
+    """Give the C allocator's free memory back to the system (glibc only).
+
+    A training step frees temporaries of many sizes, and glibc serves the
+    ones under its (self-raising) mmap threshold from its heap, which then
+    fragments: freed but never returned, its pages count as resident. Over
+    an epoch of 10,000,000 rows this held 16 GB; 100,000 rows at 4,096
+    latents grew by 0.7 GB, and not at all with ``malloc_trim`` every 64
+    batches and before each chunk is read. Elsewhere (or where it cannot be
+    loaded) this does nothing.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+def _malloc_trim():
+    global _TRIM
+    if _TRIM is None:
+        _TRIM = False
+        try:
+            import ctypes
+            import ctypes.util
+
+            name = ctypes.util.find_library("c")
+            if name is not None:
+                _TRIM = ctypes.CDLL(name).malloc_trim
+                _TRIM.argtypes = [ctypes.c_size_t]
+        except (OSError, AttributeError):
+            _TRIM = False
+    return _TRIM or None
+
+
+_TRIM = None
 
 
 class StreamFeed:
