@@ -336,3 +336,13 @@ def test_every_chunk_read_and_every_64_batches_release_memory(
         )
     )
     assert n == 250 and len(calls) == 8 + 250 // 64
+
+
+def test_in_memory_epochs_on_cpu_release_memory_every_64_batches(data, monkeypatch):
+    from sklearn_hypothesaes.sae import _training
+
+    calls = []
+    monkeypatch.setattr(_training, "release_free_memory", lambda: calls.append(1))
+    SparseAutoencoder(**params(batch_size=16, max_epochs=1)).fit(data)
+    # 3,800 training rows (200 held out) in batches of 16: 238 batches.
+    assert len(calls) == 238 // 64

@@ -18,6 +18,7 @@ from ._kernels import (
     total_variance,
     workspace,
 )
+from ._streaming import TRIM_EVERY, release_free_memory
 
 _INIT_SAMPLE = 65_536
 # Rows used to place the starting thresholds of ReLU and JumpReLU latents.
@@ -239,9 +240,12 @@ class _Batches:
                 yield self.on_device[self.train_on_device[pos]].mul_(self.scale)
             return
         perm = self.train_idx[order.numpy()]
-        for start in range(0, n_train, batch):
+        for i, start in enumerate(range(0, n_train, batch), 1):
             x = torch.from_numpy(self.X[np.sort(perm[start : start + batch])])
             yield x.to(self.device, non_blocking=True).mul_(self.scale)
+            if i % TRIM_EVERY == 0:
+                # The heap a step's temporaries fragment (see the function).
+                release_free_memory()
 
 
 def _schedule_k(est, step, planned):
