@@ -286,16 +286,15 @@ TRIM_PROBE = textwrap.dedent(
             if line.startswith("RssAnon:"):
                 return int(line.split()[1]) / 1024
 
-    # Freeing a 4 MB block raises glibc's mmap threshold above it, so the
-    # 400 kB blocks that follow come from the heap (as a training step's
-    # temporaries do); every other one freed leaves holes it keeps.
-    big = np.ones(2**20, np.float32)
-    del big
-    blocks = [np.ones(100_000, np.float32) for _ in range(1000)]
+    start = anon()
+    # 100 kB blocks come from glibc's heap (under its mmap threshold), as a
+    # training step's smaller temporaries do; every other one freed leaves
+    # holes the heap keeps.
+    blocks = [np.ones(25_000, np.float32) for _ in range(4000)]
     del blocks[::2]
     before = anon()
     release_free_memory()
-    print(before, anon())
+    print(start, before, anon())
     """
 )
 
@@ -311,8 +310,10 @@ def test_free_heap_memory_is_given_back():
         timeout=120,
         check=True,
     ).stdout.split()
-    before, after = map(float, out)
-    # 500 freed blocks of 400 kB: about 190 MB held, then given back.
+    start, before, after = map(float, out)
+    # 2,000 live blocks of 100 kB (190 MB) and 2,000 freed ones the heap
+    # holds (190 MB more), given back.
+    assert before - start > 300, out
     assert before - after > 150, out
 
 
