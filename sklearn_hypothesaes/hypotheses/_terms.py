@@ -40,34 +40,33 @@ _OPENERS = frozenset(
 )
 # Spans that are not words: URLs, e-mail addresses and phone-like digit runs
 # ("(555) 123-4567", "+1 202 555 0100"). They are blanked before tokenising so
-# that neither "http", "www", "com" nor a phone number's digits become terms.
-_NOT_WORDS = re.compile(
-    r"(?:https?://|www\.)\S+"
-    r"|[\w.+-]+@[\w-]+(?:\.[\w-]+)+"
-    r"|(?<!\w)\+?\(?\d[\d ().-]{5,}\d(?!\w)"
-)
+# that neither "http", "www", "com" nor a phone number's digits become terms,
+# and counted as markers instead (below).
+_URL = r"(?:https?://|www\.)\S+"
+_EMAIL = r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"
+_PHONE = r"(?<!\w)\+?\(?\d[\d ().-]{5,}\d(?!\w)"
+_NOT_WORDS = re.compile(f"{_URL}|{_EMAIL}|{_PHONE}")
 # What every match of _NOT_WORDS contains: "://" or "www.", "@", or a digit.
 _MAY_HOLD_NOT_WORDS = re.compile(r"://|www\.|@|\d")
 # Properties of a text that are not words but may be what a latent detects,
 # each a term of its own written in brackets. On the Trump tweets a latent
 # for replies (texts that open with "@name", which few share) carries a
 # quarter of the selected latents' R^2, and no word describes it: the
-# handles differ from reply to reply. Links, e-mail addresses and phone
-# numbers are blanked from the words (so "http" and digits are never terms),
-# and counted here instead, as a whole.
+# handles differ from reply to reply.
 MARKERS = {
     "[starts with @name]": re.compile(r"^\s*@\w"),
     "[@name]": re.compile(r"(?<![\w@])@\w"),
     "[#hashtag]": re.compile(r"(?<![\w&#])#[^\W\d_]"),
-    "[link]": re.compile(r"(?:https?://|www\.)\S"),
-    "[e-mail address]": re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"),
-    "[phone number]": re.compile(r"(?<!\w)\+?\(?\d[\d ().-]{5,}\d(?!\w)"),
+    "[link]": re.compile(_URL),
+    "[e-mail address]": re.compile(_EMAIL),
+    "[phone number]": re.compile(_PHONE),
 }
 # A reply always holds an @name: once "[@name]" is a term, the reply marker
 # would match nothing more (as a phrase containing a term).
 _IMPLIES = {"[starts with @name]": "[@name]"}
-# What every text with a marker contains.
-_MAY_HOLD_MARKERS = re.compile(r"[@#]|://|www\.|\d")
+# What every text with a marker contains: what a span that is not words
+# does, or "#".
+_MAY_HOLD_MARKERS = re.compile(f"{_MAY_HOLD_NOT_WORDS.pattern}|#")
 # The "auto" threshold's false discovery rate, and the "bonferroni" one's
 # family-wise error rate, over the vocabulary.
 _FDR = 0.1
