@@ -13,6 +13,7 @@ processes would have to agree (see ``_distributed``, whose feed overrides them).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Iterator
 from numbers import Integral
@@ -450,24 +451,20 @@ def release_free_memory():
         trim(0)
 
 
+@functools.cache
 def _malloc_trim():
-    global _TRIM
-    if _TRIM is None:
-        _TRIM = False
-        try:
-            import ctypes
-            import ctypes.util
+    """glibc's ``malloc_trim``, or None where there is none (looked up once)."""
+    import ctypes
+    import ctypes.util
 
-            name = ctypes.util.find_library("c")
-            if name is not None:
-                _TRIM = ctypes.CDLL(name).malloc_trim
-                _TRIM.argtypes = [ctypes.c_size_t]
-        except (OSError, AttributeError):
-            _TRIM = False
-    return _TRIM or None
-
-
-_TRIM = None
+    name = ctypes.util.find_library("c")
+    try:
+        trim = ctypes.CDLL(name).malloc_trim if name is not None else None
+    except (OSError, AttributeError):
+        return None
+    if trim is not None:
+        trim.argtypes = [ctypes.c_size_t]
+    return trim
 
 
 class StreamFeed:
